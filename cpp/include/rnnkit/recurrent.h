@@ -1,0 +1,106 @@
+// Public C++ API of the recurrent core: cell specs, shapes, forward pass with an explicit
+// reserve, and backpropagation through time. Knows nothing of Python.
+//
+// Letters (DESIGN.md): T time steps, B batch, I input features, H hidden units,
+// G gates (RNN 1, GRU 3, LSTM 4). All arrays are dense row-major; sequences are time-major.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace rnnkit {
+
+enum class CellKind { RnnTanh, RnnRelu, Lstm, Gru };
+
+struct CellSpec {
+  CellKind kind = CellKind::Lstm;
+  // GRU only: true applies the reset gate after the recurrent product (PyTorch/cuDNN),
+  // false before it (Cho et al. 2014, ONNX default).
+  bool linear_before_reset = true;
+  // gate_block[k]: which H-wide column block of Wx/Wh/b holds canonical gate k
+  // (LSTM i,f,g,o; GRU r,z,n). Identity by default; lets callers with another gate order
+  // (e.g. the classic NumPy LSTM's i,f,o,g) use the kernels without copying weights.
+  int gate_block[4] = {0, 1, 2, 3};
+
+  int gates() const {
+    switch (kind) {
+      case CellKind::Lstm: return 4;
+      case CellKind::Gru: return 3;
+      default: return 1;
+    }
+  }
+  bool has_cell_state() const { return kind == CellKind::Lstm; }
+};
+
+struct Dims {
+  int64_t T = 0, B = 0, I = 0, H = 0;
+};
+
+// Inputs of one layer, one direction. Optional pointers may be null (zeros / absent).
+template <typename T>
+struct LayerInputs {
+  const T* x = nullptr;               // [T, B, I]
+  const T* h0 = nullptr;              // [B, H] optional
+  const T* c0 = nullptr;              // [B, H] optional, LSTM only
+  const T* Wx = nullptr;              // [I, G*H] input-to-hidden weights
+  const T* Wh = nullptr;              // [H, G*H] hidden-to-hidden weights
+  const T* b = nullptr;               // [G*H] input bias
+  const T* bh = nullptr;              // [G*H] optional recurrent bias
+  const int64_t* lengths = nullptr;   // [B] optional, 0 <= lengths[b] <= T (checked by callers)
+  bool reverse = false;               // run each sequence from its own last valid step down to 0
+};
+
+template <typename T>
+struct LayerOutputs {
+  T* y = nullptr;   // [T, B, H] outputs; zero past each sequence's length
+  T* hT = nullptr;  // [B, H] state after each sequence's own last step
+  T* cT = nullptr;  // [B, H] LSTM only
+};
+
+// What backward needs, filled by a training-mode forward. Buffers are indexed by time
+// position (not by step), so padded positions stay zero and big GEMMs can run over all steps.
+template <typename T>
+struct Reserve {
+  Dims dims;
+  CellSpec spec;
+  std::vector<T> gates;   // [T, B, G*H] activated gates (RNN: unused, the state is the gate)
+  std::vector<T> states;  // [T, B, H] h at each valid position
+  std::vector<T> cells;   // [T, B, H] LSTM c_t
+  std::vector<T> extra;   // [T, B, H] GRU: h@Wh_n + bh_n (reset after) or r*h_prev (reset before)
+  size_t nbytes() const {
+    return (gates.size() + states.size() + cells.size() + extra.size()) * sizeof(T);
+  }
+};
+
+template <typename T>
+struct LayerGrads {
+  const T* dy = nullptr;   // [T, B, H] optional
+  const T* dhT = nullptr;  // [B, H] optional
+  const T* dcT = nullptr;  // [B, H] optional, LSTM only
+  // Results; all assigned (=), not accumulated. dbh may be null when the layer has no bh.
+  T* dx = nullptr;   // [T, B, I]
+  T* dh0 = nullptr;  // [B, H]
+  T* dc0 = nullptr;  // [B, H] LSTM only
+  T* dWx = nullptr;  // [I, G*H]
+  T* dWh = nullptr;  // [H, G*H]
+  T* db = nullptr;   // [G*H]
+  T* dbh = nullptr;  // [G*H]
+};
+
+// Forward pass. reserve == nullptr runs in inference mode and stores nothing for backward.
+template <typename T>
+void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+             const LayerOutputs<T>& out, Reserve<T>* reserve);
+
+// Backpropagation through time over a reserve filled by forward() with the same inputs.
+template <typename T>
+void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+              const Reserve<T>& reserve, const LayerGrads<T>& grads);
+
+// Embedding backward: dW[ids[n]] += dout[n] for n in [0, N); dW is [V, D] and is not cleared.
+// Ids equal to skip_id (e.g. a padding index; pass -1 for none) contribute nothing.
+template <typename T>
+void embedding_backward(const int64_t* ids, int64_t N, const T* dout, int64_t D, T* dW,
+                        int64_t skip_id);
+
+}  // namespace rnnkit

@@ -1,0 +1,37 @@
+// Process-wide runtime of the core: the BLAS it calls, its thread count, the SIMD ISA in use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rnnkit {
+
+// ---- BLAS -------------------------------------------------------------------------------
+// Loads OpenBLAS (the scipy-openblas32 wheel's libscipy_openblas.so) from `path` with dlopen.
+// Returns false and leaves the built-in fallback GEMM in place when the library or one of its
+// symbols cannot be found; `error` then says why.
+bool load_blas(const std::string& path, std::string* error);
+std::string blas_name();      // "OpenBLAS 0.3.x ..." or "builtin (slow fallback)"
+std::string blas_corename();  // OpenBLAS kernel family in use (e.g. "Haswell"), or ""
+
+// Row-major C = alpha * op(A) @ op(B) + beta * C, op(A): [M, K], op(B): [K, N], C: [M, N].
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// ---- threads ----------------------------------------------------------------------------
+// One setting governs every pool the package uses (the BLAS's and rnnkit's own).
+void set_num_threads(int n);
+int get_num_threads();
+int blas_num_threads();  // what the BLAS reports, to show the setting took effect
+int default_num_threads();  // usable cores (sched affinity)
+
+// ---- SIMD dispatch ----------------------------------------------------------------------
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);   // compiled in and usable on this CPU/OS
+Isa active_isa();
+// Selects the ISA used from now on. Returns false (and changes nothing) when unsupported.
+bool set_isa(Isa isa);
+
+}  // namespace rnnkit

@@ -1,0 +1,100 @@
+// ISA selection. Compiled for the baseline ISA and without LTO: nothing here may run a vector
+// instruction before the CPU check. The chosen table is picked once (at import, from cpuid,
+// or by RNNKIT_ISA=scalar|avx2|avx512) and read by every public call afterwards.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu/simd/kernels.h"
+
+namespace rnnkit {
+namespace {
+
+struct Tables {
+  PointwiseKernels<float> f[3];
+  PointwiseKernels<double> d[3];
+  bool supported[3] = {true, false, false};
+
+  Tables() {
+    fill_scalar_kernels(f[0], d[0]);
+#ifdef RNNKIT_HAVE_AVX2
+    __builtin_cpu_init();
+    // the fill functions only store addresses; the vector code runs only once chosen
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      fill_avx2_kernels(f[1], d[1]);
+      supported[1] = true;
+    }
+#endif
+#ifdef RNNKIT_HAVE_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+      fill_avx512_kernels(f[2], d[2]);
+      supported[2] = true;
+    }
+#endif
+  }
+};
+
+const Tables& tables() {
+  static const Tables t;
+  return t;
+}
+
+Isa best_supported() {
+  for (int i = 2; i > 0; --i)
+    if (tables().supported[i]) return Isa(i);
+  return Isa::Scalar;
+}
+
+// The environment override asks for an ISA; an unsupported request falls back down the chain
+// avx512 -> avx2 -> scalar rather than failing the import.
+Isa initial_isa() {
+  const char* env = std::getenv("RNNKIT_ISA");
+  if (!env || !*env) return best_supported();
+  int wanted = 2;
+  if (!std::strcmp(env, "scalar")) wanted = 0;
+  else if (!std::strcmp(env, "avx2")) wanted = 1;
+  for (int i = wanted; i > 0; --i)
+    if (tables().supported[i]) return Isa(i);
+  return Isa::Scalar;
+}
+
+std::atomic<int>& active() {
+  static std::atomic<int> a{int(initial_isa())};
+  return a;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+    default: return "scalar";
+  }
+}
+
+bool isa_supported(Isa isa) { return tables().supported[int(isa)]; }
+Isa active_isa() { return Isa(active().load()); }
+
+bool set_isa(Isa isa) {
+  if (!isa_supported(isa)) return false;
+  active() = int(isa);
+  return true;
+}
+
+template <>
+const PointwiseKernels<float>& kernels<float>() { return tables().f[active().load()]; }
+template <>
+const PointwiseKernels<double>& kernels<double>() { return tables().d[active().load()]; }
+
+template <>
+const PointwiseKernels<float>& kernels_for<float>(Isa isa) {
+  return tables().f[isa_supported(isa) ? int(isa) : 0];
+}
+template <>
+const PointwiseKernels<double>& kernels_for<double>(Isa isa) {
+  return tables().d[isa_supported(isa) ? int(isa) : 0];
+}
+
+}  // namespace rnnkit

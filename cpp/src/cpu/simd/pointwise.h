@@ -1,0 +1,209 @@
+// Fused pointwise gate kernels, written once over a vector type V (see vec_*.h) and
+// instantiated by each ISA translation unit. The bulk of a row runs V::width lanes at a time,
+// the remainder one lane at a time with ScalarVec. See kernels.h for the contracts.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/simd/kernels.h"
+#include "cpu/simd/vec_math.h"
+#include "cpu/simd/vec_scalar.h"
+
+namespace rnnkit::simd {
+
+// Calls body(W{}, j) for lanes [j, j + W::width) covering [0, H): W = V in bulk, then ScalarVec.
+template <class V, class Body>
+inline void for_each_lane(int64_t H, Body&& body) {
+  using T = typename V::Scalar;
+  int64_t j = 0;
+  for (; j + V::width <= H; j += V::width) body(V{}, j);
+  for (; j < H; ++j) body(ScalarVec<T>{}, j);
+}
+
+// Loads p[j..] or zeros when p is null (optional states).
+template <class W, typename T>
+inline W load_or_zero(const T* p, int64_t j) {
+  return p ? W::load(p + j) : W::set1(T(0));
+}
+
+template <class V>
+struct Pointwise {
+  using T = typename V::Scalar;
+
+  static void rnn_forward(const T* ax, const T* ah, bool relu, T* h, int64_t H) {
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W a = W::load(ax + j) + W::load(ah + j);
+      (relu ? W::relu(a) : vtanh(a)).store(h + j);
+    });
+  }
+
+  static void rnn_backward(const T* h, const T* dh, bool relu, T* da, int64_t H) {
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W hv = W::load(h + j), g = W::load(dh + j);
+      const W out = relu ? W::where_positive(hv, g) : g * (W::set1(1) - hv * hv);
+      out.store(da + j);
+    });
+  }
+
+  static void lstm_forward(const T* ax, const T* ah, const T* c_prev, const int* block, T* gates,
+                           T* c, T* h, int64_t H) {
+    const int64_t oi = block[0] * H, of = block[1] * H, og = block[2] * H, oo = block[3] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W i = vsigmoid(W::load(ax + oi + j) + W::load(ah + oi + j));
+      const W f = vsigmoid(W::load(ax + of + j) + W::load(ah + of + j));
+      const W g = vtanh(W::load(ax + og + j) + W::load(ah + og + j));
+      const W o = vsigmoid(W::load(ax + oo + j) + W::load(ah + oo + j));
+      const W cv = W::fmadd(f, load_or_zero<W>(c_prev, j), i * g);
+      if (gates) {
+        i.store(gates + oi + j);
+        f.store(gates + of + j);
+        g.store(gates + og + j);
+        o.store(gates + oo + j);
+      }
+      cv.store(c + j);
+      (o * vtanh(cv)).store(h + j);
+    });
+  }
+
+  static void lstm_backward(const T* gates, const T* c, const T* c_prev, const T* dh,
+                            const T* dc, const int* block, T* da, T* dc_prev, int64_t H) {
+    const int64_t oi = block[0] * H, of = block[1] * H, og = block[2] * H, oo = block[3] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W one = W::set1(1);
+      const W i = W::load(gates + oi + j), f = W::load(gates + of + j);
+      const W g = W::load(gates + og + j), o = W::load(gates + oo + j);
+      const W tc = vtanh(W::load(c + j));
+      const W dhv = W::load(dh + j);
+      // total gradient reaching c_t: from h_t = o tanh(c_t) and from c_{t+1}
+      const W dcv = W::fmadd(dhv * o, one - tc * tc, load_or_zero<W>(dc, j));
+      const W di = dcv * g, df = dcv * load_or_zero<W>(c_prev, j), dg = dcv * i, dov = dhv * tc;
+      (di * i * (one - i)).store(da + oi + j);
+      (df * f * (one - f)).store(da + of + j);
+      (dg * (one - g * g)).store(da + og + j);
+      (dov * o * (one - o)).store(da + oo + j);
+      (dcv * f).store(dc_prev + j);
+    });
+  }
+
+  static void gru_forward(const T* ax, const T* ah, const T* bh_n, const T* h_prev,
+                          const int* block, T* gates, T* hn, T* h, int64_t H) {
+    const int64_t orr = block[0] * H, oz = block[1] * H, on = block[2] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W r = vsigmoid(W::load(ax + orr + j) + W::load(ah + orr + j));
+      const W z = vsigmoid(W::load(ax + oz + j) + W::load(ah + oz + j));
+      const W hnv = W::load(ah + on + j) + load_or_zero<W>(bh_n, j);
+      const W n = vtanh(W::fmadd(r, hnv, W::load(ax + on + j)));
+      const W hp = load_or_zero<W>(h_prev, j);
+      if (gates) {
+        r.store(gates + orr + j);
+        z.store(gates + oz + j);
+        n.store(gates + on + j);
+        hnv.store(hn + j);
+      }
+      W::fmadd(z, hp - n, n).store(h + j);  // (1-z) n + z h_prev
+    });
+  }
+
+  static void gru_backward(const T* gates, const T* hn, const T* h_prev, const T* dh,
+                           const int* block, T* dah, T* dax_n, T* dh_prev, int64_t H) {
+    const int64_t orr = block[0] * H, oz = block[1] * H, on = block[2] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W one = W::set1(1);
+      const W r = W::load(gates + orr + j), z = W::load(gates + oz + j);
+      const W n = W::load(gates + on + j), hp = load_or_zero<W>(h_prev, j);
+      const W dhv = W::load(dh + j);
+      const W dn_pre = dhv * (one - z) * (one - n * n);
+      const W dz_pre = dhv * (hp - n) * z * (one - z);
+      const W dr_pre = dn_pre * W::load(hn + j) * r * (one - r);
+      dn_pre.store(dax_n + j);
+      dr_pre.store(dah + orr + j);
+      dz_pre.store(dah + oz + j);
+      (dn_pre * r).store(dah + on + j);
+      (dhv * z).store(dh_prev + j);
+    });
+  }
+
+  static void gru_forward_rz(const T* ax, const T* ah, const T* h_prev, const int* block,
+                             T* gates, T* rh, int64_t H) {
+    const int64_t orr = block[0] * H, oz = block[1] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W r = vsigmoid(W::load(ax + orr + j) + W::load(ah + orr + j));
+      const W z = vsigmoid(W::load(ax + oz + j) + W::load(ah + oz + j));
+      r.store(gates + orr + j);
+      z.store(gates + oz + j);
+      (r * load_or_zero<W>(h_prev, j)).store(rh + j);
+    });
+  }
+
+  static void gru_forward_n(const T* ax, const T* ah_n, const T* h_prev, const int* block,
+                            T* gates, T* h, int64_t H) {
+    const int64_t oz = block[1] * H, on = block[2] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W n = vtanh(W::load(ax + on + j) + W::load(ah_n + j));
+      const W z = W::load(gates + oz + j);
+      n.store(gates + on + j);
+      W::fmadd(z, load_or_zero<W>(h_prev, j) - n, n).store(h + j);
+    });
+  }
+
+  static void gru_backward_zn(const T* gates, const T* h_prev, const T* dh, const int* block,
+                              T* da, T* dh_prev, int64_t H) {
+    const int64_t oz = block[1] * H, on = block[2] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W one = W::set1(1);
+      const W z = W::load(gates + oz + j), n = W::load(gates + on + j);
+      const W hp = load_or_zero<W>(h_prev, j), dhv = W::load(dh + j);
+      (dhv * (one - z) * (one - n * n)).store(da + on + j);
+      (dhv * (hp - n) * z * (one - z)).store(da + oz + j);
+      (dhv * z).store(dh_prev + j);
+    });
+  }
+
+  static void gru_backward_r(const T* gates, const T* h_prev, const T* d_rh, const int* block,
+                             T* da, T* dh_prev, int64_t H) {
+    const int64_t orr = block[0] * H;
+    for_each_lane<V>(H, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W r = W::load(gates + orr + j), drh = W::load(d_rh + j);
+      (drh * load_or_zero<W>(h_prev, j) * r * (W::set1(1) - r)).store(da + orr + j);
+      W::fmadd(drh, r, W::load(dh_prev + j)).store(dh_prev + j);
+    });
+  }
+
+  static void exp(const T* x, T* y, int64_t n) {
+    for_each_lane<V>(n, [&](auto w, int64_t j) { vexp(decltype(w)::load(x + j)).store(y + j); });
+  }
+  static void sigmoid(const T* x, T* y, int64_t n) {
+    for_each_lane<V>(n, [&](auto w, int64_t j) { vsigmoid(decltype(w)::load(x + j)).store(y + j); });
+  }
+  static void tanh(const T* x, T* y, int64_t n) {
+    for_each_lane<V>(n, [&](auto w, int64_t j) { vtanh(decltype(w)::load(x + j)).store(y + j); });
+  }
+
+  static void fill(PointwiseKernels<T>& k) {
+    k.rnn_forward = rnn_forward;
+    k.rnn_backward = rnn_backward;
+    k.lstm_forward = lstm_forward;
+    k.lstm_backward = lstm_backward;
+    k.gru_forward = gru_forward;
+    k.gru_backward = gru_backward;
+    k.gru_forward_rz = gru_forward_rz;
+    k.gru_forward_n = gru_forward_n;
+    k.gru_backward_zn = gru_backward_zn;
+    k.gru_backward_r = gru_backward_r;
+    k.exp = exp;
+    k.sigmoid = sigmoid;
+    k.tanh = tanh;
+  }
+};
+
+}  // namespace rnnkit::simd

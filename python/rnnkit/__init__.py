@@ -1,0 +1,93 @@
+"""rnnkit: fast recurrent networks (RNN, LSTM, GRU) for NumPy users.
+
+The C++ core (``rnnkit._core``) runs fused forward passes and backpropagation through time;
+this package wraps it with NumPy-in/NumPy-out functions (``rnnkit.functional``), drop-in
+replacements for the classic NumPy RNN functions (``rnnkit.dropin``) and a readable NumPy
+reference (``rnnkit.reference``).
+"""
+from __future__ import annotations
+
+import os
+
+from . import _core
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "set_num_threads",
+    "get_num_threads",
+    "get_isa",
+    "set_isa",
+    "supported_isas",
+    "info",
+]
+
+
+def _load_openblas() -> str:
+    """Loads OpenBLAS from the scipy-openblas32 wheel; returns '' or why it failed."""
+    try:
+        import scipy_openblas32
+    except ImportError as exc:  # pragma: no cover - it is a declared dependency
+        return f"scipy-openblas32 is not installed ({exc})"
+    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+    ok, error = _core.load_blas(path)
+    return "" if ok else error
+
+
+_blas_error = _load_openblas()
+if _blas_error:  # pragma: no cover - only on broken installs
+    import warnings
+
+    warnings.warn(f"rnnkit: OpenBLAS could not be loaded, using a slow fallback GEMM: {_blas_error}")
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads of every pool rnnkit uses (its own and OpenBLAS's)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Number of threads rnnkit uses (default: the cores this process may run on)."""
+    return _core.get_num_threads()
+
+
+def supported_isas() -> list[str]:
+    """SIMD instruction sets usable on this CPU, from 'scalar' up."""
+    return list(_core.supported_isas())
+
+
+def get_isa() -> str:
+    """The SIMD instruction set the kernels run with now."""
+    return _core.active_isa()
+
+
+def set_isa(name: str) -> None:
+    """Selects the SIMD kernels ('scalar', 'avx2', 'avx512'); ValueError when unsupported.
+
+    The environment variable RNNKIT_ISA sets the initial choice at import.
+    """
+    _core.set_isa(name)
+
+
+def info() -> dict:
+    """Version, build flags, SIMD ISAs, threads and BLAS, as a dict."""
+    build = dict(_core.build_info())
+    return {
+        "version": __version__,
+        "build": build,
+        "isa_supported": supported_isas(),
+        "isa_active": get_isa(),
+        "isa_env_override": os.environ.get("RNNKIT_ISA", ""),
+        "threads": get_num_threads(),
+        "blas": _core.blas_name(),
+        "blas_core": _core.blas_corename(),
+        "blas_threads": _core.blas_num_threads(),
+    }
+
+
+_core.set_num_threads(_core.default_num_threads())
