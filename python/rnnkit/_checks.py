@@ -1,0 +1,69 @@
+"""Argument checks shared by the public functions: every message names the argument and
+says what was expected, so bad input fails in Python before it reaches the C++ core."""
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def shape_str(shape) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def float_array(value, name: str, ndim: int | None = None, dtype=None) -> np.ndarray:
+    """Returns `value` as a C-contiguous float32/float64 array (copying only when needed).
+
+    dtype: the dtype every floating argument of the call must share (None: take value's).
+    """
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    arr = np.asarray(value)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating) or arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but x has {np.dtype(dtype)}; "
+            "all floating arguments of one call must share one dtype"
+        )
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {arr.ndim}-D array of shape {shape_str(arr.shape)}")
+    return np.ascontiguousarray(arr)
+
+
+def expect_shape(arr: np.ndarray, name: str, shape, meaning: str) -> None:
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(
+            f"{name} must have shape {meaning} = {shape_str(shape)}, got {shape_str(arr.shape)}"
+        )
+
+
+def optional_float(value, name: str, shape, meaning: str, dtype) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = float_array(value, name, ndim=len(shape), dtype=dtype)
+    expect_shape(arr, name, shape, meaning)
+    return arr
+
+
+def lengths_array(lengths, batch: int, steps: int) -> np.ndarray | None:
+    """Checks `lengths`: integers, shape (B,), each in [0, T]. None means all T."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"lengths must be an integer array of shape (B,), got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != batch:
+        raise ValueError(f"lengths must have shape (B,) = ({batch},), got {shape_str(arr.shape)}")
+    if batch and (arr.min() < 0 or arr.max() > steps):
+        bad = int(np.flatnonzero((arr < 0) | (arr > steps))[0])
+        raise ValueError(f"lengths[{bad}] = {int(arr[bad])} is outside [0, T={steps}]")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def int_ids(ids, name: str = "ids") -> np.ndarray:
+    """Integer token ids as int64 (float, bool or object ids are rejected, not truncated)."""
+    arr = np.asarray(ids)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
