@@ -1,0 +1,291 @@
+"""Bad and unusual input to rnnkit.functional and the runtime controls: clear exceptions that
+name the argument, never a crash; unusual-but-valid input (non-contiguous, empty, non-finite)
+gives correct results."""
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import _core
+from rnnkit import functional as F
+
+T, B, I, H = 4, 3, 5, 6
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def make(cell, dtype=np.float64, T=T, B=B, I=I, H=H, seed=0):
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    return dict(
+        x=rng.standard_normal((T, B, I)).astype(dtype),
+        h0=rng.standard_normal((B, H)).astype(dtype),
+        Wx=(rng.standard_normal((I, G * H)) / np.sqrt(I)).astype(dtype),
+        Wh=(rng.standard_normal((H, G * H)) / np.sqrt(H)).astype(dtype),
+        b=rng.standard_normal(G * H).astype(dtype),
+        bh=rng.standard_normal(G * H).astype(dtype),
+    )
+
+
+def forward(cell, a, **kw):
+    """Runs the cell's forward; returns (y, hT, cache) for every cell."""
+    if cell == "rnn":
+        return F.rnn_forward(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a.get("bh"), **kw)
+    if cell == "lstm":
+        y, hT, _, cache = F.lstm_forward(a["x"], a["h0"], a.get("c0"), a["Wx"], a["Wh"], a["b"], a.get("bh"), **kw)
+        return y, hT, cache
+    return F.gru_forward(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a.get("bh"), **kw)
+
+
+def backward(cell, dy, dhT, cache):
+    if cell == "lstm":
+        return F.lstm_backward(dy, dhT, None, cache)
+    return (F.rnn_backward if cell == "rnn" else F.gru_backward)(dy, dhT, cache)
+
+
+CELLS = ["rnn", "lstm", "gru"]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "name, shape, pattern",
+    [
+        ("x", (T, B), r"x must be 3-D"),
+        ("h0", (B, H + 1), r"h0 must have shape \(B, H\) = \(3, 6\), got \(3, 7\)"),
+        ("Wx", (I + 1, None), r"Wx must have shape"),
+        ("Wh", (H, None), None),
+        ("b", (None,), r"b must have shape"),
+        ("bh", (None,), r"bh must have shape"),
+    ],
+)
+def test_wrong_shapes_name_the_argument(cell, name, shape, pattern):
+    a = make(cell)
+    G = GATES[cell]
+    if name == "Wh":
+        a["Wh"] = np.zeros((H, G * H + 1))
+        pattern = r"Wh must have shape \(H, %d\*H\)" % G
+    elif name in ("b", "bh"):
+        a[name] = np.zeros(G * H + 2)
+    elif name == "Wx":
+        a["Wx"] = np.zeros((I + 1, G * H))
+    else:
+        a[name] = np.zeros(shape)
+    with pytest.raises(ValueError, match=pattern):
+        forward(cell, a)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_mixed_dtypes_rejected(cell):
+    a = make(cell)
+    a["Wh"] = a["Wh"].astype(np.float32)
+    with pytest.raises(TypeError, match=r"Wh has dtype float32 but x has float64"):
+        forward(cell, a)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bad", [np.int64, np.complex128, object, np.float16])
+def test_non_float_arrays_rejected(cell, bad):
+    a = make(cell)
+    a["x"] = np.ones((T, B, I)).astype(bad)
+    with pytest.raises(TypeError, match=r"x must be a float32 or float64 array"):
+        forward(cell, a)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize(
+    "lengths, err, pattern",
+    [
+        ([1, 2], ValueError, r"lengths must have shape \(B,\) = \(3,\), got \(2,\)"),
+        ([1, 2, T + 1], ValueError, r"lengths\[2\] = 5 is outside \[0, T=4\]"),
+        ([1, -1, 2], ValueError, r"lengths\[1\] = -1 is outside"),
+        ([1.0, 2.0, 3.0], TypeError, r"lengths must be an integer array"),
+        ([[1, 2, 3]], ValueError, r"lengths must have shape"),
+    ],
+)
+def test_bad_lengths(cell, lengths, err, pattern):
+    with pytest.raises(err, match=pattern):
+        forward(cell, make(cell), lengths=np.array(lengths))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_non_contiguous_inputs_give_the_same_result(cell):
+    a = make(cell)
+    y_ref, hT_ref, cache = forward(cell, a)
+    g_ref = backward(cell, np.ones_like(y_ref), None, cache)
+    # Fortran-order and strided views of the same values
+    b = dict(a)
+    b["x"] = np.asfortranarray(a["x"])
+    b["Wh"] = np.asfortranarray(a["Wh"])
+    wide = np.zeros((a["Wx"].shape[0], 2 * a["Wx"].shape[1]))
+    wide[:, ::2] = a["Wx"]
+    b["Wx"] = wide[:, ::2]
+    assert not b["Wx"].flags.c_contiguous
+    y, hT, cache = forward(cell, b)
+    g = backward(cell, np.ones_like(y), None, cache)
+    np.testing.assert_array_equal(y, y_ref)  # same arithmetic on the same values: bit-identical
+    np.testing.assert_array_equal(hT, hT_ref)
+    for got, want in zip(g, g_ref):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_non_finite_values_propagate(cell):
+    a = make(cell)
+    a["x"][1, 0, 0] = np.nan
+    a["x"][2, 1, 0] = np.inf
+    y, hT, cache = forward(cell, a)
+    # row 0 is NaN from step 1 on, rows 2 never saw a non-finite input
+    assert np.isnan(y[1:, 0]).all()
+    assert np.isfinite(y[:, 2]).all()
+    assert np.isfinite(y[:2, 1]).all()
+    grads = backward(cell, np.ones_like(y), None, cache)
+    assert all(g.shape for g in grads if g is not None)  # returns, no crash
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_large_inputs_saturate_without_nan(cell):
+    a = make(cell)
+    a["x"] *= 1e30
+    a["h0"] = None  # from a zero state, every cell's h is a convex mix of tanh values: |h| <= 1
+    y, hT, cache = forward(cell, a)
+    assert np.isfinite(y).all()
+    assert np.abs(y).max() <= 1.0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dims", [dict(B=0), dict(T=0), dict(T=0, B=0), dict(I=0)])
+def test_empty_batch_or_sequence(cell, dims):
+    a = make(cell, **dims)
+    y, hT, cache = forward(cell, a)
+    Tn, Bn = a["x"].shape[:2]
+    assert y.shape == (Tn, Bn, H) and hT.shape == (Bn, H)
+    if Tn == 0:
+        np.testing.assert_array_equal(hT, a["h0"])  # no step: the initial state is final
+    grads = backward(cell, np.ones_like(y), np.ones_like(hT), cache)
+    dx, dh0 = grads[0], grads[1]
+    assert dx.shape == a["x"].shape and dh0.shape == (Bn, H)
+    if Tn == 0:
+        np.testing.assert_array_equal(dh0, np.ones_like(hT))
+        assert not np.any(grads[-3]) and not np.any(grads[-4])  # dWh, dWx are zero
+
+
+def test_zero_lengths_keep_initial_state_and_zero_outputs():
+    a = make("lstm")
+    a["c0"] = np.random.default_rng(1).standard_normal((B, H))
+    y, hT, cT, cache = F.lstm_forward(a["x"], a["h0"], a["c0"], a["Wx"], a["Wh"], a["b"],
+                                      lengths=np.array([0, T, 2]))
+    np.testing.assert_array_equal(y[:, 0], 0)
+    np.testing.assert_array_equal(y[2:, 2], 0)
+    np.testing.assert_array_equal(hT[0], a["h0"][0])
+    np.testing.assert_array_equal(cT[0], a["c0"][0])
+    np.testing.assert_array_equal(hT[1], y[T - 1, 1])
+    np.testing.assert_array_equal(hT[2], y[1, 2])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_mode_has_no_cache_and_backward_explains(cell):
+    a = make(cell)
+    y, hT, cache = forward(cell, a, inference=True)
+    y2, _, cache2 = forward(cell, a)
+    assert cache is None and cache2.nbytes > 0
+    np.testing.assert_array_equal(y, y2)
+    with pytest.raises(ValueError, match=r"inference=True"):
+        backward(cell, np.ones_like(y), None, None)
+
+
+def test_wrong_cache_rejected():
+    a = make("rnn")
+    _, _, cache = forward("rnn", a)
+    with pytest.raises(TypeError, match=r"cache must come from the matching forward"):
+        F.gru_backward(None, None, cache)
+    with pytest.raises(TypeError, match=r"cache must come from the matching forward"):
+        F.rnn_backward(None, None, {"not": "a cache"})
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_gradient_shapes_checked(cell):
+    a = make(cell)
+    y, hT, cache = forward(cell, a)
+    with pytest.raises(ValueError, match=r"dy must have shape \(T, B, H\)"):
+        backward(cell, np.ones((T, B, H + 1)), None, cache)
+    with pytest.raises(ValueError, match=r"dhT must have shape \(B, H\)"):
+        backward(cell, None, np.ones((B + 1, H)), cache)
+    with pytest.raises(TypeError, match=r"dy has dtype float32"):
+        backward(cell, np.ones((T, B, H), np.float32), None, cache)
+
+
+def test_cache_is_independent_of_later_changes_to_outputs():
+    """Changing y in place after forward (a common NumPy habit) must not corrupt backward."""
+    a = make("lstm")
+    y, hT, cache = forward("lstm", a)
+    g1 = backward("lstm", np.ones_like(y), None, cache)
+    y *= 0.0
+    g2 = backward("lstm", np.ones_like(y), None, cache)
+    for u, v in zip(g1, g2):
+        if u is not None:
+            np.testing.assert_array_equal(u, v)
+
+
+def test_dbh_is_none_exactly_when_bh_is_none():
+    a = make("gru")
+    a_no = dict(a, bh=None)
+    for args, expect_none in ((a, False), (a_no, True)):
+        y, hT, cache = forward("gru", args)
+        dbh = backward("gru", np.ones_like(y), None, cache)[-1]
+        assert (dbh is None) == expect_none
+
+
+def test_bad_options():
+    a = make("rnn")
+    with pytest.raises(ValueError, match=r"nonlinearity must be 'tanh' or 'relu'"):
+        F.rnn_forward(a["x"], None, a["Wx"], a["Wh"], a["b"], nonlinearity="sigmoid")
+    a = make("lstm")
+    with pytest.raises(ValueError, match=r"gate_order must be a permutation of 'ifgo'"):
+        F.lstm_forward(a["x"], None, None, a["Wx"], a["Wh"], a["b"], gate_order="iffo")
+
+
+def test_gate_order_reads_permuted_columns_in_place():
+    a = make("lstm")
+    H4 = a["Wx"].shape[1]
+    h = H4 // 4
+    perm = np.r_[0:h, h:2 * h, 3 * h:4 * h, 2 * h:3 * h]  # ifgo -> ifog columns
+    y_ref, hT_ref, cT_ref, _ = F.lstm_forward(a["x"], a["h0"], None, a["Wx"], a["Wh"], a["b"])
+    y, hT, cT, _ = F.lstm_forward(a["x"], a["h0"], None, a["Wx"][:, perm], a["Wh"][:, perm],
+                                  a["b"][perm], gate_order="ifog")
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-15)  # same maths, permuted storage
+
+
+def test_threads_and_isa_controls():
+    n = rnnkit.get_num_threads()
+    try:
+        rnnkit.set_num_threads(1)
+        assert rnnkit.get_num_threads() == 1 and _core.blas_num_threads() == 1
+    finally:
+        rnnkit.set_num_threads(n)
+    assert rnnkit.get_num_threads() == n
+    with pytest.raises(ValueError, match=r"n must be >= 1"):
+        rnnkit.set_num_threads(0)
+    with pytest.raises(TypeError, match=r"n must be an int"):
+        rnnkit.set_num_threads(1.5)
+    assert "scalar" in rnnkit.supported_isas()
+    with pytest.raises(ValueError, match=r"isa must be one of"):
+        rnnkit.set_isa("sse9")
+    unsupported = [i for i in ("avx2", "avx512") if i not in rnnkit.supported_isas()]
+    for name in unsupported:
+        with pytest.raises(ValueError, match=r"not supported"):
+            rnnkit.set_isa(name)
+
+
+def test_info_reports_openblas():
+    info = rnnkit.info()
+    assert info["version"] == rnnkit.__version__
+    assert "OpenBLAS" in info["blas"]
+    assert info["isa_active"] in info["isa_supported"]
+
+
+def test_cli_info_and_demo(capsys):
+    from rnnkit.cli import main
+
+    assert main(["info"]) == 0
+    assert "ISA active" in capsys.readouterr().out
+    pytest.importorskip("rnnkit.reference")
+    assert main(["demo", "--steps", "5", "--batch", "2", "--inputs", "3", "--hidden", "4", "--repeats", "1"]) == 0
+    assert "faster" in capsys.readouterr().out
