@@ -1,0 +1,11 @@
+"""rnnkit.text: from raw texts to bag-of-words matrices and to padded id sequences.
+
+One pipeline, pure Python + NumPy/SciPy: ``normalize`` -> ``tokenize`` (stop words, n-grams)
+-> ``Vocabulary`` / ``to_sequences`` for RNNs, or ``BagOfWords`` for document-term matrices.
+Full documentation: docs/text.md.
+"""
+from .normalize import normalize
+from .stopwords import english_stop_words
+from .tokenize import Tokenizer, tokenize
+
+__all__ = ["normalize", "english_stop_words", "Tokenizer", "tokenize"]
