@@ -6,6 +6,8 @@ Full documentation: docs/text.md.
 """
 from .normalize import normalize
 from .stopwords import english_stop_words
+from .sequences import to_sequences
 from .tokenize import Tokenizer, tokenize
+from .vocabulary import Vocabulary
 
-__all__ = ["normalize", "english_stop_words", "Tokenizer", "tokenize"]
+__all__ = ["normalize", "english_stop_words", "Tokenizer", "tokenize", "Vocabulary", "to_sequences"]
