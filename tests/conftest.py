@@ -132,3 +132,16 @@ class Harness:
 @pytest.fixture(scope="session")
 def harness():
     return Harness
+
+
+@pytest.fixture
+def restore_isa_and_threads():
+    """Lets a test switch rnnkit.set_isa / set_num_threads; puts back what was active."""
+    import rnnkit
+
+    isa, threads = rnnkit.get_isa(), rnnkit.get_num_threads()
+    try:
+        yield rnnkit
+    finally:
+        rnnkit.set_isa(isa)
+        rnnkit.set_num_threads(threads)
