@@ -101,17 +101,17 @@ def _rnn_step_forward(x_t, states, p):
     return (h,), (h_prev, h)
 
 
-def _rnn_step_backward(dstates, x_t, saved, p, g):
+def _rnn_step_backward(dstates, x_t, saved, p, grads):
     (dh,) = dstates
     h_prev, h = saved
     if p.nonlinearity == "tanh":
         da = dh * (1 - h * h)
     else:  # relu'(a) = 1 where a > 0, which is exactly where h > 0
         da = dh * (h > 0)
-    g.dWx += x_t.T @ da
-    g.dWh += h_prev.T @ da
-    g.db += da.sum(axis=0)
-    g.dbh += da.sum(axis=0)
+    grads.dWx += x_t.T @ da
+    grads.dWh += h_prev.T @ da
+    grads.db += da.sum(axis=0)
+    grads.dbh += da.sum(axis=0)
     return da @ p.Wx.T, (da @ p.Wh.T,)
 
 
