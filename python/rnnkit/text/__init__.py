@@ -4,10 +4,12 @@ One pipeline, pure Python + NumPy/SciPy: ``normalize`` -> ``tokenize`` (stop wor
 -> ``Vocabulary`` / ``to_sequences`` for RNNs, or ``BagOfWords`` for document-term matrices.
 Full documentation: docs/text.md.
 """
+from .bow import BagOfWords, NotFittedError
 from .normalize import normalize
 from .stopwords import english_stop_words
 from .sequences import to_sequences
 from .tokenize import Tokenizer, tokenize
 from .vocabulary import Vocabulary
 
-__all__ = ["normalize", "english_stop_words", "Tokenizer", "tokenize", "Vocabulary", "to_sequences"]
+__all__ = ["normalize", "english_stop_words", "Tokenizer", "tokenize", "Vocabulary", "to_sequences",
+           "BagOfWords", "NotFittedError"]
