@@ -1,0 +1,165 @@
+"""Embedding lookup: forward, its dense gradient, and nearest neighbours by cosine.
+
+Shapes: ``ids`` any shape S of integer ids into ``W``: (V, D) (V vocabulary size, D embedding
+size); the output is S + (D,). ``ids`` of shape (T, B) give time-major (T, B, D) input for the
+recurrent functions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass
+class EmbeddingCache:
+    """What ``embedding_backward`` needs: the flat checked ids and the table's shape and dtype
+    (not the table itself, which can be large)."""
+
+    ids: np.ndarray  # (N,) int64, C-contiguous
+    ids_shape: tuple
+    num_embeddings: int
+    embedding_dim: int
+    dtype: np.dtype
+    padding_idx: int | None
+
+
+def _table(W) -> np.ndarray:
+    W = np.asarray(W)
+    if W.dtype not in _FLOATS:
+        raise TypeError(f"W must be a float32 or float64 array, got dtype {W.dtype}")
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D (V, D), got shape {W.shape}")
+    return W
+
+
+def _position(shape, flat_index: int):
+    pos = tuple(int(i) for i in np.unravel_index(flat_index, shape))
+    return pos[0] if len(pos) == 1 else pos
+
+
+def check_ids(ids, num_embeddings: int, name: str = "ids") -> np.ndarray:
+    """``ids`` as an int64 array, or TypeError (not integers) / IndexError (naming the first
+    offending id and its position) when an id is negative or >= ``num_embeddings``."""
+    arr = np.asarray(ids)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)  # np.asarray([]) is float64; an empty batch is fine
+    if arr.dtype == bool or arr.dtype.kind not in "iu":
+        hint = " (cast with .astype(np.int64) if they are whole numbers)" if arr.dtype.kind == "f" else ""
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}{hint}")
+    if arr.size:
+        if arr.dtype.kind == "i" and arr.min() < 0:
+            flat = int(np.argmax(arr.reshape(-1) < 0))
+            raise IndexError(f"{name} contains a negative id {int(arr.reshape(-1)[flat])} at position "
+                             f"{_position(arr.shape, flat)}; ids must be in [0, {num_embeddings})")
+        if arr.max() >= num_embeddings:
+            flat = int(np.argmax(arr.reshape(-1) >= num_embeddings))
+            raise IndexError(f"{name} contains id {int(arr.reshape(-1)[flat])} at position "
+                             f"{_position(arr.shape, flat)}, out of range for {num_embeddings} "
+                             f"embeddings (valid ids: 0..{num_embeddings - 1})")
+    return arr.astype(np.int64, copy=False)
+
+
+def embedding_forward(ids, W, *, padding_idx: int | None = None):
+    """Looks up rows of ``W``: ``out[..., :] = W[ids[...]]``. Returns ``(out, cache)``.
+
+    ids: integer array of any shape S; W: (V, D) float32/float64; out: S + (D,), W's dtype.
+    padding_idx: an id whose output rows are zero (whatever ``W[padding_idx]`` holds) and
+    which receives no gradient, so padding never leaks into results or gradients.
+    """
+    W = _table(W)
+    V, D = W.shape
+    ids = check_ids(ids, V)
+    if padding_idx is not None:
+        if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+            raise TypeError(f"padding_idx must be None or an int, got {type(padding_idx).__name__}")
+        if not 0 <= padding_idx < V:
+            raise ValueError(f"padding_idx must be in [0, {V}), got {padding_idx}")
+        padding_idx = int(padding_idx)
+    flat = np.ascontiguousarray(ids.reshape(-1))
+    out = np.take(W, flat, axis=0)
+    if padding_idx is not None:
+        out[flat == padding_idx] = 0
+    cache = EmbeddingCache(flat, ids.shape, V, D, W.dtype, padding_idx)
+    return out.reshape(ids.shape + (D,)), cache
+
+
+def embedding_backward(dout, cache: EmbeddingCache) -> np.ndarray:
+    """Gradient of the table: dense ``dW`` (V, D) with ``dW[v] = sum of dout where ids == v``.
+
+    Rows of unused ids (and of ``padding_idx``) are zero. Deterministic (the same inputs give
+    bit-identical ``dW``). dout: S + (D,) with W's dtype. The scatter-add runs in C++
+    (``rnnkit._core.embedding_backward``); see bench/bench_text.py for its speed against
+    ``np.add.at``.
+    """
+    if not isinstance(cache, EmbeddingCache):
+        raise TypeError(f"cache must be the EmbeddingCache returned by embedding_forward, "
+                        f"got {type(cache).__name__}")
+    dout = np.asarray(dout)
+    if dout.dtype != cache.dtype:
+        raise TypeError(f"dout must have W's dtype {cache.dtype}, got {dout.dtype}")
+    expected = cache.ids_shape + (cache.embedding_dim,)
+    if dout.shape != expected:
+        raise ValueError(f"dout must have shape ids.shape + (D,) = {expected}, got {dout.shape}")
+    dout2 = np.ascontiguousarray(dout.reshape(-1, cache.embedding_dim))
+    dW = np.zeros((cache.num_embeddings, cache.embedding_dim), dtype=cache.dtype)
+    if dout2.shape[0]:
+        skip = -1 if cache.padding_idx is None else cache.padding_idx
+        _core.embedding_backward(cache.ids, dout2, dW, skip)
+    return dW
+
+
+def most_similar(W, vocab, word_or_vector, k: int = 10) -> list[tuple[str, float]]:
+    """The ``k`` tokens whose rows of ``W`` have the highest cosine similarity to a word's row or
+    to a vector, as ``[(token, cosine)]`` best first (ties: lower id first).
+
+    vocab: a ``rnnkit.text.Vocabulary`` (its specials are never returned) or a sequence of
+    tokens in id order; ``len(vocab)`` must equal ``W.shape[0]``. The query word itself is
+    left out. Rows with zero norm have cosine 0.
+    """
+    W = _table(W)
+    from .text.vocabulary import Vocabulary
+
+    if isinstance(vocab, Vocabulary):
+        tokens, n_specials = vocab.tokens, vocab.n_specials
+    elif isinstance(vocab, str) or not hasattr(vocab, "__len__"):
+        raise TypeError(f"vocab must be a Vocabulary or a sequence of tokens, got {type(vocab).__name__}")
+    else:
+        tokens, n_specials = list(vocab), 0
+    if len(tokens) != W.shape[0]:
+        raise ValueError(f"W has {W.shape[0]} rows but the vocabulary has {len(tokens)} tokens; "
+                         f"they must match (one row per id)")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    exclude = None
+    if isinstance(word_or_vector, str):
+        try:
+            exclude = tokens.index(word_or_vector) if not isinstance(vocab, Vocabulary) \
+                else vocab._stoi[word_or_vector]
+        except (ValueError, KeyError):
+            raise KeyError(f"{word_or_vector!r} is not in the vocabulary") from None
+        query = W[exclude]
+    else:
+        query = np.asarray(word_or_vector)
+        if query.dtype.kind not in "fiu" or query.shape != (W.shape[1],):
+            raise ValueError(f"word_or_vector must be a token or a vector of shape ({W.shape[1]},), "
+                             f"got {query.dtype} array of shape {query.shape}")
+    query = query.astype(np.float64)
+    qnorm = np.linalg.norm(query)
+    if qnorm == 0:
+        raise ValueError("the query vector has zero norm; cosine similarity is undefined")
+    norms = np.linalg.norm(W, axis=1).astype(np.float64)
+    norms[norms == 0] = np.inf  # zero rows get cosine 0
+    cos = (W @ query.astype(W.dtype)).astype(np.float64) / (norms * qnorm)
+    candidates = np.arange(n_specials, len(tokens))
+    if exclude is not None:
+        candidates = candidates[candidates != exclude]
+    scores = cos[candidates]
+    order = np.lexsort((candidates, -scores))[:k]  # a full stable sort: ties never depend on chance
+    return [(tokens[i], float(s)) for i, s in zip(candidates[order].tolist(), scores[order].tolist())]

@@ -1,0 +1,146 @@
+"""embedding_forward / embedding_backward / most_similar."""
+import numpy as np
+import pytest
+
+from rnnkit.embedding import EmbeddingCache, embedding_backward, embedding_forward, most_similar
+from rnnkit.text import Vocabulary
+
+
+def _reference_dW(ids, dout, V, skip=None):
+    dW = np.zeros((V, dout.shape[-1]), dtype=dout.dtype)
+    for i, g in zip(ids.reshape(-1), dout.reshape(-1, dout.shape[-1])):
+        if i != skip:
+            dW[i] += g
+    return dW
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (5, 3), (2, 3, 4)])
+def test_forward_backward_match_reference(dtype, shape):
+    rng = np.random.default_rng(0)
+    V, D = 11, 6
+    W = rng.standard_normal((V, D)).astype(dtype)
+    ids = rng.integers(0, V, size=shape)
+    out, cache = embedding_forward(ids, W)
+    assert out.shape == shape + (D,) and out.dtype == dtype
+    np.testing.assert_array_equal(out, W[ids])
+    dout = rng.standard_normal(shape + (D,)).astype(dtype)
+    dW = embedding_backward(dout, cache)
+    assert dW.shape == (V, D) and dW.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dW, _reference_dW(ids, dout, V), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(dW, embedding_backward(dout, cache))  # deterministic
+
+
+def test_gradient_is_exact_derivative():
+    # loss = sum(out * G) is linear in W, so dW must equal the analytic gradient exactly.
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((5, 3))
+    ids = np.array([[0, 4, 4], [2, 4, 0]])
+    out, cache = embedding_forward(ids, W)
+    G = rng.standard_normal(out.shape)
+    dW = embedding_backward(G, cache)
+    eps = 1e-6
+    num = np.zeros_like(W)
+    for v in range(5):
+        for d in range(3):
+            Wp = W.copy()
+            Wp[v, d] += eps
+            num[v, d] = (np.sum(embedding_forward(ids, Wp)[0] * G) - np.sum(out * G)) / eps
+    np.testing.assert_allclose(dW, num, atol=1e-6)
+    assert not dW[[1, 3]].any()  # unused ids get zero rows
+
+
+def test_padding_idx():
+    W = np.arange(12, dtype=np.float64).reshape(4, 3) + 1
+    ids = np.array([[1, 0], [0, 3]])
+    out, cache = embedding_forward(ids, W, padding_idx=0)
+    assert not out[ids == 0].any()
+    np.testing.assert_array_equal(out[0, 0], W[1])
+    dW = embedding_backward(np.ones_like(out), cache)
+    assert not dW[0].any() and dW[1].tolist() == [1, 1, 1] and dW[3].tolist() == [1, 1, 1]
+
+
+def test_non_contiguous_and_empty():
+    W = np.asfortranarray(np.random.default_rng(2).standard_normal((6, 4)))
+    ids = np.arange(12).reshape(3, 4)[:, ::2] % 6
+    out, cache = embedding_forward(ids, W)
+    dout = np.ones((6, 3, 4)).transpose(1, 0, 2)[:, :2, :]
+    dW = embedding_backward(dout, cache)
+    np.testing.assert_allclose(dW, _reference_dW(ids, dout, 6))
+    out, cache = embedding_forward(np.zeros((0, 5), dtype=np.int64), W)
+    assert out.shape == (0, 5, 4)
+    assert not embedding_backward(np.zeros((0, 5, 4)), cache).any()
+    out, _ = embedding_forward([], W)
+    assert out.shape == (0, 4)
+
+
+def test_bad_input():
+    W = np.zeros((10, 3))
+    with pytest.raises(IndexError, match=r"id 12 at position \(1, 2\), out of range for 10"):
+        embedding_forward(np.array([[0, 1, 2], [3, 4, 12]]), W)
+    with pytest.raises(IndexError, match=r"negative id -3 at position 2"):
+        embedding_forward(np.array([0, 1, -3, 11]), W)
+    with pytest.raises(TypeError, match=r"ids must be an integer array, got dtype float64"):
+        embedding_forward(np.array([0.0, 1.0]), W)
+    with pytest.raises(TypeError, match="ids must be an integer array"):
+        embedding_forward(np.array([True, False]), W)
+    with pytest.raises(TypeError, match="W must be a float32 or float64"):
+        embedding_forward([0], np.zeros((3, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="W must be 2-D"):
+        embedding_forward([0], np.zeros(3))
+    with pytest.raises(ValueError, match="padding_idx must be in"):
+        embedding_forward([0], W, padding_idx=10)
+    with pytest.raises(TypeError, match="padding_idx must be None or an int"):
+        embedding_forward([0], W, padding_idx=1.0)
+    out, cache = embedding_forward(np.array([[1, 2]]), W)
+    with pytest.raises(ValueError, match=r"dout must have shape ids.shape \+ \(D,\)"):
+        embedding_backward(np.zeros((2, 3)), cache)
+    with pytest.raises(TypeError, match="dout must have W's dtype float64"):
+        embedding_backward(out.astype(np.float32), cache)
+    with pytest.raises(TypeError, match="cache must be the EmbeddingCache"):
+        embedding_backward(out, None)
+    assert isinstance(cache, EmbeddingCache)
+
+
+def test_uint_ids_and_large_values():
+    W = np.eye(4)
+    out, _ = embedding_forward(np.array([3, 0], dtype=np.uint8), W)
+    np.testing.assert_array_equal(out, W[[3, 0]])
+    with pytest.raises(IndexError, match=f"id {2**63 + 5}"):
+        embedding_forward(np.array([2**63 + 5], dtype=np.uint64), W)
+
+
+def test_most_similar():
+    vocab = Vocabulary([["king", "queen", "apple", "pear", "zero"]])
+    W = np.zeros((len(vocab), 2))
+    W[vocab["king"]] = [1.0, 0.1]
+    W[vocab["queen"]] = [0.9, 0.2]
+    W[vocab["apple"]] = [0.0, 1.0]
+    W[vocab["pear"]] = [0.1, 1.0]
+    W[0] = [1.0, 0.1]  # <pad> row identical to king: specials are never returned
+    res = most_similar(W, vocab, "king", k=2)
+    assert [w for w, _ in res] == ["queen", "pear"]
+    expected = np.dot(W[2], W[3]) / np.linalg.norm(W[2]) / np.linalg.norm(W[3])
+    assert res[0][1] == pytest.approx(expected, abs=1e-12)
+    res = most_similar(W, vocab, np.array([0.0, 1.0]), k=10)
+    assert res[0] == ("apple", pytest.approx(1.0))
+    assert [w for w, _ in res] == ["apple", "pear", "queen", "king", "zero"]
+    assert res[-1][1] == 0.0  # a zero row has cosine 0, not NaN
+    res = most_similar(W[2:], ["king", "queen", "apple", "pear", "zero"], "apple", k=1)
+    assert res == [("pear", pytest.approx(1.0 / np.sqrt(1.01)))]
+
+
+def test_most_similar_bad_input():
+    vocab = Vocabulary([["a", "b"]])
+    W = np.ones((len(vocab), 3))
+    with pytest.raises(ValueError, match="W has 5 rows but the vocabulary has 4 tokens"):
+        most_similar(np.ones((5, 3)), vocab, "a")
+    with pytest.raises(KeyError, match="'zzz' is not in the vocabulary"):
+        most_similar(W, vocab, "zzz")
+    with pytest.raises(ValueError, match=r"vector of shape \(3,\)"):
+        most_similar(W, vocab, np.ones(4))
+    with pytest.raises(ValueError, match="zero norm"):
+        most_similar(W, vocab, np.zeros(3))
+    with pytest.raises(ValueError, match="k must be"):
+        most_similar(W, vocab, "a", k=0)
