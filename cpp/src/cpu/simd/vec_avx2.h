@@ -33,7 +33,10 @@ struct Avx2Vec<float> {
   static Avx2Vec round(Avx2Vec x) {
     return {_mm256_round_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
   }
-  // 2^n for integral n in [-126, 127]
+  static Avx2Vec floor(Avx2Vec x) {
+    return {_mm256_round_ps(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
+  }
+  // 2^n for integral n in [-126, 127] (vexp keeps n there by splitting it)
   static Avx2Vec pow2(Avx2Vec n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127));
     return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
@@ -63,6 +66,9 @@ struct Avx2Vec<double> {
   }
   static Avx2Vec round(Avx2Vec x) {
     return {_mm256_round_pd(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+  }
+  static Avx2Vec floor(Avx2Vec x) {
+    return {_mm256_round_pd(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
   }
   // 2^n for integral n in [-1022, 1023]. AVX2 has no double->int64 conversion: adding
   // 1.5 * 2^52 puts n in the low mantissa bits, from where it is moved to the exponent.

@@ -36,7 +36,10 @@ struct Avx512Vec<float> {
   static Avx512Vec round(Avx512Vec x) {
     return {_mm512_roundscale_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
   }
-  static Avx512Vec pow2(Avx512Vec n) {  // n in [-126, 127]
+  static Avx512Vec floor(Avx512Vec x) {
+    return {_mm512_roundscale_ps(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
+  }
+  static Avx512Vec pow2(Avx512Vec n) {  // n in [-126, 127] (vexp keeps n there by splitting it)
     __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
     return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
   }
@@ -68,6 +71,9 @@ struct Avx512Vec<double> {
   }
   static Avx512Vec round(Avx512Vec x) {
     return {_mm512_roundscale_pd(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+  }
+  static Avx512Vec floor(Avx512Vec x) {
+    return {_mm512_roundscale_pd(x.v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)};
   }
   static Avx512Vec pow2(Avx512Vec n) {  // n in [-1022, 1023]
     __m512i e = _mm512_add_epi64(_mm512_cvtpd_epi64(n.v), _mm512_set1_epi64(1023));
