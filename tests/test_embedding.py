@@ -103,6 +103,30 @@ def test_bad_input():
     assert isinstance(cache, EmbeddingCache)
 
 
+def test_backward_accumulates_into_out():
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((8, 4)).astype(np.float32)
+    ids = np.array([[1, 2, 1], [7, 7, 0]])
+    out, cache = embedding_forward(ids, W)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    buf = np.ones((8, 4), np.float32)
+    res = embedding_backward(dout, cache, out=buf)
+    assert res is buf
+    np.testing.assert_allclose(buf, 1 + _reference_dW(ids, dout, 8), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"out must be a float32 array of shape \(V, D\)"):
+        embedding_backward(dout, cache, out=np.zeros((8, 4)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        embedding_backward(dout, cache, out=np.zeros((4, 8), np.float32).T)
+
+
+def test_functional_reexports():
+    functional = pytest.importorskip("rnnkit.functional")
+    W = np.arange(6.0).reshape(3, 2)
+    out, cache = functional.embedding_forward(np.array([2, 0]), W, padding_idx=0)
+    np.testing.assert_array_equal(out, [[4.0, 5.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(functional.embedding_backward(np.ones((2, 2)), cache), [[0, 0], [0, 0], [1, 1]])
+
+
 def test_uint_ids_and_large_values():
     W = np.eye(4)
     out, _ = embedding_forward(np.array([3, 0], dtype=np.uint8), W)

@@ -90,13 +90,17 @@ def embedding_forward(ids, W, *, padding_idx: int | None = None):
     return out.reshape(ids.shape + (D,)), cache
 
 
-def embedding_backward(dout, cache: EmbeddingCache) -> np.ndarray:
+def embedding_backward(dout, cache: EmbeddingCache, *, out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of the table: dense ``dW`` (V, D) with ``dW[v] = sum of dout where ids == v``.
 
     Rows of unused ids (and of ``padding_idx``) are zero. Deterministic (the same inputs give
     bit-identical ``dW``). dout: S + (D,) with W's dtype. The scatter-add runs in C++
     (``rnnkit._core.embedding_backward``); see bench/bench_text.py for its speed against
     ``np.add.at``.
+
+    out: optional (V, D) C-contiguous array of W's dtype that the gradient is *added* into
+    (``out += dW``) and that is returned, e.g. a gradient buffer kept across steps. For a large
+    V this saves allocating and zeroing a fresh table, which costs more than the scatter itself.
     """
     if not isinstance(cache, EmbeddingCache):
         raise TypeError(f"cache must be the EmbeddingCache returned by embedding_forward, "
@@ -108,7 +112,16 @@ def embedding_backward(dout, cache: EmbeddingCache) -> np.ndarray:
     if dout.shape != expected:
         raise ValueError(f"dout must have shape ids.shape + (D,) = {expected}, got {dout.shape}")
     dout2 = np.ascontiguousarray(dout.reshape(-1, cache.embedding_dim))
-    dW = np.zeros((cache.num_embeddings, cache.embedding_dim), dtype=cache.dtype)
+    table_shape = (cache.num_embeddings, cache.embedding_dim)
+    if out is None:
+        dW = np.zeros(table_shape, dtype=cache.dtype)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != cache.dtype or out.shape != table_shape:
+            raise ValueError(f"out must be a {cache.dtype} array of shape (V, D) = {table_shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        if not (out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("out must be C-contiguous and writeable")
+        dW = out
     if dout2.shape[0]:
         skip = -1 if cache.padding_idx is None else cache.padding_idx
         _core.embedding_backward(cache.ids, dout2, dW, skip)
