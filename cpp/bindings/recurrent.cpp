@@ -46,7 +46,8 @@ template <typename T>
 CheckedInputs<T> check_inputs(const CellSpec& spec, const py::array& x, const py::object& h0,
                               const py::object& c0, const py::array& Wx, const py::array& Wh,
                               const py::object& b, const py::object& bh,
-                              const py::object& lengths, bool reverse) {
+                              const py::object& lengths, bool reverse,
+                              const py::object& recurrent_mask) {
   if (x.ndim() != 3) throw py::value_error("x must be 3-D (T, B, I)");
   if (Wh.ndim() != 2) throw py::value_error("Wh must be 2-D (H, G*H)");
   CheckedInputs<T> r;
@@ -71,6 +72,7 @@ CheckedInputs<T> check_inputs(const CellSpec& spec, const py::array& x, const py
         throw py::value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(in.lengths[i]) +
                               " is outside [0, T=" + std::to_string(d.T) + "]");
   in.reverse = reverse;
+  in.recurrent_mask = checked_data<T>(recurrent_mask, "recurrent_mask", {d.B, d.H}, true);
   return r;
 }
 
@@ -78,8 +80,9 @@ template <typename T>
 py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
-                       bool reverse, bool training) {
-  CheckedInputs<T> ci = check_inputs<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse);
+                       bool reverse, const py::object& recurrent_mask, bool training) {
+  CheckedInputs<T> ci = check_inputs<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
+                                        recurrent_mask);
   const Dims& d = ci.dims;
   std::vector<T> zero_bias;
   if (!ci.in.b) {  // b is required by the contract, but a missing one means zeros
@@ -107,14 +110,15 @@ template <typename T>
 py::tuple backward_impl(const CellSpec& spec, const py::array& x, const py::object& h0,
                         const py::object& c0, const py::array& Wx, const py::array& Wh,
                         bool has_bh, const py::object& lengths, bool reverse,
-                        const Reserve<T>& reserve, const py::object& dy, const py::object& dhT,
-                        const py::object& dcT) {
+                        const py::object& recurrent_mask, const Reserve<T>& reserve,
+                        const py::object& dy, const py::object& dhT, const py::object& dcT) {
   CheckedInputs<T> ci = check_inputs<T>(spec, x, h0, c0, Wx, Wh, py::none(), py::none(), lengths,
-                                        reverse);
+                                        reverse, recurrent_mask);
   const Dims& d = ci.dims;
   const int64_t GH = spec.gates() * d.H;
   if (reserve.dims.T != d.T || reserve.dims.B != d.B || reserve.dims.I != d.I ||
-      reserve.dims.H != d.H || reserve.spec.kind != spec.kind)
+      reserve.dims.H != d.H || reserve.spec.kind != spec.kind ||
+      reserve.spec.linear_before_reset != spec.linear_before_reset)
     throw py::value_error("cache does not belong to these inputs (shapes or cell differ)");
   LayerGrads<T> g;
   g.dy = checked_data<T>(dy, "dy", {d.T, d.B, d.H}, true);
@@ -162,37 +166,43 @@ void recurrent_init(py::module_& m) {
   m.def("forward",
         [](const std::string& cell, const py::array& x, const py::object& h0, const py::object& c0,
            const py::array& Wx, const py::array& Wh, const py::object& b, const py::object& bh,
-           const py::object& lengths, bool reverse, bool linear_before_reset,
-           const std::vector<int>& gate_block, bool training) {
+           const py::object& lengths, bool reverse, const py::object& recurrent_mask,
+           bool linear_before_reset, const std::vector<int>& gate_block, bool training) {
           CellSpec spec = make_spec(cell, linear_before_reset, gate_block);
           if (x.dtype().is(py::dtype::of<float>()))
-            return forward_impl<float>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, training);
+            return forward_impl<float>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
+                                       recurrent_mask, training);
           if (x.dtype().is(py::dtype::of<double>()))
-            return forward_impl<double>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, training);
+            return forward_impl<double>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
+                                        recurrent_mask, training);
           throw py::type_error("x must be float32 or float64");
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("Wx"), py::arg("Wh"),
         py::arg("b"), py::arg("bh"), py::arg("lengths"), py::arg("reverse"),
-        py::arg("linear_before_reset"), py::arg("gate_block"), py::arg("training"),
+        py::arg("recurrent_mask"), py::arg("linear_before_reset"), py::arg("gate_block"),
+        py::arg("training"),
         "One layer, one direction. Returns (y, hT, cT or None, reserve or None).");
 
   m.def("backward",
         [](const std::string& cell, const py::array& x, const py::object& h0, const py::object& c0,
            const py::array& Wx, const py::array& Wh, bool has_bh, const py::object& lengths,
-           bool reverse, bool linear_before_reset, const std::vector<int>& gate_block,
-           const py::object& reserve, const py::object& dy, const py::object& dhT,
-           const py::object& dcT) {
+           bool reverse, const py::object& recurrent_mask, bool linear_before_reset,
+           const std::vector<int>& gate_block, const py::object& reserve, const py::object& dy,
+           const py::object& dhT, const py::object& dcT) {
           CellSpec spec = make_spec(cell, linear_before_reset, gate_block);
           if (x.dtype().is(py::dtype::of<float>()))
             return backward_impl<float>(spec, x, h0, c0, Wx, Wh, has_bh, lengths, reverse,
-                                        reserve.cast<const Reserve<float>&>(), dy, dhT, dcT);
+                                        recurrent_mask, reserve.cast<const Reserve<float>&>(),
+                                        dy, dhT, dcT);
           if (x.dtype().is(py::dtype::of<double>()))
             return backward_impl<double>(spec, x, h0, c0, Wx, Wh, has_bh, lengths, reverse,
-                                         reserve.cast<const Reserve<double>&>(), dy, dhT, dcT);
+                                         recurrent_mask, reserve.cast<const Reserve<double>&>(),
+                                         dy, dhT, dcT);
           throw py::type_error("x must be float32 or float64");
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("Wx"), py::arg("Wh"),
-        py::arg("has_bh"), py::arg("lengths"), py::arg("reverse"), py::arg("linear_before_reset"),
+        py::arg("has_bh"), py::arg("lengths"), py::arg("reverse"), py::arg("recurrent_mask"),
+        py::arg("linear_before_reset"),
         py::arg("gate_block"), py::arg("reserve"), py::arg("dy"), py::arg("dhT"), py::arg("dcT"),
         "BPTT of one layer, one direction. Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None).");
 }

@@ -11,6 +11,11 @@ the state is carried unchanged, so the returned final state is the one after the
 last step; gradients given at padded positions are ignored. ``reverse=True`` runs each sequence
 from its own last valid step down to 0, writing outputs at the same time positions.
 
+``recurrent_mask`` (B, H): variational recurrent dropout on the fast path. The mask (e.g.
+Bernoulli(1-p)/(1-p), drawn once per sequence) multiplies h_{t-1} where it enters the
+recurrent product ``h_{t-1} @ Wh`` at every step; a GRU's direct path z * h_{t-1} and the
+carried state are not masked (as Keras' recurrent_dropout). Backward accounts for it.
+
 Backward results: parameter gradients sum over all time steps; ``dbh`` is None exactly when the
 forward had no ``bh``. float32 and float64 are supported; all floating arguments of one call
 must share one dtype. Non-contiguous arrays are accepted (copied once).
@@ -52,6 +57,7 @@ class RecurrentCache:
     has_bh: bool
     lengths: np.ndarray | None
     reverse: bool
+    recurrent_mask: np.ndarray | None
     linear_before_reset: bool
     gate_block: list
     reserve: object
@@ -77,7 +83,7 @@ def _gate_block(cell: str, gate_order) -> list:
 
 
 def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, gate_order,
-             inference):
+             inference, recurrent_mask):
     gates = 4 if cell == "lstm" else 3 if cell == "gru" else 1
     x = float_array(x, "x", ndim=3)
     dtype = x.dtype
@@ -95,16 +101,17 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     if cell == "lstm":
         c0 = optional_float(c0, "c0", (B, H), "(B, H)", dtype)
     lengths = lengths_array(lengths, B, T)
+    recurrent_mask = optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
     y, hT, cT, reserve = _core.forward(
-        cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, bool(linear_before_reset), block,
-        not inference,
+        cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
+        bool(linear_before_reset), block, not inference,
     )
     cache = None
     if not inference:
         cache = RecurrentCache(cell, x, h0, c0, Wx, Wh, bh is not None, lengths, reverse,
-                               bool(linear_before_reset), block, reserve)
+                               recurrent_mask, bool(linear_before_reset), block, reserve)
     return y, hT, cT, cache
 
 
@@ -126,12 +133,13 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
         dcT = optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
     return _core.backward(
         cache.cell, cache.x, cache.h0, cache.c0, cache.Wx, cache.Wh, cache.has_bh, cache.lengths,
-        cache.reverse, cache.linear_before_reset, cache.gate_block, cache.reserve, dy, dhT, dcT,
+        cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block,
+        cache.reserve, dy, dhT, dcT,
     )
 
 
 def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None, reverse=False,
-                inference=False):
+                inference=False, recurrent_mask=None):
     """Vanilla RNN: h_t = phi(x_t Wx + b + h_{t-1} Wh + bh), phi = tanh or relu.
 
     Returns (y (T, B, H), hT (B, H), cache); cache is None when inference=True.
@@ -139,7 +147,7 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     y, hT, _, cache = _forward("rnn_" + nonlinearity, x, h0, None, Wx, Wh, b, bh, lengths,
-                               reverse, True, None, inference)
+                               reverse, True, None, inference, recurrent_mask)
     return y, hT, cache
 
 
@@ -150,14 +158,14 @@ def rnn_backward(dy, dhT, cache):
 
 
 def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, inference=False,
-                 gate_order=None):
+                 gate_order=None, recurrent_mask=None):
     """LSTM with gates i, f, g, o (PyTorch/Keras/cuDNN order) in the column blocks of Wx, Wh, b.
 
     gate_order: another block order of the same gates (e.g. 'ifog' for the classic NumPy
     assignments) used in place, without copying weights. Returns (y, hT, cT, cache).
     """
     return _forward("lstm", x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
-                    inference)
+                    inference, recurrent_mask)
 
 
 def lstm_backward(dy, dhT, dcT, cache):
@@ -166,7 +174,7 @@ def lstm_backward(dy, dhT, dcT, cache):
 
 
 def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
-                linear_before_reset=True, inference=False, gate_order=None):
+                linear_before_reset=True, inference=False, gate_order=None, recurrent_mask=None):
     """GRU with gates r, z, n; h_t = (1 - z) n + z h_{t-1}.
 
     linear_before_reset=True (PyTorch/cuDNN, Keras reset_after=True):
@@ -174,7 +182,7 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
     n = tanh(x Wx_n + b_n + (r * h) Wh_n + bh_n). Returns (y, hT, cache).
     """
     y, hT, _, cache = _forward("gru", x, h0, None, Wx, Wh, b, bh, lengths, reverse,
-                               linear_before_reset, gate_order, inference)
+                               linear_before_reset, gate_order, inference, recurrent_mask)
     return y, hT, cache
 
 

@@ -48,6 +48,10 @@ struct LayerInputs {
   const T* bh = nullptr;              // [G*H] optional recurrent bias
   const int64_t* lengths = nullptr;   // [B] optional, 0 <= lengths[b] <= T (checked by callers)
   bool reverse = false;               // run each sequence from its own last valid step down to 0
+  // [B, H] optional: multiplies h_{t-1} where it enters the recurrent product (variational
+  // recurrent dropout: one mask per sequence, the same at every step). The direct path of a
+  // GRU (z * h_{t-1}) and the carried state are not masked.
+  const T* recurrent_mask = nullptr;
 };
 
 template <typename T>

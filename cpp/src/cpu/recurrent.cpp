@@ -106,6 +106,9 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   std::vector<T> h(B * H), c(spec.has_cell_state() ? B * H : 0), c_next(c.size());
   std::vector<T> hw(B * GH), rh(is_gru ? B * H : 0), hw_n(is_gru ? B * H : 0);
   std::vector<T> hn_row(reset_after ? H : 0);
+  // hr: what enters the recurrent product, h or h * recurrent_mask
+  std::vector<T> masked(in.recurrent_mask ? B * H : 0);
+  T* hr = in.recurrent_mask ? masked.data() : h.data();
   for (int64_t b = 0; b < B; ++b) {
     copy_row(in.h0 ? in.h0 + b * H : nullptr, h.data() + b * H, H);
     if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c.data() + b * H, H);
@@ -114,11 +117,13 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 
   const bool relu = spec.kind == CellKind::RnnRelu;
   for (int64_t s = 0; s < Tn; ++s) {
+    if (in.recurrent_mask)
+      for (int64_t k = 0; k < B * H; ++k) masked[k] = h[k] * in.recurrent_mask[k];
     if (is_gru && !reset_after)
-      gemm<T>(false, false, B, 2 * H, H, T(1), h.data(), H, in.Wh + gru.rz, GH, T(0),
+      gemm<T>(false, false, B, 2 * H, H, T(1), hr, H, in.Wh + gru.rz, GH, T(0),
               hw.data() + gru.rz, GH);
     else
-      gemm<T>(false, false, B, GH, H, T(1), h.data(), H, in.Wh, GH, T(0), hw.data(), GH);
+      gemm<T>(false, false, B, GH, H, T(1), hr, H, in.Wh, GH, T(0), hw.data(), GH);
 
     if (is_gru && !reset_after) {
       // stage 1 for every active row, then the n-block product of r * h_prev, then stage 2
@@ -126,7 +131,7 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
         if (!steps.active(s, b)) continue;
         const int64_t t = steps.position(s, b);
         T* ax = xw + (t * B + b) * GH;
-        K.gru_forward_rz(ax, hw.data() + b * GH, h.data() + b * H, spec.gate_block, ax,
+        K.gru_forward_rz(ax, hw.data() + b * GH, hr + b * H, spec.gate_block, ax,
                          rh.data() + b * H, H);
         if (reserve) std::memcpy(reserve->extra.data() + (t * B + b) * H, rh.data() + b * H, sizeof(T) * H);
       }
@@ -179,16 +184,18 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   const bool reset_after = is_gru && spec.linear_before_reset;
   const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
   const bool relu = spec.kind == CellKind::RnnRelu;
-  // The GRU kernels write dh_prev's direct path (dh * z) first; the recurrent GEMM adds to it.
-  const T beta_dh = is_gru ? T(1) : T(0);
 
   // dA: gradient w.r.t. the recurrent pre-activations, [T, B, G*H] by position (zero where
   // padded). For RNN, LSTM and the reset-before GRU it is also the input-side gradient;
   // the reset-after GRU's input-side n block differs (no factor r) and lives in dax_n.
   std::vector<T> dA(rows * GH, T(0)), dax_n(reset_after ? rows * H : 0, T(0));
   std::vector<T> h_prev_all(rows * H, T(0));  // h_{t-1} of every position, for dWh
-  std::vector<T> dh(B * H), dc(spec.has_cell_state() ? B * H : 0), dh_prev(B * H);
-  std::vector<T> dA_scratch(uniform ? 0 : B * GH), d_rh(is_gru ? B * H : 0), dh_total(H);
+  // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
+  // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any).
+  std::vector<T> dh(B * H), dc(spec.has_cell_state() ? B * H : 0), dh_direct(is_gru ? B * H : 0);
+  std::vector<T> d_hr(B * H), dA_scratch(uniform ? 0 : B * GH), d_rh(is_gru ? B * H : 0);
+  std::vector<T> dh_total(H), hr_row(H);
+  const T* mask = in.recurrent_mask;
   for (int64_t b = 0; b < B; ++b) {
     copy_row(g.dhT ? g.dhT + b * H : nullptr, dh.data() + b * H, H);
     if (spec.has_cell_state()) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc.data() + b * H, H);
@@ -224,10 +231,10 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
         case CellKind::Gru:
           if (reset_after)
             K.gru_backward(gates, reserve.extra.data() + row * H, h_prev, dh_total.data(),
-                           spec.gate_block, da, dax_n.data() + row * H, dh_prev.data() + b * H, H);
+                           spec.gate_block, da, dax_n.data() + row * H, dh_direct.data() + b * H, H);
           else
             K.gru_backward_zn(gates, h_prev, dh_total.data(), spec.gate_block, da,
-                              dh_prev.data() + b * H, H);
+                              dh_direct.data() + b * H, H);
           break;
       }
     }
@@ -238,19 +245,26 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       for (int64_t b = 0; b < B; ++b) {
         if (!steps.active(s, b)) continue;
         const int64_t t = steps.position(s, b), row = t * B + b;
-        K.gru_backward_r(reserve.gates.data() + row * GH, h_prev_all.data() + row * H,
-                         d_rh.data() + b * H, spec.gate_block, dA_step + b * GH,
-                         dh_prev.data() + b * H, H);
+        const T* h_in = h_prev_all.data() + row * H;
+        if (mask) {
+          for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
+          h_in = hr_row.data();
+        }
+        K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh.data() + b * H,
+                         spec.gate_block, dA_step + b * GH, d_hr.data() + b * H, H);
       }
       gemm<T>(false, true, B, H, 2 * H, T(1), dA_step + gru.rz, GH, in.Wh + gru.rz, GH, T(1),
-              dh_prev.data(), H);
+              d_hr.data(), H);
     } else {
-      gemm<T>(false, true, B, H, GH, T(1), dA_step, GH, in.Wh, GH, beta_dh, dh_prev.data(), H);
+      gemm<T>(false, true, B, H, GH, T(1), dA_step, GH, in.Wh, GH, T(0), d_hr.data(), H);
     }
 
     for (int64_t b = 0; b < B; ++b) {
       if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
-      std::memcpy(dh.data() + b * H, dh_prev.data() + b * H, sizeof(T) * H);
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t k = b * H + j;
+        dh[k] = (is_gru ? dh_direct[k] : T(0)) + (mask ? mask[k] * d_hr[k] : d_hr[k]);
+      }
       if (!uniform)
         std::memcpy(dA.data() + (steps.position(s, b) * B + b) * GH, dA_step + b * GH,
                     sizeof(T) * GH);
@@ -259,7 +273,10 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   if (g.dh0) std::memcpy(g.dh0, dh.data(), sizeof(T) * B * H);
   if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0, dc.data(), sizeof(T) * B * H);
 
-  // 3. weight, bias and input gradients as GEMMs over all T*B rows
+  // 3. weight, bias and input gradients as GEMMs over all T*B rows; Wh saw h_{t-1} * mask
+  if (mask)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < H; ++j) h_prev_all[r * H + j] *= mask[(r % B) * H + j];
   if (!reset_after) {
     gemm<T>(true, false, I, GH, rows, T(1), in.x, I, dA.data(), GH, T(0), g.dWx, GH);
     gemm<T>(false, true, rows, I, GH, T(1), dA.data(), GH, in.Wx, GH, T(0), g.dx, I);

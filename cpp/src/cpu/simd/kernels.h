@@ -51,9 +51,10 @@ struct PointwiseKernels {
   // Backward stage 1: da's z and n blocks, dh_prev = dh * z.
   void (*gru_backward_zn)(const T* gates, const T* h_prev, const T* dh, const int* block, T* da,
                           T* dh_prev, int64_t H);
-  // Backward stage 2, given d_rh = da_n @ Wh_n^T: da's r block; dh_prev += d_rh * r.
+  // Backward stage 2, given d_rh = da_n @ Wh_n^T: da's r block; d_hr = d_rh * r, the gradient
+  // w.r.t. the recurrent input h_prev (here the masked one when recurrent dropout is on).
   void (*gru_backward_r)(const T* gates, const T* h_prev, const T* d_rh, const int* block, T* da,
-                         T* dh_prev, int64_t H);
+                         T* d_hr, int64_t H);
 
   // Elementwise maths, exposed for tests of the vectorised approximations.
   void (*exp)(const T* x, T* y, int64_t n);

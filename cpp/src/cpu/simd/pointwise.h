@@ -169,13 +169,13 @@ struct Pointwise {
   }
 
   static void gru_backward_r(const T* gates, const T* h_prev, const T* d_rh, const int* block,
-                             T* da, T* dh_prev, int64_t H) {
+                             T* da, T* d_hr, int64_t H) {
     const int64_t orr = block[0] * H;
     for_each_lane<V>(H, [&](auto w, int64_t j) {
       using W = decltype(w);
       const W r = W::load(gates + orr + j), drh = W::load(d_rh + j);
       (drh * load_or_zero<W>(h_prev, j) * r * (W::set1(1) - r)).store(da + orr + j);
-      W::fmadd(drh, r, W::load(dh_prev + j)).store(dh_prev + j);
+      (drh * r).store(d_hr + j);
     });
   }
 
