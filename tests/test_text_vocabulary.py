@@ -52,6 +52,8 @@ def test_bad_input():
         v.encode("a b c")
     with pytest.raises(TypeError, match="single str"):
         Vocabulary(["abc", "de"])
+    with pytest.raises(TypeError, match=r"token_streams\[1\] must be a list of str tokens, got int"):
+        Vocabulary([["a"], 5])
     with pytest.raises(TypeError, match="tokens must be str"):
         Vocabulary([["a", 3]])
     with pytest.raises(ValueError, match="min_freq"):

@@ -50,6 +50,12 @@ class Vocabulary:
         counts: Counter = Counter()
         for i, tokens in enumerate(token_streams):
             _check_token_list(tokens, f"token_streams[{i}]")
+            if not isinstance(tokens, (list, tuple)):
+                try:
+                    tokens = list(tokens)
+                except TypeError:
+                    raise TypeError(f"token_streams[{i}] must be a list of str tokens, "
+                                    f"got {type(tokens).__name__}") from None
             counts.update(tokens)  # Counter keeps first-appearance order for ties
         for tok in counts:
             if not isinstance(tok, str):
