@@ -232,3 +232,18 @@ def test_fixed_vocabulary_equals_sklearn(real_docs):
     X = BagOfWords(vocabulary=terms).fit_transform(real_docs)
     Y = text.CountVectorizer(analyzer=Tokenizer(), vocabulary=terms).fit_transform(real_docs)
     assert (X != Y).nnz == 0
+
+
+def test_unmatchable_stop_words_warn_in_bag_of_words():
+    with pytest.warns(UserWarning, match=r"can never match.*'Cat'"):
+        bow = BagOfWords(stop_words=["Cat", "dog"]).fit(["cat dog bird"])
+    assert list(bow.get_feature_names_out()) == ["bird", "cat"]
+
+
+def test_readme_example():
+    texts = ["The cat sat on the mat.", "The dog ate my homework!", "Cats and dogs, naïvely."]
+    bow = BagOfWords(stop_words="english", weighting="tfidf")
+    X = bow.fit_transform(texts)
+    assert X.shape == (3, 9) and list(bow.get_feature_names_out()[:4]) == ["ate", "cat", "cats", "dog"]
+    assert bow.term_document(X).shape == (9, 3)
+    assert "naïvely" in bow.vocabulary_
