@@ -6,6 +6,7 @@ randomness) and the options of the recurrent layers.
 from .heads import LastStep, MaxPool, MeanPool
 from .layers import Dropout, Embedding, Linear
 from .module import Module, Sequential
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = ["Module", "Sequential", "Linear", "Embedding", "Dropout", "LastStep", "MeanPool",
-           "MaxPool"]
+           "MaxPool", "RNN", "LSTM", "GRU"]

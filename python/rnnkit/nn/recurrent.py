@@ -1,0 +1,468 @@
+"""Recurrent layers RNN, LSTM and GRU: stacked, (bi)directional, with dropout between layers,
+variational recurrent dropout, skip connections and normalisation inside the recurrence.
+
+Shapes (DESIGN.md): input (T, B, I) time-major, or (B, T, I) with ``batch_first=True``.
+Each layer l and direction d (``fwd``, ``bwd``) owns ``Wx`` (I_l, G*H), ``Wh`` (H, G*H), ``b``
+and ``bh`` (G*H,) with gate blocks RNN 1, LSTM i, f, g, o, GRU r, z, n, named
+``l{l}.{fwd|bwd}.{Wx|Wh|b|bh}`` (with normalisation also ``norm_x.gamma``, ``norm_h.gamma``,
+LSTM layer norm ``norm_c.gamma``/``norm_c.beta``; batch norm buffers ``running_mean_x``,
+``running_var_x``, ``running_mean_h``, ``running_var_h``).
+
+Initialisation (Keras-style): Wx Glorot uniform, every H x H gate block of Wh orthogonal,
+b and bh zero except the LSTM forget-gate block of b, which is 1 (so f starts near
+sigmoid(1) = 0.73 and gradients flow through the cell early in training). Normalisation gains
+start at 1 (layer norm) or 0.1 (batch norm, Cooijmans et al.), shifts at 0.
+
+Without ``norm`` every direction of every layer is one call of the fused C++ kernels of
+``rnnkit.functional`` (forward and backward, recurrent dropout included: the mask is an
+argument of the kernel, so it stays on the fast path). ``norm="layer"``/``"batch"`` use the
+per-time-step NumPy recurrence of ``rnnkit.nn.normalized`` (the slower path).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .._checks import lengths_array, shape_str
+from .heads import last_step, last_step_backward
+from .layers import glorot_uniform, valid_mask
+from .module import Module, check_dtype, check_positive_int, check_probability, float_input
+from .normalized import normalized_backward, normalized_forward
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+MERGES = ("concat", "sum", "mul", "ave")
+SKIPS = (None, "residual", "dense")
+NORMS = (None, "layer", "batch")
+
+
+def _orthogonal_blocks(rng, H: int, G: int, dtype) -> np.ndarray:
+    blocks = []
+    for _ in range(G):
+        q, r = np.linalg.qr(rng.standard_normal((H, H)))
+        blocks.append(q * np.sign(np.diag(r)))
+    return np.concatenate(blocks, axis=1).astype(dtype)
+
+
+class _NormParams(Module):
+    """Holds the gain ``gamma`` (and shift ``beta``) of one normalisation site."""
+
+    def __init__(self, size, gamma, dtype, beta=False):
+        super().__init__()
+        self.add_parameter("gamma", np.full(size, gamma, dtype=dtype))
+        if beta:
+            self.add_parameter("beta", np.zeros(size, dtype=dtype))
+
+
+class _Direction(Module):
+    """One layer, one direction: the cell's parameters and one call of the kernel per forward."""
+
+    def __init__(self, cell, input_size, hidden_size, *, reverse, norm, recurrent_dropout,
+                 linear_before_reset, dtype, seed):
+        init_seed, rng_seed = seed.spawn(2)  # seed: a SeedSequence
+        super().__init__(rng_seed)
+        self.cell, self.reverse, self.norm = cell, reverse, norm
+        self.hidden_size, self.input_size = hidden_size, input_size
+        self.recurrent_dropout = recurrent_dropout
+        self.linear_before_reset = linear_before_reset
+        self.dtype = dtype
+        G, H = _GATES[cell], hidden_size
+        init = np.random.default_rng(init_seed)
+        self.add_parameter("Wx", glorot_uniform(init, input_size, G * H, dtype))
+        self.add_parameter("Wh", _orthogonal_blocks(init, H, G, dtype))
+        b = np.zeros(G * H, dtype)
+        if cell == "lstm":
+            b[H:2 * H] = 1.0  # forget gate
+        self.add_parameter("b", b)
+        self.add_parameter("bh", np.zeros(G * H, dtype))
+        if norm is not None:
+            gain = 1.0 if norm == "layer" else 0.1
+            self.norm_x = _NormParams(G * H, gain, dtype)
+            self.norm_h = _NormParams(G * H, gain, dtype)
+            if norm == "layer" and cell == "lstm":
+                self.norm_c = _NormParams(H, 1.0, dtype, beta=True)
+            if norm == "batch":
+                for site in ("x", "h"):
+                    self.add_buffer(f"running_mean_{site}", np.zeros(G * H, dtype))
+                    self.add_buffer(f"running_var_{site}", np.ones(G * H, dtype))
+        self._cache = None
+        self.last_recurrent_mask = None
+
+    def _norm_params(self):
+        P = {"Wx": self.Wx, "Wh": self.Wh, "b": self.b, "bh": self.bh,
+             "gamma_x": self.norm_x.gamma, "gamma_h": self.norm_h.gamma}
+        if "norm_c" in self._children:
+            P["gamma_c"], P["beta_c"] = self.norm_c.gamma, self.norm_c.beta
+        return P
+
+    def forward(self, x, lengths, training, h0, c0):
+        B, H = x.shape[1], self.hidden_size
+        mask = None
+        if training and self.recurrent_dropout > 0:
+            p = self.recurrent_dropout
+            mask = ((self._rng.random((B, H)) >= p) / (1.0 - p)).astype(self.dtype)
+        self.last_recurrent_mask = mask
+        cT = None
+        if self.norm is not None:
+            y, hT, cT, cache = normalized_forward(self.cell, x, h0, c0, self._norm_params(),
+                                                  self.norm, lengths, self.reverse, mask,
+                                                  training, self._buffers)
+        elif self.cell == "lstm":
+            y, hT, cT, cache = F.lstm_forward(x, h0, c0, self.Wx, self.Wh, self.b, self.bh,
+                                              lengths=lengths, reverse=self.reverse,
+                                              recurrent_mask=mask)
+        elif self.cell == "gru":
+            y, hT, cache = F.gru_forward(x, h0, self.Wx, self.Wh, self.b, self.bh, lengths=lengths,
+                                         reverse=self.reverse, recurrent_mask=mask,
+                                         linear_before_reset=self.linear_before_reset)
+        else:
+            y, hT, cache = F.rnn_forward(x, h0, self.Wx, self.Wh, self.b, self.bh,
+                                         nonlinearity=self.cell[4:], lengths=lengths,
+                                         reverse=self.reverse, recurrent_mask=mask)
+        self._cache = cache
+        return y, hT, cT
+
+    def backward(self, dy, dhT, dcT):
+        """Returns (dx, dh0, dc0); accumulates the parameter gradients."""
+        cache, g = self._cache, self._grads
+        if self.norm is not None:
+            dx, dh0, dc0, grads = normalized_backward(cache, dy, dhT, dcT)
+            for k in ("Wx", "Wh", "b", "bh"):
+                g[k] += grads[k]
+            self.norm_x._grads["gamma"] += grads["gamma_x"]
+            self.norm_h._grads["gamma"] += grads["gamma_h"]
+            if "norm_c" in self._children:
+                self.norm_c._grads["gamma"] += grads["gamma_c"]
+                self.norm_c._grads["beta"] += grads["beta_c"]
+            return dx, dh0, dc0
+        dc0 = None
+        if self.cell == "lstm":
+            dx, dh0, dc0, dWx, dWh, db, dbh = F.lstm_backward(dy, dhT, dcT, cache)
+        elif self.cell == "gru":
+            dx, dh0, dWx, dWh, db, dbh = F.gru_backward(dy, dhT, cache)
+        else:
+            dx, dh0, dWx, dWh, db, dbh = F.rnn_backward(dy, dhT, cache)
+        g["Wx"] += dWx
+        g["Wh"] += dWh
+        g["b"] += db
+        g["bh"] += dbh
+        return dx, dh0, dc0
+
+
+class _Level(Module):
+    """One layer of a stack: the forward direction and, if bidirectional, the backward one,
+    run on the same input with the same lengths, merged."""
+
+    def __init__(self, cell, input_size, hidden_size, *, bidirectional, merge, **kw):
+        seeds = kw.pop("seed").spawn(3)  # a SeedSequence
+        super().__init__(seeds[2])
+        self.fwd = _Direction(cell, input_size, hidden_size, reverse=False, seed=seeds[0], **kw)
+        self.directions = [self.fwd]
+        if bidirectional:
+            self.bwd = _Direction(cell, input_size, hidden_size, reverse=True, seed=seeds[1], **kw)
+            self.directions.append(self.bwd)
+        self.merge = merge
+        self._outs = None
+
+    def forward(self, x, lengths, training, init):
+        outs, states = [], []
+        for d, s in zip(self.directions, init):
+            h0, c0 = (s if isinstance(s, tuple) else (s, None))
+            y, hT, cT = d.forward(x, lengths, training, h0, c0)
+            outs.append(y)
+            states.append((hT, cT) if d.cell == "lstm" else hT)
+        self._outs = outs
+        if len(outs) == 1:
+            return outs[0], states
+        yf, yb = outs
+        if self.merge == "concat":
+            y = np.concatenate([yf, yb], axis=-1)
+        elif self.merge == "sum":
+            y = yf + yb
+        elif self.merge == "mul":
+            y = yf * yb
+        else:
+            y = 0.5 * (yf + yb)
+        return y, states
+
+    def backward(self, dy, dstates):
+        """dy: gradient of the merged output; dstates: per direction h or (h, c) or None.
+        Returns (dx, list of dh0 or (dh0, dc0) per direction)."""
+        outs = self._outs
+        if len(outs) == 1:
+            parts = [dy]
+        elif self.merge == "concat":
+            H = outs[0].shape[-1]
+            parts = [dy[..., :H], dy[..., H:]]
+        elif self.merge == "sum":
+            parts = [dy, dy]
+        elif self.merge == "mul":
+            parts = [dy * outs[1], dy * outs[0]]
+        else:
+            parts = [0.5 * dy, 0.5 * dy]
+        dx, dinit = None, []
+        for d, part, ds in zip(self.directions, parts, dstates):
+            dhT, dcT = (ds if isinstance(ds, tuple) else (ds, None))
+            ddx, dh0, dc0 = d.backward(part, dhT, dcT)
+            dx = ddx if dx is None else dx + ddx
+            dinit.append((dh0, dc0) if d.cell == "lstm" else dh0)
+        return dx, dinit
+
+
+class _Recurrent(Module):
+    _cell = None
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
+                 merge="concat", dropout=0.0, recurrent_dropout=0.0, skip=None, norm=None,
+                 return_sequences=True, return_state=False, batch_first=False,
+                 dtype=np.float32, seed=None, cell=None, linear_before_reset=True):
+        super().__init__(seed)
+        self.cell = cell or self._cell
+        self.input_size = check_positive_int(input_size, "input_size")
+        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
+        self.bidirectional = bool(bidirectional)
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        if skip not in SKIPS:
+            raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if norm is not None and self.cell == "gru" and not linear_before_reset:
+            raise ValueError("norm requires linear_before_reset=True for GRU (the reset-before "
+                             "variant puts r inside the normalised product)")
+        self.merge, self.skip, self.norm = merge, skip, norm
+        self.dropout = check_probability(dropout, "dropout")
+        self.recurrent_dropout = check_probability(recurrent_dropout, "recurrent_dropout")
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.batch_first = bool(batch_first)
+        self.linear_before_reset = bool(linear_before_reset)
+        self.dtype = check_dtype(dtype)
+        self.num_directions = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        self.layer_output_size = 2 * H if self.bidirectional and merge == "concat" else H
+        L = self.num_layers
+        self.output_size = L * self.layer_output_size if skip == "dense" else self.layer_output_size
+        seeds = np.random.SeedSequence(seed).spawn(L + 1)
+        object.__setattr__(self, "_rng", np.random.default_rng(seeds[L]))
+        self._residual = []
+        for k in range(L):
+            if k == 0:
+                in_k = self.input_size
+            elif skip == "dense":
+                in_k = self.input_size + self.layer_output_size
+            else:
+                in_k = self.layer_output_size
+            self._residual.append(skip == "residual" and in_k == self.layer_output_size)
+            self.add_module(f"l{k}", _Level(
+                self.cell, in_k, H, bidirectional=self.bidirectional, merge=merge,
+                norm=norm, recurrent_dropout=self.recurrent_dropout,
+                linear_before_reset=self.linear_before_reset, dtype=self.dtype, seed=seeds[k]))
+        self._cache = None
+        self.dinitial_state = None
+
+    def extra_repr(self):
+        parts = [f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"]
+        for name, default in (("bidirectional", False), ("merge", "concat"), ("dropout", 0.0),
+                              ("recurrent_dropout", 0.0), ("skip", None), ("norm", None),
+                              ("return_sequences", True), ("return_state", False),
+                              ("batch_first", False)):
+            if getattr(self, name) != default:
+                parts.append(f"{name}={getattr(self, name)!r}")
+        return ", ".join(parts) + f", dtype={self.dtype}"
+
+    @property
+    def levels(self):
+        return [self._children[f"l{k}"] for k in range(self.num_layers)]
+
+    # ------------------------------------------------------------------ checks
+    def _check_states(self, initial_state, B):
+        n = self.num_layers * self.num_directions
+        if initial_state is None:
+            return [None] * n
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != n:
+            raise ValueError(f"initial_state must be a list of num_layers * num_directions = {n} "
+                             f"states (layer-major, fwd then bwd), got "
+                             f"{type(initial_state).__name__} of length {len(initial_state) if hasattr(initial_state, '__len__') else '?'}")
+        out = []
+        for k, s in enumerate(initial_state):
+            name = f"initial_state[{k}]"
+            if self.cell == "lstm":
+                if s is None:
+                    out.append(None)
+                    continue
+                if not isinstance(s, (tuple, list)) or len(s) != 2:
+                    raise ValueError(f"{name} must be an (h, c) pair for LSTM")
+                hc = tuple(None if a is None else self._check_state(a, f"{name}[{j}]", B)
+                           for j, a in enumerate(s))
+                out.append(hc)
+            else:
+                out.append(None if s is None else self._check_state(s, name, B))
+        return out
+
+    def _check_state(self, a, name, B):
+        a = float_input(a, name, self.dtype, ndims=(2,))
+        if a.shape != (B, self.hidden_size):
+            raise ValueError(f"{name} must have shape (B, hidden_size) = "
+                             f"{shape_str((B, self.hidden_size))}, got {shape_str(a.shape)}")
+        return np.ascontiguousarray(a)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, *, lengths=None, training=False, initial_state=None):
+        layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        x = float_input(x, "x", self.dtype, ndims=(3,), last=self.input_size, meaning=" " + layout)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        x = np.ascontiguousarray(x)
+        T, B, _ = x.shape
+        lengths = lengths_array(lengths, B, T)
+        init = self._check_states(initial_state, B)
+        V = None if lengths is None else valid_mask(lengths, T, B, self.dtype)
+        D, L = self.num_directions, self.num_layers
+        inp, outs, drop_masks, states = x, [], [], []
+        for k, level in enumerate(self.levels):
+            if k > 0:
+                prev = outs[-1]
+                mask = None
+                if training and self.dropout > 0:
+                    p = self.dropout
+                    mask = ((self._rng.random(prev.shape) >= p) / (1.0 - p)).astype(self.dtype)
+                    prev = prev * mask
+                drop_masks.append(mask)
+                inp = np.concatenate([x, prev], axis=-1) if self.skip == "dense" else prev
+            y, st = level.forward(inp, lengths, training, init[k * D:(k + 1) * D])
+            if self._residual[k]:
+                y = y + (inp if V is None else inp * V)
+            outs.append(y)
+            states.extend(st)
+        out = np.concatenate(outs, axis=-1) if self.skip == "dense" else outs[-1]
+        self._cache = dict(shape=out.shape, lengths=lengths, V=V, drop_masks=drop_masks,
+                           x_shape=x.shape, has_init=initial_state is not None)
+        if not self.return_sequences:
+            out = last_step(out, lengths)
+        elif self.batch_first:
+            out = out.transpose(1, 0, 2)
+        if self.return_state:
+            return out, states
+        return out
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, grad):
+        """grad: the gradient of what forward returned (dy, or (dy, dstates) with
+        return_state; None is allowed for parts without gradient). Returns dx; the gradient
+        of initial_state (same structure, when one was given) is left in ``dinitial_state``."""
+        c = self._cache
+        if c is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        D, L = self.num_directions, self.num_layers
+        dstates = [None] * (D * L)
+        if self.return_state:
+            if not isinstance(grad, (tuple, list)) or len(grad) != 2:
+                raise ValueError("with return_state=True, grad must be a pair (dy, dstates)")
+            dy, ds = grad
+            if ds is not None:
+                if len(ds) != D * L:
+                    raise ValueError(f"dstates must be a list of {D * L} state gradients")
+                dstates = list(ds)
+        else:
+            dy = grad
+        T, B, Hout = c["shape"]
+        if dy is None:
+            dy = np.zeros(c["shape"], self.dtype)
+        elif not self.return_sequences:
+            dy = float_input(dy, "dy", self.dtype, ndims=(2,))
+            if dy.shape != (B, Hout):
+                raise ValueError(f"dy must have shape (B, output_size) = {shape_str((B, Hout))}, "
+                                 f"got {shape_str(dy.shape)}")
+            dy = last_step_backward(dy, c["lengths"], c["shape"], self.dtype)
+        else:
+            dy = float_input(dy, "dy", self.dtype, ndims=(3,))
+            if self.batch_first:
+                dy = dy.transpose(1, 0, 2)
+            if dy.shape != c["shape"]:
+                want = (B, T, Hout) if self.batch_first else (T, B, Hout)
+                raise ValueError(f"dy must have the output's shape {shape_str(want)}, got "
+                                 f"{shape_str(dy.transpose(1, 0, 2).shape if self.batch_first else dy.shape)}")
+        V = c["V"]
+        H = self.layer_output_size
+        I = self.input_size
+        if self.skip == "dense":
+            douts = [np.ascontiguousarray(dy[..., k * H:(k + 1) * H]) for k in range(L)]
+        else:
+            douts = [None] * (L - 1) + [dy]
+        dx = np.zeros(c["x_shape"], self.dtype)
+        dinit = [None] * (D * L)
+        for k in range(L - 1, -1, -1):
+            dout = douts[k]
+            din, di = self.levels[k].backward(np.ascontiguousarray(dout),
+                                              dstates[k * D:(k + 1) * D])
+            dinit[k * D:(k + 1) * D] = di
+            if self._residual[k]:
+                din = din + (dout if V is None else dout * V)
+            if k == 0:
+                dx += din
+                continue
+            if self.skip == "dense":
+                dx += din[..., :I]
+                dprev = din[..., I:]
+            else:
+                dprev = din
+            mask = c["drop_masks"][k - 1]
+            if mask is not None:
+                dprev = dprev * mask
+            douts[k - 1] = dprev if douts[k - 1] is None else douts[k - 1] + dprev
+        self.dinitial_state = dinit if c["has_init"] else None
+        return dx.transpose(1, 0, 2) if self.batch_first else dx
+
+
+_DOC_COMMON = """
+    Arguments: input_size, hidden_size, num_layers=1, and keyword-only
+    bidirectional (a second direction over each sequence reversed within its own length),
+    merge "concat" | "sum" | "mul" | "ave" (how the two directions' outputs combine),
+    dropout (inverted dropout on each layer's output before the next layer, training only),
+    recurrent_dropout (variational: one Bernoulli mask (B, H) per sequence and direction,
+    drawn from the layer's generator at each training forward, multiplies h_{{t-1}} in
+    h_{{t-1}} @ Wh at every step; runs inside the fused kernel),
+    skip None | "residual" (a layer's output adds its input wherever the widths are equal,
+    the first layer included; padded steps stay zero) | "dense" (Graves 2013: layer k > 0 sees
+    concat(x, output of layer k-1), the stack outputs concat of all layers' outputs),
+    norm None | "layer" | "batch" (normalisation inside the recurrence; slower NumPy path, see
+    rnnkit.nn.normalized), return_sequences (False: the output at each sequence's last valid
+    step, (B, output_size)), return_state (forward returns (y, states), states a list of
+    num_layers * num_directions final states, layer-major, fwd then bwd, each h (B, H)
+    {state}), batch_first, dtype, seed (initialisation and the module's generator).
+
+    forward(x, *, lengths=None, training=False, initial_state=None): x (T, B, input_size);
+    lengths (B,) ints in [0, T]; initial_state in the format of the returned states (entries
+    may be None). backward(grad) takes the gradient of what forward returned and returns dx;
+    the gradient of a given initial_state is left in ``dinitial_state``.
+"""
+
+
+class RNN(_Recurrent):
+    __doc__ = ("Elman RNN layer stack: h_t = phi(x_t Wx + b + h_{t-1} Wh + bh), phi = tanh or relu "
+               "(mode=).\n" + _DOC_COMMON.format(state=""))
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, mode="tanh", **kw):
+        if mode not in ("tanh", "relu"):
+            raise ValueError(f"mode must be 'tanh' or 'relu', got {mode!r}")
+        self.mode = mode
+        super().__init__(input_size, hidden_size, num_layers, cell="rnn_" + mode, **kw)
+
+
+class LSTM(_Recurrent):
+    __doc__ = ("LSTM layer stack, gates i, f, g, o; forget-gate bias initialised to 1.\n"
+               + _DOC_COMMON.format(state="(LSTM: a pair (h, c))"))
+    _cell = "lstm"
+
+
+class GRU(_Recurrent):
+    __doc__ = ("GRU layer stack, gates r, z, n; linear_before_reset=True (PyTorch/cuDNN) or False "
+               "(Cho et al.; not with norm).\n" + _DOC_COMMON.format(state=""))
+    _cell = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, linear_before_reset=True, **kw):
+        super().__init__(input_size, hidden_size, num_layers,
+                         linear_before_reset=linear_before_reset, **kw)
