@@ -135,3 +135,11 @@ def test_bad_input_names_the_problem():
         mse(z, np.zeros((4, 2)))
     with pytest.raises(ValueError, match="NaN"):
         mse(z, np.full((4, 3), np.nan))
+
+
+def test_masked_out_targets_are_not_range_checked():
+    z = np.zeros((2, 3, 4))
+    t = np.array([[1, 2, 99], [3, -5, -5]])
+    mask = np.array([[1, 1, 0], [1, 0, 0]], bool)
+    loss, grad, count = cross_entropy(z, t, mask=mask)
+    assert count == 3 and loss == pytest.approx(np.log(4))

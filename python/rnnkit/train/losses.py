@@ -64,7 +64,7 @@ def softmax(logits, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index) -> np.ndarray:
+def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index, weights=None) -> np.ndarray:
     t = np.asarray(targets)
     if t.dtype == np.bool_ or t.dtype.kind not in "iu":
         if t.dtype.kind == "f" and t.size and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
@@ -76,6 +76,8 @@ def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index) ->
                          f"class axis {_shape(tuple(lead_shape) + (num_classes,))}), got {_shape(t.shape)}")
     t = t.astype(np.int64, copy=False)
     valid = np.ones(t.shape, bool) if ignore_index is None else (t != ignore_index)
+    if weights is not None:
+        valid &= weights > 0  # masked-out targets (e.g. padding) may hold anything
     bad = valid & ((t < 0) | (t >= num_classes))
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -101,8 +103,10 @@ def cross_entropy(logits, targets, *, mask=None, ignore_index: int | None = None
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     C = z.shape[-1]
     lead = z.shape[:-1]
-    t = _check_class_targets(targets, lead, C, ignore_index)
-    w = np.ones(lead) if mask is None else _check_mask(mask, lead)
+    w = None if mask is None else _check_mask(mask, lead)
+    t = _check_class_targets(targets, lead, C, ignore_index, w)
+    if w is None:
+        w = np.ones(lead)
     if ignore_index is not None:
         w = w * (t != ignore_index)
     count = float(w.sum())
