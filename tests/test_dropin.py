@@ -203,17 +203,21 @@ def test_sequence_accepts_non_contiguous_inputs(cell):
         assert_close(a, e, TOL64)
 
 
-def test_sequence_and_steps_agree():
-    # Chaining the step functions over time must give the sequence result (same kernel).
+@pytest.mark.parametrize("cell", CELLS)
+def test_sequence_and_steps_agree(cell):
+    # Chaining the step functions over time must give the sequence result.
     rng = np.random.default_rng(4)
     N, T, D, H = 2, 5, 3, 4
     x = rng.standard_normal((N, T, D))
     h0 = rng.standard_normal((N, H))
-    Wx, Wh, b = make_params(rng, D, H, 4)
-    h_seq, _ = R.lstm_forward(x, h0, Wx, Wh, b)
+    Wx, Wh, b = make_params(rng, D, H, CELLS[cell])
+    h_seq, _ = getattr(R, cell + "_forward")(x, h0, Wx, Wh, b)
     h, c = h0, np.zeros_like(h0)
     for t in range(T):
-        h, c, _ = R.lstm_step_forward(x[:, t], h, c, Wx, Wh, b)
+        if cell == "lstm":
+            h, c, _ = R.lstm_step_forward(x[:, t], h, c, Wx, Wh, b)
+        else:
+            h, _ = getattr(R, cell + "_step_forward")(x[:, t], h, Wx, Wh, b)
         assert_close(h, h_seq[:, t], TOL64, f"t={t}")
 
 

@@ -30,6 +30,8 @@ Letters: N batch, T time steps, D input features, H hidden units, V vocabulary, 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _core
@@ -67,9 +69,20 @@ def _hidden_size(Wh, G: int) -> int:
 
 
 # ----------------------------------------------------------------------------- step functions
-# One step is the time-major kernel with T = 1: the fused kernel beats the equivalent NumPy
-# expressions for LSTM/GRU at notebook sizes and matches them for the vanilla RNN (measured in
-# bench/bench_rnn.py --dropin), and one code path keeps results identical to the sequences.
+# Measured at notebook sizes (N = 50, D = H = 128, float64; bench/bench_rnn.py --suite dropin):
+# for LSTM and GRU one step is fastest as the fused time-major kernel with T = 1; for the
+# vanilla RNN a step is two GEMMs and a tanh, and plain in-place NumPy is as fast forward and
+# faster backward (the kernel's fixed per-call work shows at T = 1), so it stays NumPy.
+
+class RNNStepCache(NamedTuple):
+    """What rnn_step_backward needs: x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), next_h (N, H)."""
+
+    x: np.ndarray
+    prev_h: np.ndarray
+    Wx: np.ndarray
+    Wh: np.ndarray
+    next_h: np.ndarray
+
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """One tanh-RNN step. x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,).
@@ -77,16 +90,32 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     Returns (next_h (N, H), cache).
     """
     x = float_array(x, "x", ndim=2)
-    prev_h = _state(prev_h, "prev_h", x.shape[0], _hidden_size(Wh, 1), x.dtype)
-    _, next_h, cache = F.rnn_forward(x[None], prev_h, Wx, Wh, b)
-    return next_h, cache
+    N, D = x.shape
+    Wh = float_array(Wh, "Wh", ndim=2, dtype=x.dtype)
+    H = Wh.shape[0]
+    expect_shape(Wh, "Wh", (H, H), "(H, H)")
+    Wx = float_array(Wx, "Wx", ndim=2, dtype=x.dtype)
+    expect_shape(Wx, "Wx", (D, H), "(D, H) with D = x.shape[1]")
+    b = float_array(b, "b", ndim=1, dtype=x.dtype)
+    expect_shape(b, "b", (H,), "(H,)")
+    prev_h = _state(prev_h, "prev_h", N, H, x.dtype)
+    next_h = x @ Wx
+    next_h += prev_h @ Wh
+    next_h += b
+    np.tanh(next_h, out=next_h)
+    return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h)
 
 
 def rnn_step_backward(dnext_h, cache):
     """dnext_h (N, H) -> (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,))."""
-    dnext_h = _step_grad(dnext_h, "dnext_h", cache, ("rnn_tanh",))
-    dx, dprev_h, dWx, dWh, db, _ = F.rnn_backward(None, dnext_h, cache)
-    return dx[0], dprev_h, dWx, dWh, db
+    if not isinstance(cache, RNNStepCache):
+        raise TypeError(f"cache must come from rnn_step_forward, got {type(cache).__name__}")
+    x, prev_h, Wx, Wh, next_h = cache
+    dnext_h = _state(dnext_h, "dnext_h", *next_h.shape, x.dtype)
+    da = next_h * next_h           # tanh' = 1 - next_h^2, built in place
+    np.subtract(1.0, da, out=da)
+    da *= dnext_h
+    return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
