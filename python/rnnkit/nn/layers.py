@@ -31,7 +31,8 @@ class Linear(Module):
 
     Works on (N, in) and on sequences (T, B, in) per time step (or (B, T, in) with
     ``batch_first=True``). With ``lengths`` and 3-D input, outputs at padded steps are zero and
-    get no gradient, so padding never leaks into later layers or losses.
+    get no gradient, so padding never leaks into later layers or losses; 2-D input ignores
+    ``lengths`` (so a Linear after a pooling head inside a Sequential just works).
     """
 
     def __init__(self, in_features, out_features, *, bias=True, batch_first=False,
@@ -58,10 +59,7 @@ class Linear(Module):
         if "b" in self._params:
             y += self.b
         mask = None
-        if lengths is not None:
-            if x.ndim != 3:
-                raise ValueError(f"lengths applies to 3-D sequence input; x has shape "
-                                 f"{shape_str(x.shape)}")
+        if lengths is not None and x.ndim == 3:  # 2-D input (e.g. after a head) ignores lengths
             T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
             lengths = lengths_array(lengths, B, T)
             mask = valid_mask(lengths, T, B, self.dtype, self.batch_first)
