@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "cpu/simd/kernels.h"
 #include "rnnkit/recurrent.h"
@@ -63,6 +64,173 @@ void column_sums(const T* a, int64_t rows, int64_t cols, int64_t ld, T* out) {
   }
 }
 
+
+// A group of packed columns: B's columns [block, block + n) hold the units of one block;
+// the group's vector in tile t covers units first_unit + t*stride + [0, W).
+struct PackGroup {
+  int64_t block, first_unit;
+};
+
+// Weights packed for packed_gemm, zero past unit n:
+// P[t][k][g][w] = src(k, block_g + unit), unit = first_unit_g + t*stride + w,
+// src(k, c) = trans ? B[c*ldb + k] : B[k*ldb + c].
+// Gate tiles: one group per gate block, stride = W (tile t holds units [tW, tW+W) of every
+// gate). Wide tiles of one matrix: groups {0, 0}, {0, W}, {0, 2W}..., stride = G*W.
+template <typename T>
+std::vector<T> pack_weights(const T* B, int64_t ldb, bool trans, int64_t K,
+                            const std::vector<PackGroup>& groups, int64_t n, int W,
+                            int64_t stride) {
+  const int64_t G = int64_t(groups.size()), tiles = (n + stride - 1) / stride;
+  std::vector<T> P(tiles * K * G * W, T(0));
+  for (int64_t t = 0; t < tiles; ++t)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t unit = groups[g].first_unit + t * stride + w;
+        if (unit >= n) continue;
+        const int64_t c = groups[g].block + unit;
+        for (int64_t k = 0; k < K; ++k)
+          P[((t * K + k) * G + g) * W + w] = trans ? B[c * ldb + k] : B[k * ldb + c];
+      }
+  return P;
+}
+
+// Vectors per wide tile of a one-matrix product (the backward's dA @ Wh^T).
+constexpr int kWideGroups = 3;
+
+template <typename T>
+struct PackedWeights {
+  std::vector<T> main;  // Wh, all gate blocks (reset-before GRU: the r and z blocks)
+  std::vector<T> n;     // reset-before GRU: the n block
+};
+
+// Runs f(b0, b1) over contiguous ranges of batch rows, one per thread when the batch is big
+// enough to keep every thread's register blocks full; otherwise on the calling thread.
+template <typename F>
+void parallel_rows(int64_t B, F&& f) {
+  const int64_t threads = std::min<int64_t>(get_num_threads(), B / 8);
+  if (threads <= 1) return f(0, B);
+  std::vector<std::thread> pool;
+  for (int64_t i = 1; i < threads; ++i)
+    pool.emplace_back([&, i] { f(B * i / threads, B * (i + 1) / threads); });
+  f(0, B / threads);
+  for (auto& t : pool) t.join();
+}
+
+// The time loop for batch rows [b0, b1). Per step and per tile of W hidden units: the packed
+// recurrent product of the tile for all rows, then the fused gate kernel on that tile while it
+// is still in cache. New states go to y first and replace h once every tile has read h.
+template <typename T>
+void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+                  const LayerOutputs<T>& out, Reserve<T>* reserve, const StepMap& steps, T* xw,
+                  const T* bh_n, const PackedWeights<T>& packed, int64_t b0, int64_t b1) {
+  const int64_t Tn = dims.T, B = dims.B, H = dims.H, G = spec.gates(), GH = G * H;
+  const int64_t M = b1 - b0;
+  const PointwiseKernels<T>& K = kernels<T>();
+  const int64_t W = K.pack_width, tiles = (H + W - 1) / W;
+  const bool is_gru = spec.kind == CellKind::Gru;
+  const bool reset_after = is_gru && spec.linear_before_reset;
+  const bool relu = spec.kind == CellKind::RnnRelu;
+  const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
+
+  std::vector<T> h(M * H), c(spec.has_cell_state() ? M * H : 0), c_next(c.size());
+  std::vector<T> hw(M * GH), rh(is_gru ? M * H : 0), hw_n(is_gru ? M * H : 0);
+  std::vector<T> hn(reset_after ? M * H : 0);
+  // hr: what enters the recurrent product, h or h * recurrent_mask
+  std::vector<T> masked(in.recurrent_mask ? M * H : 0);
+  T* hr = in.recurrent_mask ? masked.data() : h.data();
+  for (int64_t i = 0; i < M; ++i) {
+    const int64_t b = b0 + i;
+    copy_row(in.h0 ? in.h0 + b * H : nullptr, h.data() + i * H, H);
+    if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c.data() + i * H, H);
+  }
+  std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
+  int64_t col[4];
+
+  for (int64_t s = 0; s < Tn; ++s) {
+    for (int64_t i = 0; i < M; ++i)
+      rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
+    if (in.recurrent_mask)
+      for (int64_t k = 0; k < M * H; ++k) masked[k] = h[k] * in.recurrent_mask[b0 * H + k];
+
+    if (is_gru && !reset_after) {
+      // stage 1 (r, z and r * h_prev) over all tiles, then the n block's product of r * h_prev
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
+        col[0] = gru.rz + j0;
+        col[1] = gru.rz + H + j0;
+        K.packed_gemm(hr, H, M, H, packed.main.data() + t * H * 2 * W, 2, nv, hw.data(), GH, col, false);
+        for (int64_t i = 0; i < M; ++i) {
+          if (rows[i] < 0) continue;
+          T* ax = xw + rows[i] * GH + j0;
+          K.gru_forward_rz(ax, hw.data() + i * GH + j0, hr + i * H + j0, spec.gate_block, ax,
+                           rh.data() + i * H + j0, nv, H);
+        }
+      }
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
+        col[0] = j0;
+        K.packed_gemm(rh.data(), H, M, H, packed.n.data() + t * H * W, 1, nv, hw_n.data(), H, col, false);
+        for (int64_t i = 0; i < M; ++i) {
+          if (rows[i] < 0) continue;
+          T* ax = xw + rows[i] * GH + j0;
+          K.gru_forward_n(ax, hw_n.data() + i * H + j0, h.data() + i * H + j0, spec.gate_block,
+                          ax, out.y + rows[i] * H + j0, nv, H);
+        }
+      }
+    } else {
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
+        for (int64_t g = 0; g < G; ++g) col[g] = g * H + j0;
+        K.packed_gemm(hr, H, M, H, packed.main.data() + t * H * G * W, int(G), nv, hw.data(), GH,
+                      col, false);
+        for (int64_t i = 0; i < M; ++i) {
+          if (rows[i] < 0) continue;
+          const int64_t row = rows[i];
+          T* ax = xw + row * GH + j0;
+          const T* ah = hw.data() + i * GH + j0;
+          T* y = out.y + row * H + j0;
+          T* gates = reserve ? ax : nullptr;
+          switch (spec.kind) {
+            case CellKind::RnnTanh:
+            case CellKind::RnnRelu:
+              K.rnn_forward(ax, ah, relu, y, nv);
+              break;
+            case CellKind::Lstm: {
+              T* c_out = reserve ? reserve->cells.data() + row * H + j0 : c_next.data() + i * H + j0;
+              K.lstm_forward(ax, ah, c.data() + i * H + j0, spec.gate_block, gates, c_out, y, nv, H);
+              break;
+            }
+            case CellKind::Gru:
+              K.gru_forward(ax, ah, bh_n ? bh_n + j0 : nullptr, h.data() + i * H + j0,
+                            spec.gate_block, gates,
+                            (reserve ? reserve->extra.data() + row * H : hn.data() + i * H) + j0,
+                            y, nv, H);
+              break;
+          }
+        }
+      }
+    }
+
+    // every tile has read h: the new states replace it
+    for (int64_t i = 0; i < M; ++i) {
+      if (rows[i] < 0) continue;
+      const int64_t row = rows[i];
+      std::memcpy(h.data() + i * H, out.y + row * H, sizeof(T) * H);
+      if (spec.has_cell_state())
+        std::memcpy(c.data() + i * H,
+                    reserve ? reserve->cells.data() + row * H : c_next.data() + i * H, sizeof(T) * H);
+      if (reserve) std::memcpy(reserve->states.data() + row * H, out.y + row * H, sizeof(T) * H);
+      if (reserve && is_gru && !reset_after)
+        std::memcpy(reserve->extra.data() + row * H, rh.data() + i * H, sizeof(T) * H);
+    }
+  }
+  for (int64_t i = 0; i < M; ++i) {
+    if (out.hT) std::memcpy(out.hT + (b0 + i) * H, h.data() + i * H, sizeof(T) * H);
+    if (out.cT && spec.has_cell_state())
+      std::memcpy(out.cT + (b0 + i) * H, c.data() + i * H, sizeof(T) * H);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -100,76 +268,24 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       if (!(reset_after && k >= gru.n && k < gru.n + H)) bias[k] += in.bh[k];
   for (int64_t r = 0; r < Tn * B; ++r) std::memcpy(xw + r * GH, bias.data(), sizeof(T) * GH);
   gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, T(1), xw, GH);
-  const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
 
-  // 2. the sequential loop
-  std::vector<T> h(B * H), c(spec.has_cell_state() ? B * H : 0), c_next(c.size());
-  std::vector<T> hw(B * GH), rh(is_gru ? B * H : 0), hw_n(is_gru ? B * H : 0);
-  std::vector<T> hn_row(reset_after ? H : 0);
-  // hr: what enters the recurrent product, h or h * recurrent_mask
-  std::vector<T> masked(in.recurrent_mask ? B * H : 0);
-  T* hr = in.recurrent_mask ? masked.data() : h.data();
-  for (int64_t b = 0; b < B; ++b) {
-    copy_row(in.h0 ? in.h0 + b * H : nullptr, h.data() + b * H, H);
-    if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c.data() + b * H, H);
+  // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
+  // row ranges run on separate threads with no synchronisation between steps
+  const int W = K.pack_width;
+  PackedWeights<T> packed;
+  if (is_gru && !reset_after) {
+    packed.main = pack_weights<T>(in.Wh, GH, false, H, {{gru.rz, 0}, {gru.rz + H, 0}}, H, W, W);
+    packed.n = pack_weights<T>(in.Wh, GH, false, H, {{gru.n, 0}}, H, W, W);
+  } else {
+    std::vector<PackGroup> groups;
+    for (int64_t g = 0; g < G; ++g) groups.push_back({g * H, 0});
+    packed.main = pack_weights(in.Wh, GH, false, H, groups, H, W, W);
   }
   if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
-
-  const bool relu = spec.kind == CellKind::RnnRelu;
-  for (int64_t s = 0; s < Tn; ++s) {
-    if (in.recurrent_mask)
-      for (int64_t k = 0; k < B * H; ++k) masked[k] = h[k] * in.recurrent_mask[k];
-    if (is_gru && !reset_after)
-      gemm<T>(false, false, B, 2 * H, H, T(1), hr, H, in.Wh + gru.rz, GH, T(0),
-              hw.data() + gru.rz, GH);
-    else
-      gemm<T>(false, false, B, GH, H, T(1), hr, H, in.Wh, GH, T(0), hw.data(), GH);
-
-    if (is_gru && !reset_after) {
-      // stage 1 for every active row, then the n-block product of r * h_prev, then stage 2
-      for (int64_t b = 0; b < B; ++b) {
-        if (!steps.active(s, b)) continue;
-        const int64_t t = steps.position(s, b);
-        T* ax = xw + (t * B + b) * GH;
-        K.gru_forward_rz(ax, hw.data() + b * GH, hr + b * H, spec.gate_block, ax,
-                         rh.data() + b * H, H);
-        if (reserve) std::memcpy(reserve->extra.data() + (t * B + b) * H, rh.data() + b * H, sizeof(T) * H);
-      }
-      gemm<T>(false, false, B, H, H, T(1), rh.data(), H, in.Wh + gru.n, GH, T(0), hw_n.data(), H);
-    }
-
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.active(s, b)) continue;
-      const int64_t t = steps.position(s, b), row = t * B + b;
-      T* ax = xw + row * GH;
-      const T* ah = hw.data() + b * GH;
-      T* y = out.y + row * H;
-      T* gates = reserve ? ax : nullptr;
-      switch (spec.kind) {
-        case CellKind::RnnTanh:
-        case CellKind::RnnRelu:
-          K.rnn_forward(ax, ah, relu, y, H);
-          break;
-        case CellKind::Lstm: {
-          T* c_out = reserve ? reserve->cells.data() + row * H : c_next.data() + b * H;
-          K.lstm_forward(ax, ah, c.data() + b * H, spec.gate_block, gates, c_out, y, H);
-          std::memcpy(c.data() + b * H, c_out, sizeof(T) * H);
-          break;
-        }
-        case CellKind::Gru:
-          if (reset_after)
-            K.gru_forward(ax, ah, bh_n, h.data() + b * H, spec.gate_block, gates,
-                          reserve ? reserve->extra.data() + row * H : hn_row.data(), y, H);
-          else
-            K.gru_forward_n(ax, hw_n.data() + b * H, h.data() + b * H, spec.gate_block, ax, y, H);
-          break;
-      }
-      std::memcpy(h.data() + b * H, y, sizeof(T) * H);
-      if (reserve) std::memcpy(reserve->states.data() + row * H, y, sizeof(T) * H);
-    }
-  }
-  if (out.hT) std::memcpy(out.hT, h.data(), sizeof(T) * B * H);
-  if (out.cT && spec.has_cell_state()) std::memcpy(out.cT, c.data(), sizeof(T) * B * H);
+  const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
+  parallel_rows(B, [&](int64_t b0, int64_t b1) {
+    forward_rows(spec, dims, in, out, reserve, steps, xw, bh_n, packed, b0, b1);
+  });
 }
 
 template <typename T>
@@ -193,8 +309,32 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
   // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any).
   std::vector<T> dh(B * H), dc(spec.has_cell_state() ? B * H : 0), dh_direct(is_gru ? B * H : 0);
-  std::vector<T> d_hr(B * H), dA_scratch(uniform ? 0 : B * GH), d_rh(is_gru ? B * H : 0);
+  // d_hr and d_rh rows are Hp >= H wide: the transposed products write whole wide tiles
+  const int64_t W = K.pack_width, wide = kWideGroups * W, Hp = (H + wide - 1) / wide * wide;
+  std::vector<T> d_hr(B * Hp), dA_scratch(uniform ? 0 : B * GH), d_rh(is_gru ? B * Hp : 0);
   std::vector<T> dh_total(H), hr_row(H);
+
+  // Per step, C [B, Hp] (+)= dA columns [B, K] @ (the matching Wh columns)^T, over Wh^T packed
+  // once per call in wide tiles of kWideGroups vectors (one broadcast of dA feeds several
+  // FMAs); the reset-before GRU packs its n block and its r,z blocks separately.
+  std::vector<PackGroup> wide_groups;
+  for (int64_t g = 0; g < kWideGroups; ++g) wide_groups.push_back({0, g * W});
+  PackedWeights<T> packed;
+  if (is_gru && !reset_after) {
+    packed.n = pack_weights(in.Wh + gru.n, GH, true, H, wide_groups, H, int(W), wide);
+    packed.main = pack_weights(in.Wh + gru.rz, GH, true, 2 * H, wide_groups, H, int(W), wide);
+  } else {
+    packed.main = pack_weights(in.Wh, GH, true, GH, wide_groups, H, int(W), wide);
+  }
+  auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const std::vector<T>& P, T* C,
+                                bool accumulate) {
+    for (int64_t t = 0; t < Hp / wide; ++t) {
+      int64_t col[kWideGroups];
+      for (int g = 0; g < kWideGroups; ++g) col[g] = t * wide + g * W;
+      K.packed_gemm(dA_cols, GH, B, K_dim, P.data() + t * K_dim * wide, kWideGroups, W, C, Hp,
+                    col, accumulate);
+    }
+  };
   const T* mask = in.recurrent_mask;
   for (int64_t b = 0; b < B; ++b) {
     copy_row(g.dhT ? g.dhT + b * H : nullptr, dh.data() + b * H, H);
@@ -225,23 +365,22 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                                    : reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H;
           // dc_prev overwrites dc in place (read lane by lane before it is written)
           K.lstm_backward(gates, reserve.cells.data() + row * H, c_prev, dh_total.data(),
-                          dc.data() + b * H, spec.gate_block, da, dc.data() + b * H, H);
+                          dc.data() + b * H, spec.gate_block, da, dc.data() + b * H, H, H);
           break;
         }
         case CellKind::Gru:
           if (reset_after)
             K.gru_backward(gates, reserve.extra.data() + row * H, h_prev, dh_total.data(),
-                           spec.gate_block, da, dax_n.data() + row * H, dh_direct.data() + b * H, H);
+                           spec.gate_block, da, dax_n.data() + row * H, dh_direct.data() + b * H, H, H);
           else
             K.gru_backward_zn(gates, h_prev, dh_total.data(), spec.gate_block, da,
-                              dh_direct.data() + b * H, H);
+                              dh_direct.data() + b * H, H, H);
           break;
       }
     }
 
     if (is_gru && !reset_after) {
-      gemm<T>(false, true, B, H, H, T(1), dA_step + gru.n, GH, in.Wh + gru.n, GH, T(0),
-              d_rh.data(), H);
+      transposed_product(dA_step + gru.n, H, packed.n, d_rh.data(), false);
       for (int64_t b = 0; b < B; ++b) {
         if (!steps.active(s, b)) continue;
         const int64_t t = steps.position(s, b), row = t * B + b;
@@ -250,20 +389,20 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
           for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
           h_in = hr_row.data();
         }
-        K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh.data() + b * H,
-                         spec.gate_block, dA_step + b * GH, d_hr.data() + b * H, H);
+        K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh.data() + b * Hp,
+                         spec.gate_block, dA_step + b * GH, d_hr.data() + b * Hp, H, H);
       }
-      gemm<T>(false, true, B, H, 2 * H, T(1), dA_step + gru.rz, GH, in.Wh + gru.rz, GH, T(1),
-              d_hr.data(), H);
+      transposed_product(dA_step + gru.rz, 2 * H, packed.main, d_hr.data(), true);
     } else {
-      gemm<T>(false, true, B, H, GH, T(1), dA_step, GH, in.Wh, GH, T(0), d_hr.data(), H);
+      transposed_product(dA_step, GH, packed.main, d_hr.data(), false);
     }
 
     for (int64_t b = 0; b < B; ++b) {
       if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
       for (int64_t j = 0; j < H; ++j) {
         const int64_t k = b * H + j;
-        dh[k] = (is_gru ? dh_direct[k] : T(0)) + (mask ? mask[k] * d_hr[k] : d_hr[k]);
+        const T g = d_hr[b * Hp + j];
+        dh[k] = (is_gru ? dh_direct[k] : T(0)) + (mask ? mask[k] * g : g);
       }
       if (!uniform)
         std::memcpy(dA.data() + (steps.position(s, b) * B + b) * GH, dA_step + b * GH,

@@ -1,9 +1,10 @@
 // The table of fused pointwise kernels one ISA provides. Only plain pointers and sizes cross
 // between the ISA translation units and the rest of the core, never SIMD types.
 //
-// Every kernel works on one batch row: H hidden units. `block[k]` is the column block that
-// holds canonical gate k (LSTM i,f,g,o; GRU r,z,n), so gate k of a G*H-wide row starts at
-// row + block[k]*H. Outputs may alias inputs of the same gate block (in-place is allowed
+// Every kernel works on n consecutive hidden units of one batch row (a whole row, n = H, or one
+// tile of it; per-unit pointers then point at the tile's first unit). `block[k]` is the column
+// block that holds canonical gate k (LSTM i,f,g,o; GRU r,z,n): gate k of a gate-wide row
+// starts at row + block[k]*gs, with gs = H the gate stride. Outputs may alias inputs of the same gate block (in-place is allowed
 // where a comment says so); all outputs are assigned, none accumulated, unless stated.
 #pragma once
 
@@ -16,45 +17,53 @@ namespace rnnkit {
 template <typename T>
 struct PointwiseKernels {
   // h = phi(ax + ah); phi = relu if relu else tanh. ax, ah: [H].
-  void (*rnn_forward)(const T* ax, const T* ah, bool relu, T* h, int64_t H);
+  void (*rnn_forward)(const T* ax, const T* ah, bool relu, T* h, int64_t n);
   // da = dh * phi'(.) evaluated from the output h.
-  void (*rnn_backward)(const T* h, const T* dh, bool relu, T* da, int64_t H);
+  void (*rnn_backward)(const T* h, const T* dh, bool relu, T* da, int64_t n);
 
   // ax, ah: [4H] pre-activations (input part with biases, recurrent part). c_prev: [H] or null.
   // gates: [4H] activated i,f,g,o (may be null in inference; may alias ax). c, h: [H].
   void (*lstm_forward)(const T* ax, const T* ah, const T* c_prev, const int* block, T* gates,
-                       T* c, T* h, int64_t H);
+                       T* c, T* h, int64_t n, int64_t gs);
   // gates, c, c_prev (null = zeros): from forward; dh, dc: [H] gradients w.r.t. h_t and c_t
   // (dc may be null). Writes da [4H] (pre-activation gradients) and dc_prev [H].
   void (*lstm_backward)(const T* gates, const T* c, const T* c_prev, const T* dh, const T* dc,
-                        const int* block, T* da, T* dc_prev, int64_t H);
+                        const int* block, T* da, T* dc_prev, int64_t n, int64_t gs);
 
   // GRU, reset after the recurrent product. ax: [3H] (r,z blocks include b+bh, n block only b);
   // ah: [3H] = h_prev @ Wh; bh_n: [H] or null; h_prev: [H] or null (zeros).
   // gates: [3H] activated r,z,n (null in inference; may alias ax); hn: [H] = ah_n + bh_n
   // (null in inference); h: [H].
   void (*gru_forward)(const T* ax, const T* ah, const T* bh_n, const T* h_prev, const int* block,
-                      T* gates, T* hn, T* h, int64_t H);
+                      T* gates, T* hn, T* h, int64_t n, int64_t gs);
   // Writes dah [3H] (gradient w.r.t. ah + bh, equal to the one w.r.t. ax in the r,z blocks),
   // dax_n [H] (w.r.t. ax's n block) and dh_prev = dh * z (the direct path h_prev -> h).
   void (*gru_backward)(const T* gates, const T* hn, const T* h_prev, const T* dh,
-                       const int* block, T* dah, T* dax_n, T* dh_prev, int64_t H);
+                       const int* block, T* dah, T* dax_n, T* dh_prev, int64_t n, int64_t gs);
 
   // GRU, reset before the recurrent product, stage 1: r and z from ax + ah (ah holds the
   // r,z blocks of h_prev @ Wh); writes their activations into gates and rh = r * h_prev.
   void (*gru_forward_rz)(const T* ax, const T* ah, const T* h_prev, const int* block, T* gates,
-                         T* rh, int64_t H);
+                         T* rh, int64_t n, int64_t gs);
   // Stage 2: n = tanh(ax_n + ah_n) with ah_n = (r*h_prev) @ Wh_n: [H]; h = (1-z) n + z h_prev.
   // Reads z from gates, writes n into gates.
   void (*gru_forward_n)(const T* ax, const T* ah_n, const T* h_prev, const int* block, T* gates,
-                        T* h, int64_t H);
+                        T* h, int64_t n, int64_t gs);
   // Backward stage 1: da's z and n blocks, dh_prev = dh * z.
   void (*gru_backward_zn)(const T* gates, const T* h_prev, const T* dh, const int* block, T* da,
-                          T* dh_prev, int64_t H);
+                          T* dh_prev, int64_t n, int64_t gs);
   // Backward stage 2, given d_rh = da_n @ Wh_n^T: da's r block; d_hr = d_rh * r, the gradient
   // w.r.t. the recurrent input h_prev (here the masked one when recurrent dropout is on).
   void (*gru_backward_r)(const T* gates, const T* h_prev, const T* d_rh, const int* block, T* da,
-                         T* d_hr, int64_t H);
+                         T* d_hr, int64_t n, int64_t gs);
+
+  // Recurrent GEMM over weights packed once per call (pack_weights in recurrent.cpp): tiles of
+  // pack_width columns in each of G column groups. For one tile P: [K][G][pack_width],
+  // C[r, col[g] + w] (+)= sum_k A[r, k] P[k][g][w] for r < M, w < n_valid (<= pack_width).
+  // A: [M, K] with leading dimension lda; C with leading dimension ldc. G in 1..4.
+  int pack_width;
+  void (*packed_gemm)(const T* A, int64_t lda, int64_t M, int64_t K, const T* P, int G,
+                      int64_t n_valid, T* C, int64_t ldc, const int64_t* col, bool accumulate);
 
   // Elementwise maths, exposed for tests of the vectorised approximations.
   void (*exp)(const T* x, T* y, int64_t n);

@@ -12,6 +12,7 @@ template <>
 struct Avx2Vec<float> {
   using Scalar = float;
   static constexpr int width = 8;
+  static constexpr int registers = 16;
   __m256 v;
 
   static Avx2Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
@@ -47,6 +48,7 @@ template <>
 struct Avx2Vec<double> {
   using Scalar = double;
   static constexpr int width = 4;
+  static constexpr int registers = 16;
   __m256d v;
 
   static Avx2Vec load(const double* p) { return {_mm256_loadu_pd(p)}; }

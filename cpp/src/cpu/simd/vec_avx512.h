@@ -12,6 +12,7 @@ template <>
 struct Avx512Vec<float> {
   using Scalar = float;
   static constexpr int width = 16;
+  static constexpr int registers = 32;
   __m512 v;
 
   static Avx512Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
@@ -49,6 +50,7 @@ template <>
 struct Avx512Vec<double> {
   using Scalar = double;
   static constexpr int width = 8;
+  static constexpr int registers = 32;
   __m512d v;
 
   static Avx512Vec load(const double* p) { return {_mm512_loadu_pd(p)}; }

@@ -10,6 +10,7 @@ template <typename T>
 struct ScalarVec {
   using Scalar = T;
   static constexpr int width = 1;
+  static constexpr int registers = 16;
   T v;
 
   static ScalarVec load(const T* p) { return {*p}; }
