@@ -279,13 +279,3 @@ def test_info_reports_openblas():
     assert info["version"] == rnnkit.__version__
     assert "OpenBLAS" in info["blas"]
     assert info["isa_active"] in info["isa_supported"]
-
-
-def test_cli_info_and_demo(capsys):
-    from rnnkit.cli import main
-
-    assert main(["info"]) == 0
-    assert "ISA active" in capsys.readouterr().out
-    pytest.importorskip("rnnkit.reference")
-    assert main(["demo", "--steps", "5", "--batch", "2", "--inputs", "3", "--hidden", "4", "--repeats", "1"]) == 0
-    assert "faster" in capsys.readouterr().out
