@@ -1,4 +1,5 @@
-"""Whole-model finite-difference gradient checks for rnnkit.nn modules (helper, not a test file).
+"""Whole-model finite-difference gradient checker for rnnkit.nn modules (used by the other
+test_nn_* files) and tests that it does catch wrong gradients.
 
 Randomness is fixed by calling ``model.seed(SEED)`` before *every* forward (the analytic one and
 each perturbed one), so dropout and recurrent-dropout masks are the same in all of them.
@@ -76,3 +77,24 @@ def check_module(model, x, *, fwd_kwargs=None, max_per_param=6, max_x=12, seed=0
                 f"{name}[{np.unravel_index(i, arr.shape)}]: analytic {a} vs numeric {numeric}"
             count += 1
     return count
+
+
+def test_checker_catches_a_wrong_gradient():
+    """The checker must be able to fail: break Linear's weight gradient by 1 % and expect an
+    AssertionError naming the parameter."""
+    import pytest
+
+    import rnnkit.nn as nn
+
+    class Broken(nn.Linear):
+        def backward(self, grad):
+            before = self._grads["W"].copy()
+            dx = super().backward(grad)
+            self._grads["W"] += 0.01 * (self._grads["W"] - before)
+            return dx
+
+    lin = Broken(3, 2, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    with pytest.raises(AssertionError, match="W"):
+        check_module(lin, x)
+    assert check_module(nn.Linear(3, 2, dtype=np.float64, seed=0), x) == 6 + 2 + 12

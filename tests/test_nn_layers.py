@@ -1,10 +1,10 @@
 """rnnkit.nn feed-forward layers, heads, Sequential and the Module base: values, finite-difference
-gradients (see nn_gradcheck.py for the tolerance), state dicts, seeding and bad input."""
+gradients (see test_nn_gradcheck.py for the tolerance), state dicts, seeding and bad input."""
 import numpy as np
 import pytest
 
 import rnnkit.nn as nn
-from nn_gradcheck import check_module
+from test_nn_gradcheck import check_module
 
 T, B, D = 4, 3, 5
 LENGTHS = np.array([4, 1, 2])

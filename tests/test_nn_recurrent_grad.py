@@ -1,11 +1,11 @@
 """Whole-model float64 finite-difference gradient checks of stacked (2-layer) bidirectional
-RNN/LSTM/GRU with every option (see nn_gradcheck.py for how randomness is fixed and why the
+RNN/LSTM/GRU with every option (see test_nn_gradcheck.py for how randomness is fixed and why the
 tolerance is what it is)."""
 import numpy as np
 import pytest
 
 import rnnkit.nn as nn
-from nn_gradcheck import check_module
+from test_nn_gradcheck import check_module
 
 T, B, I, H = 4, 4, 3, 3
 # 0 < lengths <= T, every step keeps >= 2 valid rows (a batch-norm statistic over one row is
