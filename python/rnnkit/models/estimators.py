@@ -76,6 +76,7 @@ class _TextEstimator:
 
     def predict(self, texts):
         """The most probable label of each text."""
+        self._check_fitted()
         return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
 
     def score(self, texts, labels) -> float:
