@@ -279,3 +279,49 @@ def test_info_reports_openblas():
     assert info["version"] == rnnkit.__version__
     assert "OpenBLAS" in info["blas"]
     assert info["isa_active"] in info["isa_supported"]
+
+
+def _forward_in_child(queue):
+    a = make("lstm", B=32, H=16)
+    y, _, _ = forward("lstm", a)
+    queue.put(float(np.abs(y).sum()))
+
+
+def test_thread_pool_survives_fork():
+    """A forked child (multiprocessing's default on Linux) has none of the parent's pool
+    threads: its first parallel call must start its own pool, not wait forever."""
+    import multiprocessing as mp
+
+    n = rnnkit.get_num_threads()
+    try:
+        rnnkit.set_num_threads(2)
+        a = make("lstm", B=32, H=16)
+        want = float(np.abs(forward("lstm", a)[0]).sum())  # the parent's pool is running now
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_forward_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0, "child hung or crashed"
+        assert queue.get(timeout=5) == want
+    finally:
+        rnnkit.set_num_threads(n)
+
+
+def test_results_do_not_depend_on_threads():
+    """Rows are split across threads and big GEMMs into row/column panels. OpenBLAS may take
+    a different edge kernel for a narrower panel, which reorders a few float64 sums:
+    differences stay at rounding level (a few ulp of O(1..100) values, so 1e-12 absolute)."""
+    n = rnnkit.get_num_threads()
+    a = make("gru", T=10, B=40, I=64, H=33)  # big enough for the GEMM panel split
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            rnnkit.set_num_threads(threads)
+            y, hT, cache = forward("gru", a)
+            outs.append((y, hT) + tuple(backward("gru", np.ones_like(y), None, cache)))
+        for other in outs[1:]:
+            for u, v in zip(outs[0], other):
+                np.testing.assert_allclose(u, v, rtol=0, atol=1e-12)
+    finally:
+        rnnkit.set_num_threads(n)

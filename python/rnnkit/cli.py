@@ -23,7 +23,7 @@ def cmd_info(args) -> int:
         ("threads", str(info["threads"])),
         ("BLAS", info["blas"]),
         ("BLAS kernel", info["blas_core"] or "-"),
-        ("BLAS threads", str(info["blas_threads"])),
+        ("BLAS threads", f"{info['blas_threads']} (rnnkit calls it in parallel from its own pool)"),
         ("numpy", np.__version__),
     ]
     width = max(len(k) for k, _ in lines)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace rnnkit {
@@ -20,11 +21,16 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 // ---- threads ----------------------------------------------------------------------------
-// One setting governs every pool the package uses (the BLAS's and rnnkit's own).
+// One setting governs every pool the package uses: rnnkit's own pool runs with n threads and
+// OpenBLAS is kept at one thread, called in parallel from that pool (gemm() splits big
+// products), so the two pools never oversubscribe the cores.
 void set_num_threads(int n);
 int get_num_threads();
-int blas_num_threads();  // what the BLAS reports, to show the setting took effect
+int blas_num_threads();  // what the BLAS reports (1 by design, see above)
 int default_num_threads();  // usable cores (sched affinity)
+// Runs fn(0), ..., fn(tasks - 1) on the pool (the caller takes part); returns when all are
+// done. Nested or concurrent calls run serially on the calling thread.
+void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
 
 // ---- SIMD dispatch ----------------------------------------------------------------------
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };

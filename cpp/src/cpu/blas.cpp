@@ -3,6 +3,7 @@
 // but slow, used only when OpenBLAS cannot be loaded.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 
@@ -82,7 +83,7 @@ bool load_blas(const std::string& path, std::string* error) {
     return false;
   }
   g_blas = lib;  // the handle stays open for the life of the process
-  g_blas.set_threads(get_num_threads());
+  g_blas.set_threads(1);  // parallelised from rnnkit's pool instead (see gemm below)
   return true;
 }
 
@@ -97,15 +98,10 @@ std::string blas_corename() {
 
 int blas_num_threads() { return g_blas.get_threads ? g_blas.get_threads() : 1; }
 
-void set_blas_threads(int n) {
-  if (g_blas.set_threads) g_blas.set_threads(n);
-}
+namespace {
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+void serial_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) return scale_only(M, N, beta, C, ldc);
   if (g_blas.sgemm)
     g_blas.sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, int(M), int(N),
                  int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
@@ -113,17 +109,46 @@ void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     fallback_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                  const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-                  double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) return scale_only(M, N, beta, C, ldc);
+void serial_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                 const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+                 double* C, int64_t ldc) {
   if (g_blas.dgemm)
     g_blas.dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, int(M), int(N),
                  int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
   else
     fallback_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+}  // namespace
+
+// Splits C into row or column panels (whichever dimension is longer), one single-threaded
+// BLAS call per panel on rnnkit's pool. Small products (< ~1 MFLOP) stay on one thread, where
+// the pool's wake-up would cost more than it saves.
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_only(M, N, beta, C, ldc);
+  const int64_t threads = get_num_threads();
+  if (threads <= 1 || M * N * K < (int64_t(1) << 19))
+    return serial_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const bool split_rows = M >= N;
+  const int64_t extent = split_rows ? M : N;
+  const int64_t panels = std::min(threads, extent);
+  parallel_for(panels, [&](int64_t p) {
+    const int64_t begin = extent * p / panels, end = extent * (p + 1) / panels;
+    if (split_rows)  // rows [begin, end) of op(A) and of C
+      serial_gemm(ta, tb, end - begin, N, K, alpha, ta ? A + begin : A + begin * lda, lda, B,
+                  ldb, beta, C + begin * ldc, ldc);
+    else  // columns [begin, end) of op(B) and of C
+      serial_gemm(ta, tb, M, end - begin, K, alpha, A, lda, tb ? B + begin * ldb : B + begin,
+                  ldb, beta, C + begin, ldc);
+  });
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
 
 }  // namespace rnnkit

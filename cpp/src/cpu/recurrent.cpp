@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
-#include <thread>
 
 #include "cpu/simd/kernels.h"
 #include "rnnkit/recurrent.h"
@@ -103,17 +102,13 @@ struct PackedWeights {
   std::vector<T> n;     // reset-before GRU: the n block
 };
 
-// Runs f(b0, b1) over contiguous ranges of batch rows, one per thread when the batch is big
+// Runs f(b0, b1) over contiguous ranges of batch rows, one per thread, when the batch is big
 // enough to keep every thread's register blocks full; otherwise on the calling thread.
 template <typename F>
 void parallel_rows(int64_t B, F&& f) {
-  const int64_t threads = std::min<int64_t>(get_num_threads(), B / 8);
-  if (threads <= 1) return f(0, B);
-  std::vector<std::thread> pool;
-  for (int64_t i = 1; i < threads; ++i)
-    pool.emplace_back([&, i] { f(B * i / threads, B * (i + 1) / threads); });
-  f(0, B / threads);
-  for (auto& t : pool) t.join();
+  const int64_t parts = std::min<int64_t>(get_num_threads(), B / 8);
+  if (parts <= 1) return f(0, B);
+  parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
 
 // The time loop for batch rows [b0, b1). Per step and per tile of W hidden units: the packed

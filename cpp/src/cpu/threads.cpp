@@ -1,18 +1,99 @@
+// rnnkit's one thread pool. Workers sleep on a condition variable between jobs (no spinning),
+// so they never compete with the caller's thread or other processes while idle. OpenBLAS is
+// kept single-threaded (blas.cpp) and parallelised from here, so the two never oversubscribe
+// the cores.
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "rnnkit/runtime.h"
 
 namespace rnnkit {
 
-void set_blas_threads(int n);  // blas.cpp
-
 namespace {
+
 std::atomic<int> g_num_threads{0};
-}
+thread_local bool t_inside_pool_job = false;
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { work(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int workers() const { return int(threads_.size()); }
+
+  // Runs fn(0..tasks-1) on the workers and the calling thread; returns when all are done.
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      tasks_ = tasks;
+      next_ = 0;
+      unfinished_ = tasks;
+      ++generation_;
+    }
+    wake_.notify_all();
+    drain();
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return unfinished_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void drain() {
+    t_inside_pool_job = true;
+    for (int64_t i; (i = next_.fetch_add(1)) < tasks_;) {
+      (*job_)(i);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--unfinished_ == 0) done_.notify_all();
+    }
+    t_inside_pool_job = false;
+  }
+
+  void work() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || (generation_ != seen && job_); });
+      if (stop_) return;
+      seen = generation_;
+      lock.unlock();
+      drain();
+      lock.lock();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t tasks_ = 0, unfinished_ = 0;
+  std::atomic<int64_t> next_{0};
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+std::mutex g_pool_mutex;        // one parallel region at a time; others run inline
+std::unique_ptr<ThreadPool> g_pool;
+pid_t g_pool_pid = 0;
+
+}  // namespace
 
 int default_num_threads() {
   cpu_set_t set;
@@ -20,15 +101,29 @@ int default_num_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-void set_num_threads(int n) {
-  n = std::max(1, n);
-  g_num_threads = n;
-  set_blas_threads(n);
-}
+void set_num_threads(int n) { g_num_threads = std::max(1, n); }
 
 int get_num_threads() {
   int n = g_num_threads.load();
   return n > 0 ? n : default_num_threads();
+}
+
+void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
+  const int threads = get_num_threads();
+  std::unique_lock<std::mutex> lock(g_pool_mutex, std::defer_lock);
+  // Serial when there is nothing to share, when called from inside a job (nested regions),
+  // or while another caller (a second Python thread, the GIL being released) holds the pool.
+  if (tasks <= 1 || threads <= 1 || t_inside_pool_job || !lock.try_lock()) {
+    for (int64_t i = 0; i < tasks; ++i) fn(i);
+    return;
+  }
+  // A forked child has none of the parent's workers: start a pool of its own.
+  if (!g_pool || g_pool->workers() != threads - 1 || g_pool_pid != getpid()) {
+    if (g_pool_pid != getpid()) (void)g_pool.release();  // the parent's threads do not exist here
+    g_pool.reset(new ThreadPool(threads - 1));
+    g_pool_pid = getpid();
+  }
+  g_pool->run(tasks, fn);
 }
 
 }  // namespace rnnkit
