@@ -301,17 +301,9 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   // the reset-after GRU's input-side n block differs (no factor r) and lives in dax_n.
   std::vector<T> dA(rows * GH, T(0)), dax_n(reset_after ? rows * H : 0, T(0));
   std::vector<T> h_prev_all(rows * H, T(0));  // h_{t-1} of every position, for dWh
-  // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
-  // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any).
-  std::vector<T> dh(B * H), dc(spec.has_cell_state() ? B * H : 0), dh_direct(is_gru ? B * H : 0);
-  // d_hr and d_rh rows are Hp >= H wide: the transposed products write whole wide tiles
+  // Wh^T packed once per call in wide tiles of kWideGroups vectors (one broadcast of dA feeds
+  // several FMAs); the reset-before GRU packs its n block and its r,z blocks separately.
   const int64_t W = K.pack_width, wide = kWideGroups * W, Hp = (H + wide - 1) / wide * wide;
-  std::vector<T> d_hr(B * Hp), dA_scratch(uniform ? 0 : B * GH), d_rh(is_gru ? B * Hp : 0);
-  std::vector<T> dh_total(H), hr_row(H);
-
-  // Per step, C [B, Hp] (+)= dA columns [B, K] @ (the matching Wh columns)^T, over Wh^T packed
-  // once per call in wide tiles of kWideGroups vectors (one broadcast of dA feeds several
-  // FMAs); the reset-before GRU packs its n block and its r,z blocks separately.
   std::vector<PackGroup> wide_groups;
   for (int64_t g = 0; g < kWideGroups; ++g) wide_groups.push_back({0, g * W});
   PackedWeights<T> packed;
@@ -321,91 +313,109 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   } else {
     packed.main = pack_weights(in.Wh, GH, true, GH, wide_groups, H, int(W), wide);
   }
-  auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const std::vector<T>& P, T* C,
-                                bool accumulate) {
-    for (int64_t t = 0; t < Hp / wide; ++t) {
-      int64_t col[kWideGroups];
-      for (int g = 0; g < kWideGroups; ++g) col[g] = t * wide + g * W;
-      K.packed_gemm(dA_cols, GH, B, K_dim, P.data() + t * K_dim * wide, kWideGroups, W, C, Hp,
-                    col, accumulate);
-    }
-  };
   const T* mask = in.recurrent_mask;
-  for (int64_t b = 0; b < B; ++b) {
-    copy_row(g.dhT ? g.dhT + b * H : nullptr, dh.data() + b * H, H);
-    if (spec.has_cell_state()) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc.data() + b * H, H);
-  }
 
-  for (int64_t s = Tn - 1; s >= 0; --s) {
-    T* dA_step = uniform ? dA.data() + steps.position(s, 0) * B * GH : dA_scratch.data();
-    if (!uniform) std::fill(dA_scratch.begin(), dA_scratch.end(), T(0));
-
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.active(s, b)) continue;
-      const int64_t t = steps.position(s, b), row = t * B + b;
-      const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * H : nullptr)
-                               : reserve.states.data() + (steps.position(s - 1, b) * B + b) * H;
-      copy_row(h_prev, h_prev_all.data() + row * H, H);
-      for (int64_t j = 0; j < H; ++j)
-        dh_total[j] = dh[b * H + j] + (g.dy ? g.dy[row * H + j] : T(0));
-      const T* gates = reserve.gates.data() + row * GH;
-      T* da = dA_step + b * GH;
-      switch (spec.kind) {
-        case CellKind::RnnTanh:
-        case CellKind::RnnRelu:
-          K.rnn_backward(reserve.states.data() + row * H, dh_total.data(), relu, da, H);
-          break;
-        case CellKind::Lstm: {
-          const T* c_prev = s == 0 ? (in.c0 ? in.c0 + b * H : nullptr)
-                                   : reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H;
-          // dc_prev overwrites dc in place (read lane by lane before it is written)
-          K.lstm_backward(gates, reserve.cells.data() + row * H, c_prev, dh_total.data(),
-                          dc.data() + b * H, spec.gate_block, da, dc.data() + b * H, H, H);
-          break;
-        }
-        case CellKind::Gru:
-          if (reset_after)
-            K.gru_backward(gates, reserve.extra.data() + row * H, h_prev, dh_total.data(),
-                           spec.gate_block, da, dax_n.data() + row * H, dh_direct.data() + b * H, H, H);
-          else
-            K.gru_backward_zn(gates, h_prev, dh_total.data(), spec.gate_block, da,
-                              dh_direct.data() + b * H, H, H);
-          break;
+  // The reverse loop for batch rows [b0, b1) (rows are independent: threads share nothing
+  // but the disjoint rows of dA, dax_n and h_prev_all they write).
+  auto reverse_loop = [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
+    // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any);
+    // d_hr and d_rh rows are Hp >= H wide: the transposed products write whole wide tiles.
+    std::vector<T> dh(M * H), dc(spec.has_cell_state() ? M * H : 0), dh_direct(is_gru ? M * H : 0);
+    std::vector<T> d_hr(M * Hp), dA_scratch(uniform ? 0 : M * GH), d_rh(is_gru ? M * Hp : 0);
+    std::vector<T> dh_total(H), hr_row(H);
+    // C [M, Hp] (+)= dA columns [M, K] @ (the matching Wh columns)^T
+    auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const std::vector<T>& P,
+                                  T* C, bool accumulate) {
+      for (int64_t t = 0; t < Hp / wide; ++t) {
+        int64_t col[kWideGroups];
+        for (int g = 0; g < kWideGroups; ++g) col[g] = t * wide + g * W;
+        K.packed_gemm(dA_cols, GH, M, K_dim, P.data() + t * K_dim * wide, kWideGroups, W, C, Hp,
+                      col, accumulate);
       }
+    };
+    for (int64_t i = 0; i < M; ++i) {
+      const int64_t b = b0 + i;
+      copy_row(g.dhT ? g.dhT + b * H : nullptr, dh.data() + i * H, H);
+      if (spec.has_cell_state()) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc.data() + i * H, H);
     }
 
-    if (is_gru && !reset_after) {
-      transposed_product(dA_step + gru.n, H, packed.n, d_rh.data(), false);
-      for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = Tn - 1; s >= 0; --s) {
+      T* dA_step = uniform ? dA.data() + (steps.position(s, 0) * B + b0) * GH : dA_scratch.data();
+      if (!uniform) std::fill(dA_scratch.begin(), dA_scratch.end(), T(0));
+
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;
         const int64_t t = steps.position(s, b), row = t * B + b;
-        const T* h_in = h_prev_all.data() + row * H;
-        if (mask) {
-          for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
-          h_in = hr_row.data();
+        const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * H : nullptr)
+                                 : reserve.states.data() + (steps.position(s - 1, b) * B + b) * H;
+        copy_row(h_prev, h_prev_all.data() + row * H, H);
+        for (int64_t j = 0; j < H; ++j)
+          dh_total[j] = dh[i * H + j] + (g.dy ? g.dy[row * H + j] : T(0));
+        const T* gates = reserve.gates.data() + row * GH;
+        T* da = dA_step + i * GH;
+        switch (spec.kind) {
+          case CellKind::RnnTanh:
+          case CellKind::RnnRelu:
+            K.rnn_backward(reserve.states.data() + row * H, dh_total.data(), relu, da, H);
+            break;
+          case CellKind::Lstm: {
+            const T* c_prev = s == 0 ? (in.c0 ? in.c0 + b * H : nullptr)
+                                     : reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H;
+            // dc_prev overwrites dc in place (read lane by lane before it is written)
+            K.lstm_backward(gates, reserve.cells.data() + row * H, c_prev, dh_total.data(),
+                            dc.data() + i * H, spec.gate_block, da, dc.data() + i * H, H, H);
+            break;
+          }
+          case CellKind::Gru:
+            if (reset_after)
+              K.gru_backward(gates, reserve.extra.data() + row * H, h_prev, dh_total.data(),
+                             spec.gate_block, da, dax_n.data() + row * H,
+                             dh_direct.data() + i * H, H, H);
+            else
+              K.gru_backward_zn(gates, h_prev, dh_total.data(), spec.gate_block, da,
+                                dh_direct.data() + i * H, H, H);
+            break;
         }
-        K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh.data() + b * Hp,
-                         spec.gate_block, dA_step + b * GH, d_hr.data() + b * Hp, H, H);
       }
-      transposed_product(dA_step + gru.rz, 2 * H, packed.main, d_hr.data(), true);
-    } else {
-      transposed_product(dA_step, GH, packed.main, d_hr.data(), false);
-    }
 
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t k = b * H + j;
-        const T g = d_hr[b * Hp + j];
-        dh[k] = (is_gru ? dh_direct[k] : T(0)) + (mask ? mask[k] * g : g);
+      if (is_gru && !reset_after) {
+        transposed_product(dA_step + gru.n, H, packed.n, d_rh.data(), false);
+        for (int64_t i = 0; i < M; ++i) {
+          const int64_t b = b0 + i;
+          if (!steps.active(s, b)) continue;
+          const int64_t row = steps.position(s, b) * B + b;
+          const T* h_in = h_prev_all.data() + row * H;
+          if (mask) {
+            for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
+            h_in = hr_row.data();
+          }
+          K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh.data() + i * Hp,
+                           spec.gate_block, dA_step + i * GH, d_hr.data() + i * Hp, H, H);
+        }
+        transposed_product(dA_step + gru.rz, 2 * H, packed.main, d_hr.data(), true);
+      } else {
+        transposed_product(dA_step, GH, packed.main, d_hr.data(), false);
       }
-      if (!uniform)
-        std::memcpy(dA.data() + (steps.position(s, b) * B + b) * GH, dA_step + b * GH,
-                    sizeof(T) * GH);
+
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t b = b0 + i;
+        if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
+        for (int64_t j = 0; j < H; ++j) {
+          const T d = d_hr[i * Hp + j];
+          dh[i * H + j] = (is_gru ? dh_direct[i * H + j] : T(0)) + (mask ? mask[b * H + j] * d : d);
+        }
+        if (!uniform)
+          std::memcpy(dA.data() + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
+                      sizeof(T) * GH);
+      }
     }
-  }
-  if (g.dh0) std::memcpy(g.dh0, dh.data(), sizeof(T) * B * H);
-  if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0, dc.data(), sizeof(T) * B * H);
+    if (g.dh0) std::memcpy(g.dh0 + b0 * H, dh.data(), sizeof(T) * M * H);
+    if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0 + b0 * H, dc.data(), sizeof(T) * M * H);
+  };
+  parallel_rows(B, reverse_loop);
 
   // 3. weight, bias and input gradients as GEMMs over all T*B rows; Wh saw h_{t-1} * mask
   if (mask)
