@@ -149,10 +149,8 @@ def main(argv=None) -> int:
     demo.add_argument("--sample-chars", type=int, default=200)
     demo.add_argument("--prompt", default="The ")
     demo.add_argument("--seed", type=int, default=0)
-    # One thread by default: with B=32, H=128 a time step is ~2 MFLOP, less than what splitting
-    # it across threads costs in synchronisation (measured: 2 threads on 2 busy cores ran the
-    # LSTM backward ~10x slower than 1). --threads 0 keeps rnnkit's own setting.
-    demo.add_argument("--threads", type=int, default=1, help="rnnkit threads (default 1; 0: rnnkit's default)")
+    demo.add_argument("--threads", type=int, default=0,
+                      help="rnnkit threads (default 0: rnnkit's default, the usable cores)")
     check = sub.add_parser("check", help="LSTM forward+backward: checked against NumPy and timed")
     check.add_argument("--steps", type=int, default=50)
     check.add_argument("--batch", type=int, default=32)
