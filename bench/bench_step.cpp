@@ -1,0 +1,115 @@
+// C++ microbenchmark of the fused recurrent kernels per ISA, without Python:
+//   cmake -S . -B build/bench -G Ninja -DRNNKIT_BENCH=ON -Dpybind11_DIR=$(python -m pybind11 --cmakedir)
+//   cmake --build build/bench --target bench_step
+//   RNNKIT_OPENBLAS=$(python -c "import scipy_openblas32 as s, os; print(os.path.join(s.get_lib_dir(), s.get_library(True)))") \
+//     build/bench/bench_step --benchmark_filter=cell:2/   # cell: 0 rnn tanh, 2 lstm, 3 gru; isa: 0 scalar, 1 avx2, 2 avx512
+// Without RNNKIT_OPENBLAS the input projection runs on the slow fallback GEMM, so only the
+// "step" benchmarks (recurrent product + gate kernel, T steps) are meaningful then.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "rnnkit/recurrent.h"
+#include "rnnkit/runtime.h"
+
+namespace {
+
+using rnnkit::CellKind;
+
+struct Problem {
+  rnnkit::CellSpec spec;
+  rnnkit::Dims dims;
+  std::vector<float> x, Wx, Wh, b, y, hT, cT, dy;
+  rnnkit::LayerInputs<float> in;
+  rnnkit::LayerOutputs<float> out;
+
+  Problem(CellKind kind, int64_t T, int64_t B, int64_t I, int64_t H) {
+    spec.kind = kind;
+    dims = {T, B, I, H};
+    const int64_t GH = spec.gates() * H;
+    std::mt19937 rng(0);
+    std::normal_distribution<float> normal(0.f, 0.05f);
+    auto fill = [&](std::vector<float>& v, size_t n) {
+      v.resize(n);
+      for (auto& e : v) e = normal(rng);
+    };
+    fill(x, T * B * I);
+    fill(Wx, I * GH);
+    fill(Wh, H * GH);
+    b.assign(GH, 0.f);
+    y.resize(T * B * H);
+    hT.resize(B * H);
+    cT.resize(B * H);
+    dy.assign(T * B * H, 1.f);
+    in.x = x.data();
+    in.Wx = Wx.data();
+    in.Wh = Wh.data();
+    in.b = b.data();
+    out = {y.data(), hT.data(), cT.data()};
+  }
+};
+
+// args: cell kind, T, B, I, H, ISA, training (forward+backward) or inference
+void run_layer(benchmark::State& state) {
+  const auto kind = CellKind(state.range(0));
+  const auto isa = rnnkit::Isa(state.range(5));
+  const bool training = state.range(6);
+  if (!rnnkit::set_isa(isa)) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  Problem p(kind, state.range(1), state.range(2), state.range(3), state.range(4));
+  const int64_t GH = p.spec.gates() * p.dims.H;
+  std::vector<float> dx(p.x.size()), dh0(p.hT.size()), dc0(p.hT.size()), dWx(p.Wx.size()),
+      dWh(p.Wh.size()), db(GH);
+  for (auto _ : state) {
+    if (!training) {
+      rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, nullptr);
+    } else {
+      rnnkit::Reserve<float> reserve;
+      rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, &reserve);
+      rnnkit::LayerGrads<float> g;
+      g.dy = p.dy.data();
+      g.dx = dx.data();
+      g.dh0 = dh0.data();
+      g.dc0 = dc0.data();
+      g.dWx = dWx.data();
+      g.dWh = dWh.data();
+      g.db = db.data();
+      rnnkit::backward<float>(p.spec, p.dims, p.in, reserve, g);
+    }
+    benchmark::DoNotOptimize(p.y.data());
+  }
+  state.SetLabel(std::string(rnnkit::isa_name(isa)) + (training ? " train" : " inference") +
+                 " threads=" + std::to_string(rnnkit::get_num_threads()));
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  const std::vector<std::vector<int64_t>> grid = {
+      {50, 1, 128, 128}, {50, 32, 128, 256}, {35, 20, 650, 650}};
+  for (int kind : {int(CellKind::Lstm), int(CellKind::Gru), int(CellKind::RnnTanh)})
+    for (const auto& s : grid)
+      for (int isa : {0, 1, 2})
+        for (int training : {0, 1}) b->Args({kind, s[0], s[1], s[2], s[3], isa, training});
+  b->ArgNames({"cell", "T", "B", "I", "H", "isa", "train"});
+  b->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(run_layer)->Apply(shapes);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (const char* path = std::getenv("RNNKIT_OPENBLAS")) {
+    std::string error;
+    if (!rnnkit::load_blas(path, &error)) std::fprintf(stderr, "OpenBLAS: %s\n", error.c_str());
+  }
+  if (const char* threads = std::getenv("RNNKIT_THREADS")) rnnkit::set_num_threads(std::atoi(threads));
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
