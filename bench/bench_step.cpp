@@ -3,8 +3,8 @@
 //   cmake --build build/bench --target bench_step
 //   RNNKIT_OPENBLAS=$(python -c "import scipy_openblas32 as s, os; print(os.path.join(s.get_lib_dir(), s.get_library(True)))") \
 //     build/bench/bench_step --benchmark_filter=cell:2/   # cell: 0 rnn tanh, 2 lstm, 3 gru; isa: 0 scalar, 1 avx2, 2 avx512
-// Without RNNKIT_OPENBLAS the input projection runs on the slow fallback GEMM, so only the
-// "step" benchmarks (recurrent product + gate kernel, T steps) are meaningful then.
+// Without RNNKIT_OPENBLAS the big GEMMs (input projection, weight gradients) run on the slow
+// fallback; the per-step recurrent kernels do not use the BLAS. RNNKIT_THREADS sets threads.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
