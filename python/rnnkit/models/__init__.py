@@ -11,6 +11,8 @@ Documentation: docs/models.md.
 from .estimators import BagOfWordsClassifier, TextClassifier
 from .networks import (LanguageModel, MLPClassifier, SequenceClassifier, char_vocabulary, lm_windows,
                        unigram_perplexity)
+from .seq2seq import LuongAttention, Seq2Seq
 
 __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "TextClassifier", "BagOfWordsClassifier",
            "lm_windows", "char_vocabulary", "unigram_perplexity"]
+__all__ += ["Seq2Seq", "LuongAttention"]  # docs/seq2seq.md
