@@ -12,7 +12,12 @@ from .estimators import BagOfWordsClassifier, TextClassifier
 from .networks import (LanguageModel, MLPClassifier, SequenceClassifier, char_vocabulary, lm_windows,
                        unigram_perplexity)
 from .seq2seq import LuongAttention, Seq2Seq
+from .forecast import Forecaster, ForecastNet, SeriesScaler, forecast_errors, make_windows, naive_forecast
+from .tagger import SequenceTagger, tagging_loss
+from .vec2seq import VectorToSequence
 
 __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "TextClassifier", "BagOfWordsClassifier",
            "lm_windows", "char_vocabulary", "unigram_perplexity"]
 __all__ += ["Seq2Seq", "LuongAttention"]  # docs/seq2seq.md
+__all__ += ["VectorToSequence", "SequenceTagger", "tagging_loss", "Forecaster", "ForecastNet", "SeriesScaler",
+            "make_windows", "naive_forecast", "forecast_errors"]  # docs/generation.md
