@@ -10,7 +10,7 @@ is held out with all of its phrasings). Trains ``rnnkit.models.Seq2Seq`` without
 with attention on the same split and reports held-out exact-match accuracy (the whole ISO
 string right) with greedy decoding and with beam search.
 
-    PYTHONPATH=python python examples/dates_seq2seq.py [--attention none dot additive] [--epochs 12]
+    PYTHONPATH=python python examples/dates_seq2seq.py [--attention none dot additive] [--train 2000] [--epochs 6]
 """
 from __future__ import annotations
 
@@ -107,9 +107,9 @@ def exact_match(model, pairs, src, sl, tgt_vocab, beam_width=1, batch=500):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", type=int, default=6000)
+    ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--test", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
     ap.add_argument("--attention", nargs="+", default=["none", "dot"], choices=["none", "dot", "additive"])
