@@ -81,15 +81,21 @@ std::vector<T> pack_weights(const T* B, int64_t ldb, bool trans, int64_t K,
                             int64_t stride) {
   const int64_t G = int64_t(groups.size()), tiles = (n + stride - 1) / stride;
   std::vector<T> P(tiles * K * G * W, T(0));
+  // loop orders that read B contiguously: along k when transposed, along columns otherwise
   for (int64_t t = 0; t < tiles; ++t)
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t w = 0; w < W; ++w) {
-        const int64_t unit = groups[g].first_unit + t * stride + w;
-        if (unit >= n) continue;
-        const int64_t c = groups[g].block + unit;
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t first = groups[g].first_unit + t * stride;
+      const int64_t count = std::min<int64_t>(W, n - first);
+      const int64_t c0 = groups[g].block + first;  // the tile's first column of src
+      if (trans)
+        for (int64_t w = 0; w < count; ++w)
+          for (int64_t k = 0; k < K; ++k)
+            P[((t * K + k) * G + g) * W + w] = B[(c0 + w) * ldb + k];
+      else
         for (int64_t k = 0; k < K; ++k)
-          P[((t * K + k) * G + g) * W + w] = trans ? B[c * ldb + k] : B[k * ldb + c];
-      }
+          for (int64_t w = 0; w < count; ++w)
+            P[((t * K + k) * G + g) * W + w] = B[k * ldb + c0 + w];
+    }
   return P;
 }
 
