@@ -2,6 +2,7 @@
 direct, baselines, bad input."""
 import numpy as np
 import pytest
+from fdcheck import assert_central_differences
 
 from rnnkit.models import (ForecastNet, Forecaster, SeriesScaler, forecast_errors, make_windows,
                            naive_forecast)
@@ -32,24 +33,8 @@ def test_gradcheck_float64(cell, residual):
     m.zero_grad()
     _, g, _ = mse(m.forward(x), y)
     dx = m.backward(g)
-    # Central differences, eps=1e-6, float64: truncation ~1e-12, rounding ~1e-10 on an O(1)
-    # loss, so 1e-7 absolute has margin while a wrong backward (>= 1e-3) fails.
-    eps = 1e-6
-    for name, p in m.parameters().items():
-        gr = m.grads()[name]
-        for i in range(p.size):
-            old = p.flat[i]
-            p.flat[i] = old + eps
-            a = f(x)
-            p.flat[i] = old - eps
-            b = f(x)
-            p.flat[i] = old
-            assert abs((a - b) / (2 * eps) - gr.flat[i]) < 1e-7, (name, i)
-    for i in range(x.size):
-        xp, xm = x.copy(), x.copy()
-        xp.flat[i] += eps
-        xm.flat[i] -= eps
-        assert abs((f(xp) - f(xm)) / (2 * eps) - dx.flat[i]) < 1e-7
+    targets = [(name, p, m.grads()[name]) for name, p in m.parameters().items()]
+    assert_central_differences(lambda: f(x), targets + [("x", x, dx)])
 
 
 def _series(n=360, seed=0):

@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+from fdcheck import assert_central_differences
 
 from rnnkit.models import SequenceTagger, tagging_loss
 from rnnkit.text import Vocabulary
@@ -26,19 +27,7 @@ def test_gradcheck_float64(cell, bidirectional):
     _, g, count = tagging_loss(m.forward(ids, lengths=L), tags, L)
     assert count == 10
     m.backward(g)
-    # Central differences, eps=1e-6, float64: truncation ~1e-12, rounding ~1e-10 on an O(1)
-    # loss; 1e-7 absolute leaves margin while a wrong backward (>= 1e-3) fails.
-    eps = 1e-6
-    for name, p in m.parameters().items():
-        gr = m.grads()[name]
-        for i in range(p.size):
-            old = p.flat[i]
-            p.flat[i] = old + eps
-            a = f()
-            p.flat[i] = old - eps
-            b = f()
-            p.flat[i] = old
-            assert abs((a - b) / (2 * eps) - gr.flat[i]) < 1e-7, (name, i)
+    assert_central_differences(f, [(name, p, m.grads()[name]) for name, p in m.parameters().items()])
 
 
 def test_masked_loss_ignores_padding():

@@ -1,6 +1,7 @@
 """VectorToSequence: whole-model float64 gradient checks, decoding behaviour, bad input."""
 import numpy as np
 import pytest
+from fdcheck import assert_central_differences
 
 from rnnkit.models import VectorToSequence
 from rnnkit.models._decoding import beam_search, choose_next
@@ -31,25 +32,8 @@ def test_gradcheck_float64(cell, condition):
     def f(xx):
         return _loss_grad(m, xx, t, L)[0]
 
-    # Central differences with eps=1e-6 in float64: truncation O(eps^2 * f''') ~ 1e-12 and
-    # rounding O(1e-16 / eps) ~ 1e-10 on a loss of order 1, so 1e-7 absolute leaves a wide
-    # margin while any real error in a backward pass (order 1e-2 and up) fails.
-    eps = 1e-6
-    for name, p in m.parameters().items():
-        gr = m.grads()[name]
-        for i in range(p.size):
-            old = p.flat[i]
-            p.flat[i] = old + eps
-            a = f(x)
-            p.flat[i] = old - eps
-            b = f(x)
-            p.flat[i] = old
-            assert abs((a - b) / (2 * eps) - gr.flat[i]) < 1e-7, (name, i)
-    for i in range(x.size):
-        xp, xm = x.copy(), x.copy()
-        xp.flat[i] += eps
-        xm.flat[i] -= eps
-        assert abs((f(xp) - f(xm)) / (2 * eps) - dx.flat[i]) < 1e-7
+    targets = [(name, p, m.grads()[name]) for name, p in m.parameters().items()]
+    assert_central_differences(lambda: f(x), targets + [("x", x, dx)])
 
 
 def _model(**kw):

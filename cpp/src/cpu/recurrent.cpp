@@ -64,6 +64,44 @@ void column_sums(const T* a, int64_t rows, int64_t cols, int64_t ld, T* out) {
 }
 
 
+// Per-thread scratch memory reused across calls. Fresh multi-megabyte buffers on every call
+// cost a page fault and a zeroing pass per page (measured: ~40% of a one-step backward). A
+// Scratch hands out buffers from its thread's arena in order and gives them back, LIFO, when
+// it goes out of scope; contents are whatever an earlier call left (callers initialise).
+// The arena keeps its largest buffers for the life of the thread.
+template <typename T>
+class Scratch {
+ public:
+  Scratch() : first_(used()) {}
+  ~Scratch() { used() = first_; }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  T* take(int64_t n) {
+    auto& bufs = buffers();
+    if (used() == bufs.size()) bufs.emplace_back();
+    std::vector<T>& buf = bufs[used()++];
+    if (int64_t(buf.size()) < n) buf = std::vector<T>(size_t(n));
+    return buf.data();
+  }
+  T* take_zeroed(int64_t n) {
+    T* p = take(n);
+    std::fill(p, p + n, T(0));
+    return p;
+  }
+
+ private:
+  static std::vector<std::vector<T>>& buffers() {
+    thread_local std::vector<std::vector<T>> b;
+    return b;
+  }
+  static size_t& used() {
+    thread_local size_t u = 0;
+    return u;
+  }
+  size_t first_;
+};
+
 // A group of packed columns: B's columns [block, block + n) hold the units of one block;
 // the group's vector in tile t covers units first_unit + t*stride + [0, W).
 struct PackGroup {
@@ -76,11 +114,10 @@ struct PackGroup {
 // Gate tiles: one group per gate block, stride = W (tile t holds units [tW, tW+W) of every
 // gate). Wide tiles of one matrix: groups {0, 0}, {0, W}, {0, 2W}..., stride = G*W.
 template <typename T>
-std::vector<T> pack_weights(const T* B, int64_t ldb, bool trans, int64_t K,
-                            const std::vector<PackGroup>& groups, int64_t n, int W,
-                            int64_t stride) {
+T* pack_weights(Scratch<T>& scratch, const T* B, int64_t ldb, bool trans, int64_t K,
+                const std::vector<PackGroup>& groups, int64_t n, int W, int64_t stride) {
   const int64_t G = int64_t(groups.size()), tiles = (n + stride - 1) / stride;
-  std::vector<T> P(tiles * K * G * W, T(0));
+  T* P = scratch.take_zeroed(tiles * K * G * W);
   // loop orders that read B contiguously: along k when transposed, along columns otherwise
   for (int64_t t = 0; t < tiles; ++t)
     for (int64_t g = 0; g < G; ++g) {
@@ -104,8 +141,8 @@ constexpr int kWideGroups = 3;
 
 template <typename T>
 struct PackedWeights {
-  std::vector<T> main;  // Wh, all gate blocks (reset-before GRU: the r and z blocks)
-  std::vector<T> n;     // reset-before GRU: the n block
+  const T* main = nullptr;  // Wh, all gate blocks (reset-before GRU: the r and z blocks)
+  const T* n = nullptr;     // reset-before GRU: the n block
 };
 
 // Runs f(b0, b1) over contiguous ranges of batch rows, one per thread, when the batch is big
@@ -133,16 +170,20 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   const bool relu = spec.kind == CellKind::RnnRelu;
   const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
 
-  std::vector<T> h(M * H), c(spec.has_cell_state() ? M * H : 0), c_next(c.size());
-  std::vector<T> hw(M * GH), rh(is_gru ? M * H : 0), hw_n(is_gru ? M * H : 0);
-  std::vector<T> hn(reset_after ? M * H : 0);
+  Scratch<T> scratch;  // every buffer is written before it is read
+  T* h = scratch.take(M * H);
+  T* c = spec.has_cell_state() ? scratch.take(M * H) : nullptr;
+  T* c_next = spec.has_cell_state() ? scratch.take(M * H) : nullptr;
+  T* hw = scratch.take(M * GH);
+  T* rh = is_gru ? scratch.take(M * H) : nullptr;
+  T* hw_n = is_gru ? scratch.take(M * H) : nullptr;
+  T* hn = reset_after ? scratch.take(M * H) : nullptr;
   // hr: what enters the recurrent product, h or h * recurrent_mask
-  std::vector<T> masked(in.recurrent_mask ? M * H : 0);
-  T* hr = in.recurrent_mask ? masked.data() : h.data();
+  T* hr = in.recurrent_mask ? scratch.take(M * H) : h;
   for (int64_t i = 0; i < M; ++i) {
     const int64_t b = b0 + i;
-    copy_row(in.h0 ? in.h0 + b * H : nullptr, h.data() + i * H, H);
-    if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c.data() + i * H, H);
+    copy_row(in.h0 ? in.h0 + b * H : nullptr, h + i * H, H);
+    if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c + i * H, H);
   }
   std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
   int64_t col[4];
@@ -151,7 +192,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     for (int64_t i = 0; i < M; ++i)
       rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
     if (in.recurrent_mask)
-      for (int64_t k = 0; k < M * H; ++k) masked[k] = h[k] * in.recurrent_mask[b0 * H + k];
+      for (int64_t k = 0; k < M * H; ++k) hr[k] = h[k] * in.recurrent_mask[b0 * H + k];
 
     if (is_gru && !reset_after) {
       // stage 1 (r, z and r * h_prev) over all tiles, then the n block's product of r * h_prev
@@ -159,22 +200,22 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
         const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
         col[0] = gru.rz + j0;
         col[1] = gru.rz + H + j0;
-        K.packed_gemm(hr, H, M, H, packed.main.data() + t * H * 2 * W, 2, nv, hw.data(), GH, col, false);
+        K.packed_gemm(hr, H, M, H, packed.main + t * H * 2 * W, 2, nv, hw, GH, col, false);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           T* ax = xw + rows[i] * GH + j0;
-          K.gru_forward_rz(ax, hw.data() + i * GH + j0, hr + i * H + j0, spec.gate_block, ax,
-                           rh.data() + i * H + j0, nv, H);
+          K.gru_forward_rz(ax, hw + i * GH + j0, hr + i * H + j0, spec.gate_block, ax,
+                           rh + i * H + j0, nv, H);
         }
       }
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
         col[0] = j0;
-        K.packed_gemm(rh.data(), H, M, H, packed.n.data() + t * H * W, 1, nv, hw_n.data(), H, col, false);
+        K.packed_gemm(rh, H, M, H, packed.n + t * H * W, 1, nv, hw_n, H, col, false);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           T* ax = xw + rows[i] * GH + j0;
-          K.gru_forward_n(ax, hw_n.data() + i * H + j0, h.data() + i * H + j0, spec.gate_block,
+          K.gru_forward_n(ax, hw_n + i * H + j0, h + i * H + j0, spec.gate_block,
                           ax, out.y + rows[i] * H + j0, nv, H);
         }
       }
@@ -182,13 +223,13 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
         for (int64_t g = 0; g < G; ++g) col[g] = g * H + j0;
-        K.packed_gemm(hr, H, M, H, packed.main.data() + t * H * G * W, int(G), nv, hw.data(), GH,
+        K.packed_gemm(hr, H, M, H, packed.main + t * H * G * W, int(G), nv, hw, GH,
                       col, false);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           const int64_t row = rows[i];
           T* ax = xw + row * GH + j0;
-          const T* ah = hw.data() + i * GH + j0;
+          const T* ah = hw + i * GH + j0;
           T* y = out.y + row * H + j0;
           T* gates = reserve ? ax : nullptr;
           switch (spec.kind) {
@@ -197,14 +238,14 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
               K.rnn_forward(ax, ah, relu, y, nv);
               break;
             case CellKind::Lstm: {
-              T* c_out = reserve ? reserve->cells.data() + row * H + j0 : c_next.data() + i * H + j0;
-              K.lstm_forward(ax, ah, c.data() + i * H + j0, spec.gate_block, gates, c_out, y, nv, H);
+              T* c_out = reserve ? reserve->cells.data() + row * H + j0 : c_next + i * H + j0;
+              K.lstm_forward(ax, ah, c + i * H + j0, spec.gate_block, gates, c_out, y, nv, H);
               break;
             }
             case CellKind::Gru:
-              K.gru_forward(ax, ah, bh_n ? bh_n + j0 : nullptr, h.data() + i * H + j0,
+              K.gru_forward(ax, ah, bh_n ? bh_n + j0 : nullptr, h + i * H + j0,
                             spec.gate_block, gates,
-                            (reserve ? reserve->extra.data() + row * H : hn.data() + i * H) + j0,
+                            (reserve ? reserve->extra.data() + row * H : hn + i * H) + j0,
                             y, nv, H);
               break;
           }
@@ -216,19 +257,19 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     for (int64_t i = 0; i < M; ++i) {
       if (rows[i] < 0) continue;
       const int64_t row = rows[i];
-      std::memcpy(h.data() + i * H, out.y + row * H, sizeof(T) * H);
+      std::memcpy(h + i * H, out.y + row * H, sizeof(T) * H);
       if (spec.has_cell_state())
-        std::memcpy(c.data() + i * H,
-                    reserve ? reserve->cells.data() + row * H : c_next.data() + i * H, sizeof(T) * H);
+        std::memcpy(c + i * H,
+                    reserve ? reserve->cells.data() + row * H : c_next + i * H, sizeof(T) * H);
       if (reserve) std::memcpy(reserve->states.data() + row * H, out.y + row * H, sizeof(T) * H);
       if (reserve && is_gru && !reset_after)
-        std::memcpy(reserve->extra.data() + row * H, rh.data() + i * H, sizeof(T) * H);
+        std::memcpy(reserve->extra.data() + row * H, rh + i * H, sizeof(T) * H);
     }
   }
   for (int64_t i = 0; i < M; ++i) {
-    if (out.hT) std::memcpy(out.hT + (b0 + i) * H, h.data() + i * H, sizeof(T) * H);
+    if (out.hT) std::memcpy(out.hT + (b0 + i) * H, h + i * H, sizeof(T) * H);
     if (out.cT && spec.has_cell_state())
-      std::memcpy(out.cT + (b0 + i) * H, c.data() + i * H, sizeof(T) * H);
+      std::memcpy(out.cT + (b0 + i) * H, c + i * H, sizeof(T) * H);
   }
 }
 
@@ -247,7 +288,7 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
 
   // 1. input projection; in training it becomes the gate reserve (kernels write in place)
-  std::vector<T> xw_local;
+  Scratch<T> scratch;
   T* xw;
   if (reserve) {
     reserve->dims = dims;
@@ -258,8 +299,7 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     reserve->extra.assign(is_gru ? Tn * B * H : 0, T(0));
     xw = reserve->gates.data();
   } else {
-    xw_local.resize(Tn * B * GH);
-    xw = xw_local.data();
+    xw = scratch.take(Tn * B * GH);
   }
   // Both biases add to the pre-activation, except a reset-after GRU's bh_n, which the reset
   // gate multiplies: it is passed to the kernel instead.
@@ -275,12 +315,12 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   const int W = K.pack_width;
   PackedWeights<T> packed;
   if (is_gru && !reset_after) {
-    packed.main = pack_weights<T>(in.Wh, GH, false, H, {{gru.rz, 0}, {gru.rz + H, 0}}, H, W, W);
-    packed.n = pack_weights<T>(in.Wh, GH, false, H, {{gru.n, 0}}, H, W, W);
+    packed.main = pack_weights<T>(scratch, in.Wh, GH, false, H, {{gru.rz, 0}, {gru.rz + H, 0}}, H, W, W);
+    packed.n = pack_weights<T>(scratch, in.Wh, GH, false, H, {{gru.n, 0}}, H, W, W);
   } else {
     std::vector<PackGroup> groups;
     for (int64_t g = 0; g < G; ++g) groups.push_back({g * H, 0});
-    packed.main = pack_weights(in.Wh, GH, false, H, groups, H, W, W);
+    packed.main = pack_weights(scratch, in.Wh, GH, false, H, groups, H, W, W);
   }
   if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
   const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
@@ -305,8 +345,13 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   // dA: gradient w.r.t. the recurrent pre-activations, [T, B, G*H] by position (zero where
   // padded). For RNN, LSTM and the reset-before GRU it is also the input-side gradient;
   // the reset-after GRU's input-side n block differs (no factor r) and lives in dax_n.
-  std::vector<T> dA(rows * GH, T(0)), dax_n(reset_after ? rows * H : 0, T(0));
-  std::vector<T> h_prev_all(rows * H, T(0));  // h_{t-1} of every position, for dWh
+  // Every position is written when all rows have the full length; otherwise the padded ones
+  // must read as zeros in the GEMMs below.
+  Scratch<T> scratch;
+  auto shared = [&](int64_t n) { return uniform ? scratch.take(n) : scratch.take_zeroed(n); };
+  T* dA = shared(rows * GH);
+  T* dax_n = reset_after ? shared(rows * H) : nullptr;
+  T* h_prev_all = shared(rows * H);  // h_{t-1} of every position, for dWh
   // Wh^T packed once per call in wide tiles of kWideGroups vectors (one broadcast of dA feeds
   // several FMAs); the reset-before GRU packs its n block and its r,z blocks separately.
   const int64_t W = K.pack_width, wide = kWideGroups * W, Hp = (H + wide - 1) / wide * wide;
@@ -314,10 +359,10 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   for (int64_t g = 0; g < kWideGroups; ++g) wide_groups.push_back({0, g * W});
   PackedWeights<T> packed;
   if (is_gru && !reset_after) {
-    packed.n = pack_weights(in.Wh + gru.n, GH, true, H, wide_groups, H, int(W), wide);
-    packed.main = pack_weights(in.Wh + gru.rz, GH, true, 2 * H, wide_groups, H, int(W), wide);
+    packed.n = pack_weights(scratch, in.Wh + gru.n, GH, true, H, wide_groups, H, int(W), wide);
+    packed.main = pack_weights(scratch, in.Wh + gru.rz, GH, true, 2 * H, wide_groups, H, int(W), wide);
   } else {
-    packed.main = pack_weights(in.Wh, GH, true, GH, wide_groups, H, int(W), wide);
+    packed.main = pack_weights(scratch, in.Wh, GH, true, GH, wide_groups, H, int(W), wide);
   }
   const T* mask = in.recurrent_mask;
 
@@ -328,28 +373,33 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
     // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any);
     // d_hr and d_rh rows are Hp >= H wide: the transposed products write whole wide tiles.
-    std::vector<T> dh(M * H), dc(spec.has_cell_state() ? M * H : 0), dh_direct(is_gru ? M * H : 0);
-    std::vector<T> d_hr(M * Hp), dA_scratch(uniform ? 0 : M * GH), d_rh(is_gru ? M * Hp : 0);
+    Scratch<T> local;  // every buffer is written before it is read
+    T* dh = local.take(M * H);
+    T* dc = spec.has_cell_state() ? local.take(M * H) : nullptr;
+    T* dh_direct = is_gru ? local.take(M * H) : nullptr;
+    T* d_hr = local.take(M * Hp);
+    T* dA_scratch = uniform ? nullptr : local.take(M * GH);
+    T* d_rh = is_gru ? local.take(M * Hp) : nullptr;
     std::vector<T> dh_total(H), hr_row(H);
     // C [M, Hp] (+)= dA columns [M, K] @ (the matching Wh columns)^T
-    auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const std::vector<T>& P,
+    auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* P,
                                   T* C, bool accumulate) {
       for (int64_t t = 0; t < Hp / wide; ++t) {
         int64_t col[kWideGroups];
         for (int g = 0; g < kWideGroups; ++g) col[g] = t * wide + g * W;
-        K.packed_gemm(dA_cols, GH, M, K_dim, P.data() + t * K_dim * wide, kWideGroups, W, C, Hp,
+        K.packed_gemm(dA_cols, GH, M, K_dim, P + t * K_dim * wide, kWideGroups, W, C, Hp,
                       col, accumulate);
       }
     };
     for (int64_t i = 0; i < M; ++i) {
       const int64_t b = b0 + i;
-      copy_row(g.dhT ? g.dhT + b * H : nullptr, dh.data() + i * H, H);
-      if (spec.has_cell_state()) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc.data() + i * H, H);
+      copy_row(g.dhT ? g.dhT + b * H : nullptr, dh + i * H, H);
+      if (spec.has_cell_state()) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc + i * H, H);
     }
 
     for (int64_t s = Tn - 1; s >= 0; --s) {
-      T* dA_step = uniform ? dA.data() + (steps.position(s, 0) * B + b0) * GH : dA_scratch.data();
-      if (!uniform) std::fill(dA_scratch.begin(), dA_scratch.end(), T(0));
+      T* dA_step = uniform ? dA + (steps.position(s, 0) * B + b0) * GH : dA_scratch;
+      if (!uniform) std::fill(dA_scratch, dA_scratch + M * GH, T(0));
 
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
@@ -357,7 +407,7 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
         const int64_t t = steps.position(s, b), row = t * B + b;
         const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * H : nullptr)
                                  : reserve.states.data() + (steps.position(s - 1, b) * B + b) * H;
-        copy_row(h_prev, h_prev_all.data() + row * H, H);
+        copy_row(h_prev, h_prev_all + row * H, H);
         for (int64_t j = 0; j < H; ++j)
           dh_total[j] = dh[i * H + j] + (g.dy ? g.dy[row * H + j] : T(0));
         const T* gates = reserve.gates.data() + row * GH;
@@ -372,38 +422,38 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                                      : reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H;
             // dc_prev overwrites dc in place (read lane by lane before it is written)
             K.lstm_backward(gates, reserve.cells.data() + row * H, c_prev, dh_total.data(),
-                            dc.data() + i * H, spec.gate_block, da, dc.data() + i * H, H, H);
+                            dc + i * H, spec.gate_block, da, dc + i * H, H, H);
             break;
           }
           case CellKind::Gru:
             if (reset_after)
               K.gru_backward(gates, reserve.extra.data() + row * H, h_prev, dh_total.data(),
-                             spec.gate_block, da, dax_n.data() + row * H,
-                             dh_direct.data() + i * H, H, H);
+                             spec.gate_block, da, dax_n + row * H,
+                             dh_direct + i * H, H, H);
             else
               K.gru_backward_zn(gates, h_prev, dh_total.data(), spec.gate_block, da,
-                                dh_direct.data() + i * H, H, H);
+                                dh_direct + i * H, H, H);
             break;
         }
       }
 
       if (is_gru && !reset_after) {
-        transposed_product(dA_step + gru.n, H, packed.n, d_rh.data(), false);
+        transposed_product(dA_step + gru.n, H, packed.n, d_rh, false);
         for (int64_t i = 0; i < M; ++i) {
           const int64_t b = b0 + i;
           if (!steps.active(s, b)) continue;
           const int64_t row = steps.position(s, b) * B + b;
-          const T* h_in = h_prev_all.data() + row * H;
+          const T* h_in = h_prev_all + row * H;
           if (mask) {
             for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
             h_in = hr_row.data();
           }
-          K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh.data() + i * Hp,
-                           spec.gate_block, dA_step + i * GH, d_hr.data() + i * Hp, H, H);
+          K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh + i * Hp,
+                           spec.gate_block, dA_step + i * GH, d_hr + i * Hp, H, H);
         }
-        transposed_product(dA_step + gru.rz, 2 * H, packed.main, d_hr.data(), true);
+        transposed_product(dA_step + gru.rz, 2 * H, packed.main, d_hr, true);
       } else {
-        transposed_product(dA_step, GH, packed.main, d_hr.data(), false);
+        transposed_product(dA_step, GH, packed.main, d_hr, false);
       }
 
       for (int64_t i = 0; i < M; ++i) {
@@ -414,12 +464,12 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
           dh[i * H + j] = (is_gru ? dh_direct[i * H + j] : T(0)) + (mask ? mask[b * H + j] * d : d);
         }
         if (!uniform)
-          std::memcpy(dA.data() + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
+          std::memcpy(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
                       sizeof(T) * GH);
       }
     }
-    if (g.dh0) std::memcpy(g.dh0 + b0 * H, dh.data(), sizeof(T) * M * H);
-    if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0 + b0 * H, dc.data(), sizeof(T) * M * H);
+    if (g.dh0) std::memcpy(g.dh0 + b0 * H, dh, sizeof(T) * M * H);
+    if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
   };
   parallel_rows(B, reverse_loop);
 
@@ -428,29 +478,29 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < H; ++j) h_prev_all[r * H + j] *= mask[(r % B) * H + j];
   if (!reset_after) {
-    gemm<T>(true, false, I, GH, rows, T(1), in.x, I, dA.data(), GH, T(0), g.dWx, GH);
-    gemm<T>(false, true, rows, I, GH, T(1), dA.data(), GH, in.Wx, GH, T(0), g.dx, I);
-    column_sums(dA.data(), rows, GH, GH, g.db);
+    gemm<T>(true, false, I, GH, rows, T(1), in.x, I, dA, GH, T(0), g.dWx, GH);
+    gemm<T>(false, true, rows, I, GH, T(1), dA, GH, in.Wx, GH, T(0), g.dx, I);
+    column_sums(dA, rows, GH, GH, g.db);
     if (g.dbh) std::memcpy(g.dbh, g.db, sizeof(T) * GH);
     if (is_gru) {  // reset before: the n block multiplies r * h_prev, not h_prev
-      gemm<T>(true, false, H, 2 * H, rows, T(1), h_prev_all.data(), H, dA.data() + gru.rz, GH,
+      gemm<T>(true, false, H, 2 * H, rows, T(1), h_prev_all, H, dA + gru.rz, GH,
               T(0), g.dWh + gru.rz, GH);
-      gemm<T>(true, false, H, H, rows, T(1), reserve.extra.data(), H, dA.data() + gru.n, GH,
+      gemm<T>(true, false, H, H, rows, T(1), reserve.extra.data(), H, dA + gru.n, GH,
               T(0), g.dWh + gru.n, GH);
     } else {
-      gemm<T>(true, false, H, GH, rows, T(1), h_prev_all.data(), H, dA.data(), GH, T(0), g.dWh, GH);
+      gemm<T>(true, false, H, GH, rows, T(1), h_prev_all, H, dA, GH, T(0), g.dWh, GH);
     }
   } else {
-    gemm<T>(true, false, H, GH, rows, T(1), h_prev_all.data(), H, dA.data(), GH, T(0), g.dWh, GH);
-    gemm<T>(true, false, I, 2 * H, rows, T(1), in.x, I, dA.data() + gru.rz, GH, T(0),
+    gemm<T>(true, false, H, GH, rows, T(1), h_prev_all, H, dA, GH, T(0), g.dWh, GH);
+    gemm<T>(true, false, I, 2 * H, rows, T(1), in.x, I, dA + gru.rz, GH, T(0),
             g.dWx + gru.rz, GH);
-    gemm<T>(true, false, I, H, rows, T(1), in.x, I, dax_n.data(), H, T(0), g.dWx + gru.n, GH);
-    gemm<T>(false, true, rows, I, 2 * H, T(1), dA.data() + gru.rz, GH, in.Wx + gru.rz, GH, T(0),
+    gemm<T>(true, false, I, H, rows, T(1), in.x, I, dax_n, H, T(0), g.dWx + gru.n, GH);
+    gemm<T>(false, true, rows, I, 2 * H, T(1), dA + gru.rz, GH, in.Wx + gru.rz, GH, T(0),
             g.dx, I);
-    gemm<T>(false, true, rows, I, H, T(1), dax_n.data(), H, in.Wx + gru.n, GH, T(1), g.dx, I);
-    column_sums(dA.data() + gru.rz, rows, 2 * H, GH, g.db + gru.rz);
-    column_sums(dax_n.data(), rows, H, H, g.db + gru.n);
-    if (g.dbh) column_sums(dA.data(), rows, GH, GH, g.dbh);
+    gemm<T>(false, true, rows, I, H, T(1), dax_n, H, in.Wx + gru.n, GH, T(1), g.dx, I);
+    column_sums(dA + gru.rz, rows, 2 * H, GH, g.db + gru.rz);
+    column_sums(dax_n, rows, H, H, g.db + gru.n);
+    if (g.dbh) column_sums(dA, rows, GH, GH, g.dbh);
   }
 }
 
