@@ -67,7 +67,7 @@ template <typename T>
 struct Reserve {
   Dims dims;
   CellSpec spec;
-  std::vector<T> gates;   // [T, B, G*H] activated gates (RNN: unused, the state is the gate)
+  std::vector<T> gates;   // [T, B, G*H] activated gates (LSTM, GRU; an RNN's state is its gate)
   std::vector<T> states;  // [T, B, H] h at each valid position
   std::vector<T> cells;   // [T, B, H] LSTM c_t
   std::vector<T> extra;   // [T, B, H] GRU: h@Wh_n + bh_n (reset after) or r*h_prev (reset before)

@@ -287,20 +287,19 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   const bool reset_after = is_gru && spec.linear_before_reset;
   const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
 
-  // 1. input projection; in training it becomes the gate reserve (kernels write in place)
+  // 1. input projection; in training (LSTM, GRU) it becomes the gate reserve: the kernels
+  // write the activations in place. A vanilla RNN's backward needs only its states.
   Scratch<T> scratch;
-  T* xw;
+  const bool keeps_gates = reserve && spec.gates() > 1;
   if (reserve) {
     reserve->dims = dims;
     reserve->spec = spec;
-    reserve->gates.assign(Tn * B * GH, T(0));
+    reserve->gates.assign(keeps_gates ? Tn * B * GH : 0, T(0));
     reserve->states.assign(Tn * B * H, T(0));
     reserve->cells.assign(spec.has_cell_state() ? Tn * B * H : 0, T(0));
     reserve->extra.assign(is_gru ? Tn * B * H : 0, T(0));
-    xw = reserve->gates.data();
-  } else {
-    xw = scratch.take(Tn * B * GH);
   }
+  T* xw = keeps_gates ? reserve->gates.data() : scratch.take(Tn * B * GH);
   // Both biases add to the pre-activation, except a reset-after GRU's bh_n, which the reset
   // gate multiplies: it is passed to the kernel instead.
   std::vector<T> bias(in.b, in.b + GH);
@@ -410,7 +409,7 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
         copy_row(h_prev, h_prev_all + row * H, H);
         for (int64_t j = 0; j < H; ++j)
           dh_total[j] = dh[i * H + j] + (g.dy ? g.dy[row * H + j] : T(0));
-        const T* gates = reserve.gates.data() + row * GH;
+        const T* gates = spec.gates() > 1 ? reserve.gates.data() + row * GH : nullptr;
         T* da = dA_step + i * GH;
         switch (spec.kind) {
           case CellKind::RnnTanh:

@@ -1,0 +1,43 @@
+"""Training-mode memory: the reserve a forward keeps for backward (``cache.nbytes``) next to
+the minimum activations BPTT needs without recomputation, per cell and shape (float32).
+
+Minimum per time step and batch row, H hidden units: RNN h (H); LSTM i, f, g, o, c (5H; h is
+o * tanh(c)); GRU r, z, n, the reset term (h Wh_n + bh_n, or r * h_{t-1}) and h (5H).
+
+    PYTHONPATH=python python bench/memory.py
+"""
+import numpy as np
+
+from rnnkit import functional as F
+
+SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 650, 650),
+          (100, 128, 1024, 1024)]
+MINIMUM_PER_UNIT = {"rnn": 1, "lstm": 5, "gru": 5}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def reserve_bytes(cell, T, B, I, H):
+    G = GATES[cell]
+    x = np.zeros((T, B, I), np.float32)
+    Wx, Wh, b = np.zeros((I, G * H), np.float32), np.zeros((H, G * H), np.float32), np.zeros(G * H, np.float32)
+    if cell == "lstm":
+        cache = F.lstm_forward(x, None, None, Wx, Wh, b)[-1]
+    elif cell == "gru":
+        cache = F.gru_forward(x, None, Wx, Wh, b)[-1]
+    else:
+        cache = F.rnn_forward(x, None, Wx, Wh, b)[-1]
+    return cache.nbytes
+
+
+def main():
+    print("| cell | T x B x I x H | reserve MB | minimum MB | reserve / minimum |")
+    print("|---|---|---:|---:|---:|")
+    for cell in ("rnn", "lstm", "gru"):
+        for T, B, I, H in SHAPES:
+            got = reserve_bytes(cell, T, B, I, H)
+            need = MINIMUM_PER_UNIT[cell] * T * B * H * 4
+            print(f"| {cell} | {T}x{B}x{I}x{H} | {got / 2**20:.2f} | {need / 2**20:.2f} | {got / need:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
