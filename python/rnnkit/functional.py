@@ -16,6 +16,12 @@ Bernoulli(1-p)/(1-p), drawn once per sequence) multiplies h_{t-1} where it enter
 recurrent product ``h_{t-1} @ Wh`` at every step; a GRU's direct path z * h_{t-1} and the
 carried state are not masked (as Keras' recurrent_dropout). Backward accounts for it.
 
+``segment=k`` trades memory for recomputation on long sequences: the forward keeps only the
+states entering every k-step segment (cache.nbytes ~ T/k states instead of the full reserve)
+and backward re-runs each segment's forward before backpropagating it: about one extra forward
+pass, results equal to the unsegmented ones up to float rounding. With reverse=True the
+sequences must be full length.
+
 Backward results: parameter gradients sum over all time steps; ``dbh`` is None exactly when the
 forward had no ``bh``. float32 and float64 are supported; all floating arguments of one call
 must share one dtype. Non-contiguous arrays are accepted (copied once).
@@ -67,6 +73,39 @@ class RecurrentCache:
         return int(self.reserve.nbytes)
 
 
+@dataclass
+class SegmentedCache:
+    """Cache of a forward run with ``segment=k``: only the states at the start of every k-step
+    segment are kept; backward recomputes one segment's activations at a time."""
+
+    cell: str
+    x: np.ndarray
+    Wx: np.ndarray
+    Wh: np.ndarray
+    b: np.ndarray
+    bh: np.ndarray | None
+    lengths: np.ndarray | None
+    reverse: bool
+    recurrent_mask: np.ndarray | None
+    linear_before_reset: bool
+    gate_block: list
+    segments: list  # (first position, end position, lengths within the segment or None)
+    starts: list    # (h, c) entering each segment, in step order
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for state in self.starts for a in state if a is not None)
+
+
+def _segments(T, lengths, reverse, segment):
+    """Positions [t0, t1) of each segment in step order, with the lengths within it."""
+    bounds = [(s0, min(s0 + segment, T)) for s0 in range(0, T, segment)]
+    if reverse:  # full-length sequences only: step s is position T - 1 - s
+        return [(T - s1, T - s0, None) for s0, s1 in bounds]
+    return [(t0, t1, None if lengths is None else np.clip(lengths - t0, 0, t1 - t0))
+            for t0, t1 in bounds]
+
+
 def _gate_block(cell: str, gate_order) -> list:
     """Column block of each canonical gate for a user gate order such as 'ifog'."""
     if cell not in _CANONICAL_GATES:
@@ -83,7 +122,7 @@ def _gate_block(cell: str, gate_order) -> list:
 
 
 def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, gate_order,
-             inference, recurrent_mask):
+             inference, recurrent_mask, segment=None):
     gates = 4 if cell == "lstm" else 3 if cell == "gru" else 1
     x = float_array(x, "x", ndim=3)
     dtype = x.dtype
@@ -104,6 +143,15 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     recurrent_mask = optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
+    if segment is not None:
+        if isinstance(segment, bool) or not isinstance(segment, (int, np.integer)) or segment < 1:
+            raise ValueError(f"segment must be a positive int (steps per recomputed segment) or None, got {segment!r}")
+        if reverse and lengths is not None and np.any(lengths != T):
+            raise ValueError("segment with reverse=True needs full-length sequences (lengths None "
+                             "or all equal to T): a reversed padded row starts at its own length")
+        if not inference and segment < T:
+            return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
+                                      recurrent_mask, bool(linear_before_reset), block, int(segment))
     y, hT, cT, reserve = _core.forward(
         cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
         bool(linear_before_reset), block, not inference,
@@ -115,14 +163,57 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     return y, hT, cT, cache
 
 
+def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
+                       linear_before_reset, block, segment):
+    """Runs the segments in inference mode, keeping only the states entering each one."""
+    T, B, _ = x.shape
+    y = np.empty((T, B, Wh.shape[0]), x.dtype)
+    segments = _segments(T, lengths, reverse, segment)
+    starts = []
+    h, c = h0, c0
+    for t0, t1, seg_lengths in segments:
+        starts.append((h, c))
+        y[t0:t1], h, c, _ = _core.forward(
+            cell, x[t0:t1], h, c, Wx, Wh, b, bh, seg_lengths, reverse, recurrent_mask,
+            linear_before_reset, block, False,
+        )
+    cache = SegmentedCache(cell, x, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
+                           linear_before_reset, block, segments, starts)
+    return y, h, c, cache
+
+
+def _segmented_backward(cache, dy, dhT, dcT):
+    """Backward one segment at a time, last first: recompute its forward from the state that
+    entered it, then backpropagate it with the gradients flowing in from the next segment."""
+    x = cache.x
+    dx = np.empty_like(x)
+    total = None
+    dh, dc = dhT, dcT
+    for (t0, t1, seg_lengths), (h, c) in zip(reversed(cache.segments), reversed(cache.starts)):
+        _, _, _, reserve = _core.forward(
+            cache.cell, x[t0:t1], h, c, cache.Wx, cache.Wh, cache.b, cache.bh, seg_lengths,
+            cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block, True,
+        )
+        seg_dy = None if dy is None else np.ascontiguousarray(dy[t0:t1])
+        dx[t0:t1], dh, dc, *params = _core.backward(
+            cache.cell, x[t0:t1], h, c, cache.Wx, cache.Wh, cache.bh is not None, seg_lengths,
+            cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block,
+            reserve, seg_dy, dh, dc,
+        )
+        total = params if total is None else [a if g is None else a + g for a, g in zip(total, params)]
+    dWx, dWh, db, dbh = total
+    return dx, dh, dc if cache.cell == "lstm" else None, dWx, dWh, db, dbh
+
+
 def _backward(expected_cells, dy, dhT, dcT, cache):
     if cache is None:
         raise ValueError(
             "cache is None: the forward ran with inference=True, which stores nothing for "
             "backward; run the forward with inference=False (the default) to train"
         )
-    if not isinstance(cache, RecurrentCache) or cache.cell not in expected_cells:
-        kind = cache.cell if isinstance(cache, RecurrentCache) else type(cache).__name__
+    caches = (RecurrentCache, SegmentedCache)
+    if not isinstance(cache, caches) or cache.cell not in expected_cells:
+        kind = cache.cell if isinstance(cache, caches) else type(cache).__name__
         raise TypeError(f"cache must come from the matching forward ({'/'.join(expected_cells)}), got {kind}")
     T, B, _ = cache.x.shape
     H = cache.Wh.shape[0]
@@ -131,6 +222,8 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
     dhT = optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
     if cache.cell == "lstm":
         dcT = optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
+    if isinstance(cache, SegmentedCache):
+        return _segmented_backward(cache, dy, dhT, dcT)
     return _core.backward(
         cache.cell, cache.x, cache.h0, cache.c0, cache.Wx, cache.Wh, cache.has_bh, cache.lengths,
         cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block,
@@ -139,7 +232,7 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
 
 
 def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None, reverse=False,
-                inference=False, recurrent_mask=None):
+                inference=False, recurrent_mask=None, segment=None):
     """Vanilla RNN: h_t = phi(x_t Wx + b + h_{t-1} Wh + bh), phi = tanh or relu.
 
     Returns (y (T, B, H), hT (B, H), cache); cache is None when inference=True.
@@ -147,7 +240,7 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     y, hT, _, cache = _forward("rnn_" + nonlinearity, x, h0, None, Wx, Wh, b, bh, lengths,
-                               reverse, True, None, inference, recurrent_mask)
+                               reverse, True, None, inference, recurrent_mask, segment)
     return y, hT, cache
 
 
@@ -158,14 +251,14 @@ def rnn_backward(dy, dhT, cache):
 
 
 def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, inference=False,
-                 gate_order=None, recurrent_mask=None):
+                 gate_order=None, recurrent_mask=None, segment=None):
     """LSTM with gates i, f, g, o (PyTorch/Keras/cuDNN order) in the column blocks of Wx, Wh, b.
 
     gate_order: another block order of the same gates (e.g. 'ifog' for the classic NumPy
     assignments) used in place, without copying weights. Returns (y, hT, cT, cache).
     """
     return _forward("lstm", x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
-                    inference, recurrent_mask)
+                    inference, recurrent_mask, segment)
 
 
 def lstm_backward(dy, dhT, dcT, cache):
@@ -174,7 +267,8 @@ def lstm_backward(dy, dhT, dcT, cache):
 
 
 def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
-                linear_before_reset=True, inference=False, gate_order=None, recurrent_mask=None):
+                linear_before_reset=True, inference=False, gate_order=None, recurrent_mask=None,
+                segment=None):
     """GRU with gates r, z, n; h_t = (1 - z) n + z h_{t-1}.
 
     linear_before_reset=True (PyTorch/cuDNN, Keras reset_after=True):
@@ -182,7 +276,7 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
     n = tanh(x Wx_n + b_n + (r * h) Wh_n + bh_n). Returns (y, hT, cache).
     """
     y, hT, _, cache = _forward("gru", x, h0, None, Wx, Wh, b, bh, lengths, reverse,
-                               linear_before_reset, gate_order, inference, recurrent_mask)
+                               linear_before_reset, gate_order, inference, recurrent_mask, segment)
     return y, hT, cache
 
 
