@@ -89,7 +89,7 @@ void run_layer(benchmark::State& state) {
 
 void shapes(benchmark::internal::Benchmark* b) {
   const std::vector<std::vector<int64_t>> grid = {
-      {50, 1, 128, 128}, {50, 32, 128, 256}, {35, 20, 650, 650}};
+      {50, 1, 128, 128}, {50, 32, 128, 256}, {100, 64, 256, 512}, {35, 20, 650, 650}};
   for (int kind : {int(CellKind::Lstm), int(CellKind::Gru), int(CellKind::RnnTanh)})
     for (const auto& s : grid)
       for (int isa : {0, 1, 2})
