@@ -281,8 +281,12 @@ def test_info_reports_openblas():
     assert info["isa_active"] in info["isa_supported"]
 
 
+# big enough (T*B*H*4H multiply-adds >= 2^22) for the pool to be used, in parent and child
+POOL_SIZED = dict(T=40, B=32, I=8, H=64)
+
+
 def _forward_in_child(queue):
-    a = make("lstm", B=32, H=16)
+    a = make("lstm", **POOL_SIZED)
     y, _, _ = forward("lstm", a)
     queue.put(float(np.abs(y).sum()))
 
@@ -295,7 +299,7 @@ def test_thread_pool_survives_fork():
     n = rnnkit.get_num_threads()
     try:
         rnnkit.set_num_threads(2)
-        a = make("lstm", B=32, H=16)
+        a = make("lstm", **POOL_SIZED)
         want = float(np.abs(forward("lstm", a)[0]).sum())  # the parent's pool is running now
         ctx = mp.get_context("fork")
         queue = ctx.Queue()
@@ -313,7 +317,7 @@ def test_results_do_not_depend_on_threads():
     a different edge kernel for a narrower panel, which reorders a few float64 sums:
     differences stay at rounding level (a few ulp of O(1..100) values, so 1e-12 absolute)."""
     n = rnnkit.get_num_threads()
-    a = make("gru", T=10, B=40, I=64, H=33)  # big enough for the GEMM panel split
+    a = make("gru", T=20, B=40, I=64, H=65)  # big enough for the row split and GEMM panels
     try:
         outs = []
         for threads in (1, 2, 3):

@@ -28,6 +28,8 @@ void set_num_threads(int n);
 int get_num_threads();
 int blas_num_threads();  // what the BLAS reports (1 by design, see above)
 int default_num_threads();  // usable cores (sched affinity)
+// Work (multiply-adds) below which a parallel region costs more than it saves.
+constexpr int64_t kMinParallelWork = int64_t(1) << 22;
 // Runs fn(0), ..., fn(tasks - 1) on the pool (the caller takes part); returns when all are
 // done. Nested or concurrent calls run serially on the calling thread.
 void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);

@@ -146,10 +146,11 @@ struct PackedWeights {
 };
 
 // Runs f(b0, b1) over contiguous ranges of batch rows, one per thread, when the batch is big
-// enough to keep every thread's register blocks full; otherwise on the calling thread.
+// enough to keep every thread's register blocks full and the call does enough work (`work`
+// multiply-adds) to pay for waking the pool; otherwise on the calling thread.
 template <typename F>
-void parallel_rows(int64_t B, F&& f) {
-  const int64_t parts = std::min<int64_t>(get_num_threads(), B / 8);
+void parallel_rows(int64_t B, int64_t work, F&& f) {
+  const int64_t parts = work < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), B / 8);
   if (parts <= 1) return f(0, B);
   parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
@@ -323,7 +324,7 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   }
   if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
   const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
-  parallel_rows(B, [&](int64_t b0, int64_t b1) {
+  parallel_rows(B, Tn * B * H * GH, [&](int64_t b0, int64_t b1) {
     forward_rows(spec, dims, in, out, reserve, steps, xw, bh_n, packed, b0, b1);
   });
 }
@@ -470,7 +471,7 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     if (g.dh0) std::memcpy(g.dh0 + b0 * H, dh, sizeof(T) * M * H);
     if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
   };
-  parallel_rows(B, reverse_loop);
+  parallel_rows(B, Tn * B * H * GH, reverse_loop);
 
   // 3. weight, bias and input gradients as GEMMs over all T*B rows; Wh saw h_{t-1} * mask
   if (mask)
