@@ -47,3 +47,18 @@ def test_demo_rejects_too_short_corpus(tmp_path, capsys, restore_isa_and_threads
     corpus.write_text("abc", encoding="utf-8")
     assert main(["demo", "--corpus", str(corpus), "--quiet"]) == 2
     assert "too short" in capsys.readouterr().err
+
+
+def test_bench_quick_runs_and_writes_csv(tmp_path, capsys):
+    pytest.importorskip("google_benchmark")
+    from rnnkit.cli import main
+
+    csv = tmp_path / "bench.csv"
+    assert main(["bench", "--quick", "--suite", "recurrent", "--cells", "gru", "--modes", "inference",
+                 "--impls", "rnnkit,numpy", "--shapes", "0", "--repetitions", "2", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "| gru | 5x2x8x8 | inference |" in out
+    rows = [line for line in csv.read_text().splitlines() if not line.startswith("#")]
+    assert rows[0].startswith("suite,cell,shape,mode,impl,median_ms")
+    assert {r.split(",")[4] for r in rows[1:]} == {"rnnkit", "numpy"}
+    assert all(float(r.split(",")[5]) > 0 for r in rows[1:])

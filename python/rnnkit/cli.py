@@ -1,6 +1,6 @@
 """The `rnnkit` command: `rnnkit info` (build, SIMD, threads, BLAS), `rnnkit demo` (trains a small
-character-level language model and samples from it) and `rnnkit check` (kernels vs the NumPy
-reference, timed)."""
+character-level language model and samples from it), `rnnkit check` (kernels vs the NumPy
+reference, timed) and `rnnkit bench` (rnnkit vs NumPy vs torch.nn benchmarks)."""
 from __future__ import annotations
 
 import argparse
@@ -157,6 +157,14 @@ def main(argv=None) -> int:
     check.add_argument("--inputs", type=int, default=64)
     check.add_argument("--hidden", type=int, default=128)
     check.add_argument("--repeats", type=int, default=5)
+    sub.add_parser("bench", add_help=False,
+                   help="rnnkit vs plain NumPy vs torch.nn benchmarks (rnnkit bench --help)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options
+        from rnnkit.bench import main as bench_main
+
+        bench_main(argv[1:])
+        return 0
     args = parser.parse_args(argv)
     return {"info": cmd_info, "demo": cmd_demo, "check": cmd_check}[args.command](args)
 

@@ -1,0 +1,519 @@
+"""Recurrent-layer and drop-in benchmarks: rnnkit vs plain NumPy vs torch.nn, same run, same threads.
+
+    rnnkit bench [--threads 2] [--quick]                  (installed: pip install "rnnkit[bench]")
+    PYTHONPATH=python python bench/bench_rnn.py [...]     (from a checkout; also runs "dropin")
+
+Options: [--threads 2] [--quick]
+        [--suite recurrent,dropin] [--cells rnn,lstm,gru] [--modes inference,train]
+        [--impls rnnkit,numpy,torch] [--shapes 50x1x128x128,...] [--repetitions 5]
+        [--min-time 0.3] [--csv PATH] [--markdown PATH]
+
+Suite "recurrent" (float32, time-major): per cell x shape (T, B, I, H) x mode,
+- rnnkit:  rnnkit.functional.<cell>_forward (inference=True) / forward + <cell>_backward;
+- numpy:   rnnkit.reference, the plain NumPy implementation with the same signatures;
+- torch:   torch.nn.RNN/LSTM/GRU (when importable), weights copied from the others;
+           inference under torch.no_grad(), train = forward + autograd backward of sum(y * G)
+           with x.requires_grad (every implementation computes dx and all weight gradients).
+All three get both biases (b and bh), h0 = 0, the same inputs, and one parity check of their
+outputs before timing (a mismatch is flagged in the CSV and table, not hidden).
+
+Suite "dropin" (float64, batch-first, notebook size N=50, T=20, D=H=128, V=1000):
+rnnkit.dropin vs the plain NumPy versions in tests/numpy_dropin.py (also the tests' oracle), so
+it runs from a repository checkout (bench/bench_rnn.py) and is skipped by `rnnkit bench`.
+
+Timing: google_benchmark, wall-clock ("real") time, a fixed number of iterations per
+repetition chosen from one warm-up call (about --min-time seconds per repetition, at least one
+call, so the slow NumPy runs at the large shapes stay affordable), --repetitions repetitions in
+random interleaving with the other benchmarks (so load from other processes spreads over all
+contenders), reported as the median. Threads: rnnkit.set_num_threads(n),
+torch.set_num_threads(n) and OPENBLAS_NUM_THREADS=n for NumPy's BLAS, all the same n.
+
+Output: CSV (header comment lines name the machine, threads, ISA and BLAS) and a markdown table
+of medians with the ratios numpy/rnnkit and torch/rnnkit (> 1: rnnkit is faster), plus
+rnnkit's GEMM throughput as a fraction of the machine's sgemm rate measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+
+SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 650, 650)]
+QUICK_SHAPES = [(5, 2, 8, 8), (4, 3, 16, 12)]
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+MODES = ("inference", "train")
+IMPLS = ("rnnkit", "numpy", "torch")
+DROPIN_SIZE = dict(N=50, T=20, D=128, H=128, V=1000)
+QUICK_DROPIN_SIZE = dict(N=4, T=3, D=8, H=8, V=20)
+
+
+def parse_args(argv=None, csv_dir="."):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, few repetitions (smoke test)")
+    p.add_argument("--suite", default="recurrent,dropin", help="recurrent,dropin")
+    p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--shapes", default=None,
+                   help="comma-separated TxBxIxH (e.g. 50x1x128x128) or indices into the default list")
+    p.add_argument("--repetitions", type=int, default=None, help="repetitions (default 5, quick 3)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="target seconds per repetition (default 0.3, quick 0.01)")
+    p.add_argument("--csv", default=None,
+                   help=f"CSV path (default {os.path.join(csv_dir, 'bench_rnn[_quick].csv')})")
+    p.add_argument("--markdown", default=None, help="also write the markdown tables here")
+    p.add_argument("--interleave", action="store_true",
+                   help="randomly interleave the repetitions of all benchmarks (default: each "
+                        "benchmark's repetitions back to back, after --warmup)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds each benchmark runs untimed first (default 0.2, quick 0.02): "
+                        "lets the previous contender's BLAS/OpenMP threads stop spinning")
+    args = p.parse_args(argv)
+
+    def pick(value, allowed, what):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        bad = [v for v in items if v not in allowed]
+        if bad or not items:
+            p.error(f"--{what}: {bad or value!r} not in {', '.join(allowed)}")
+        return items
+
+    args.suite = pick(args.suite, ("recurrent", "dropin"), "suite")
+    args.cells = pick(args.cells, CELLS, "cells")
+    args.modes = pick(args.modes, MODES, "modes")
+    args.impls = pick(args.impls, IMPLS, "impls")
+    defaults = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes is None:
+        args.shapes = list(defaults)
+    else:
+        shapes = []
+        for item in args.shapes.split(","):
+            item = item.strip()
+            try:
+                shapes.append(defaults[int(item)] if item.isdigit() else
+                              tuple(int(v) for v in item.lower().split("x")))
+            except (ValueError, IndexError):
+                p.error(f"--shapes: {item!r} is neither TxBxIxH nor an index < {len(defaults)}")
+            if len(shapes[-1]) != 4 or min(shapes[-1]) < 1:
+                p.error(f"--shapes: {item!r} must be four positive sizes TxBxIxH")
+        args.shapes = shapes
+    if args.threads < 1:
+        p.error("--threads must be >= 1")
+    args.repetitions = args.repetitions or (3 if args.quick else 5)
+    if args.repetitions < 2:
+        p.error("--repetitions must be >= 2 (the medians are google_benchmark's aggregates)")
+    args.min_time = args.min_time if args.min_time is not None else (0.01 if args.quick else 0.3)
+    args.warmup = args.warmup if args.warmup is not None else (0.02 if args.quick else 0.2)
+    args.csv = args.csv or os.path.join(csv_dir, "bench_rnn_quick.csv" if args.quick else "bench_rnn.csv")
+    return args
+
+
+# ----------------------------------------------------------------------------- machine
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sgemm_gflops(np, threads) -> float:
+    """Best float32 GEMM rate of NumPy's BLAS over 7 runs (2048^3, the same thread count): the
+    machine's attainable sgemm peak, so the best run, not the median, on a shared machine."""
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.T.copy()
+    a @ b
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+# ----------------------------------------------------------------------------- cases
+
+class Case:
+    """One benchmark: a zero-argument callable plus the keys that place it in the tables."""
+
+    def __init__(self, suite, cell, shape, mode, impl, fn, flops=0.0):
+        self.suite, self.cell, self.shape, self.mode, self.impl = suite, cell, shape, mode, impl
+        self.fn, self.flops = fn, flops
+        self.note = ""
+
+    @property
+    def name(self):
+        return f"{self.suite}/{self.cell}/{self.shape}/{self.mode}/{self.impl}".replace(" ", "_")
+
+
+def shape_str(shape):
+    return "x".join(str(s) for s in shape)
+
+
+def recurrent_cases(args, np, F, ref, torch):
+    cases = []
+    rng = np.random.default_rng(0)
+    for cell in args.cells:
+        G = GATES[cell]
+        for shape in args.shapes:
+            T, B, I, H = shape
+            k = 1.0 / np.sqrt(H)  # torch's default init range
+            Wx = rng.uniform(-k, k, (I, G * H)).astype(np.float32)
+            Wh = rng.uniform(-k, k, (H, G * H)).astype(np.float32)
+            b = rng.uniform(-k, k, G * H).astype(np.float32)
+            bh = rng.uniform(-k, k, G * H).astype(np.float32)
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            dy = rng.standard_normal((T, B, H)).astype(np.float32)
+            gemm_flops = 2.0 * T * B * (I + H) * G * H  # forward GEMMs; backward does twice that
+            fwd = {"rnnkit": getattr(F, cell + "_forward"), "numpy": getattr(ref, cell + "_forward")}
+            bwd = {"rnnkit": getattr(F, cell + "_backward"), "numpy": getattr(ref, cell + "_backward")}
+            states = (None, None) if cell == "lstm" else (None,)
+            grad_states = (None, None) if cell == "lstm" else (None,)
+
+            def first(out):
+                return out[0]
+
+            outputs = {}
+            for impl in args.impls:
+                if impl == "torch":
+                    if torch is None:
+                        continue
+                    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+                    with torch.no_grad():
+                        module.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
+                        module.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+                        module.bias_ih_l0.copy_(torch.from_numpy(b))
+                        module.bias_hh_l0.copy_(torch.from_numpy(bh))
+                    xt = torch.from_numpy(x)
+                    xg = torch.from_numpy(x.copy()).requires_grad_(True)
+                    gt = torch.from_numpy(dy)
+
+                    def t_inf(module=module, xt=xt):
+                        with torch.no_grad():
+                            return module(xt)[0]
+
+                    def t_train(module=module, xg=xg, gt=gt):
+                        module.zero_grad(set_to_none=True)
+                        xg.grad = None
+                        y = module(xg)[0]
+                        (y * gt).sum().backward()
+                        return y
+
+                    outputs["torch"] = t_inf().numpy()
+                    impl_fns = {"inference": t_inf, "train": t_train}
+                else:
+                    f, g = fwd[impl], bwd[impl]
+                    extra = {"inference": True} if impl == "rnnkit" else {}
+
+                    args_ = (x, *states, Wx, Wh, b, bh)
+
+                    def n_inf(f=f, extra=extra, args_=args_):
+                        return f(*args_, **extra)
+
+                    def n_train(f=f, g=g, args_=args_, dy=dy, grad_states=grad_states):
+                        out = f(*args_)
+                        return g(dy, *grad_states, out[-1])
+
+                    outputs[impl] = first(n_inf())
+                    impl_fns = {"inference": n_inf, "train": n_train}
+                for mode in args.modes:
+                    flops = gemm_flops * (3 if mode == "train" else 1)
+                    cases.append(Case("recurrent", cell, shape_str(shape), mode, impl,
+                                      impl_fns[mode], flops))
+            # Parity: float32 outputs in (-1, 1) after T steps; 2e-3 absolute is far above
+            # float32 rounding differences (~1e-5) and far below any real disagreement.
+            base = outputs.get("rnnkit")
+            for impl, y in outputs.items():
+                if base is not None and impl != "rnnkit":
+                    err = float(np.max(np.abs(np.asarray(y, dtype=np.float64) - base)))
+                    if not err <= 2e-3:
+                        for c in cases[-len(args.modes) * len(outputs):]:
+                            if c.impl == impl and c.cell == cell and c.shape == shape_str(shape):
+                                c.note = f"MISMATCH vs rnnkit: max |dy| = {err:.2e}"
+                        print(f"WARNING: {cell} {shape} {impl} differs from rnnkit by {err:.2e}",
+                              file=sys.stderr)
+    return cases
+
+
+def dropin_cases(args, np, R, P):
+    size = QUICK_DROPIN_SIZE if args.quick else DROPIN_SIZE
+    N, T, D, H, V = size["N"], size["T"], size["D"], size["H"], size["V"]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((N, T, D))
+    h0 = rng.standard_normal((N, H))
+    dh = rng.standard_normal((N, T, H))
+    xs, hs, cs, dhs = x[:, 0].copy(), h0, rng.standard_normal((N, H)), dh[:, 0].copy()
+    ids = rng.integers(0, V, size=(N, T))
+    Wemb = rng.standard_normal((V, D))
+    demb = rng.standard_normal((N, T, D))
+    w_aff = rng.standard_normal((H, V)) / np.sqrt(H)
+    b_aff = rng.standard_normal(V)
+    h_aff = rng.standard_normal((N, T, H))
+    scores = rng.standard_normal((N, T, V))
+    dscores = rng.standard_normal((N, T, V))
+    mask = rng.random((N, T)) < 0.8
+    seq = f"N{N} T{T} D{D} H{H}"
+    cases = []
+    mismatches = {}
+    for impl, mod in (("rnnkit", R), ("numpy", P)):
+        fns = {}
+        for cell in CELLS:
+            G = GATES[cell]
+            Wx = rng.standard_normal((D, G * H)) / np.sqrt(D)
+            Wh = rng.standard_normal((H, G * H)) / np.sqrt(H)
+            b = rng.standard_normal(G * H) * 0.5
+            if impl == "rnnkit":  # same parameters for both implementations
+                mismatches[cell] = (Wx, Wh, b)
+            else:
+                Wx, Wh, b = mismatches[cell]
+            f, g = getattr(mod, cell + "_forward"), getattr(mod, cell + "_backward")
+            sf, sg = getattr(mod, cell + "_step_forward"), getattr(mod, cell + "_step_backward")
+            fns[(f"{cell}_forward", seq, "forward")] = lambda f=f, Wx=Wx, Wh=Wh, b=b: f(x, h0, Wx, Wh, b)[0]
+            fns[(f"{cell}_forward/backward", seq, "forward+backward")] = (
+                lambda f=f, g=g, Wx=Wx, Wh=Wh, b=b: g(dh, f(x, h0, Wx, Wh, b)[1])[0])
+            st = f"N{N} D{D} H{H}"
+            if cell == "lstm":
+                fns[("lstm_step_forward", st, "forward")] = (
+                    lambda sf=sf, Wx=Wx, Wh=Wh, b=b: sf(xs, hs, cs, Wx, Wh, b)[0])
+                fns[("lstm_step_forward/backward", st, "forward+backward")] = (
+                    lambda sf=sf, sg=sg, Wx=Wx, Wh=Wh, b=b: sg(dhs, dhs, sf(xs, hs, cs, Wx, Wh, b)[2])[0])
+            else:
+                fns[(f"{cell}_step_forward", st, "forward")] = (
+                    lambda sf=sf, Wx=Wx, Wh=Wh, b=b: sf(xs, hs, Wx, Wh, b)[0])
+                fns[(f"{cell}_step_forward/backward", st, "forward+backward")] = (
+                    lambda sf=sf, sg=sg, Wx=Wx, Wh=Wh, b=b: sg(dhs, sf(xs, hs, Wx, Wh, b)[1])[0])
+        emb_cache = mod.word_embedding_forward(ids, Wemb)[1]
+        aff_cache = mod.temporal_affine_forward(h_aff, w_aff, b_aff)[1]
+        fns[("word_embedding_forward", f"N{N} T{T} V{V} D{D}", "forward")] = (
+            lambda mod=mod: mod.word_embedding_forward(ids, Wemb)[0])
+        fns[("word_embedding_backward", f"N{N} T{T} V{V} D{D}", "backward")] = (
+            lambda mod=mod, c=emb_cache: mod.word_embedding_backward(demb, c))
+        fns[("temporal_affine_forward", f"N{N} T{T} D{H} M{V}", "forward")] = (
+            lambda mod=mod: mod.temporal_affine_forward(h_aff, w_aff, b_aff)[0])
+        fns[("temporal_affine_backward", f"N{N} T{T} D{H} M{V}", "backward")] = (
+            lambda mod=mod, c=aff_cache: mod.temporal_affine_backward(dscores, c)[0])
+        fns[("temporal_softmax_loss", f"N{N} T{T} V{V}", "loss+grad")] = (
+            lambda mod=mod: mod.temporal_softmax_loss(scores, ids, mask)[1])
+        for (name, shape, mode), fn in fns.items():
+            cases.append(Case("dropin", name, shape, mode, impl, fn))
+    # Parity (float64): the drop-ins agree with plain NumPy to ~1e-14; flag anything > 1e-9.
+    by_key = {}
+    for c in cases:
+        by_key.setdefault((c.cell, c.mode), {})[c.impl] = c
+    for key, pair in by_key.items():
+        a, b = np.asarray(pair["rnnkit"].fn()), np.asarray(pair["numpy"].fn())
+        err = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if not err <= 1e-9 * max(1.0, float(np.max(np.abs(b)))):
+            pair["rnnkit"].note = f"MISMATCH vs numpy: {err:.2e}"
+            print(f"WARNING: dropin {key} differs from numpy by {err:.2e}", file=sys.stderr)
+    return cases
+
+
+# ----------------------------------------------------------------------------- running
+
+def register(gb, case, args):
+    t0 = time.perf_counter()
+    case.fn()  # warm-up and the cost estimate that sets the iteration count
+    est = max(time.perf_counter() - t0, 1e-7)
+    iterations = max(1, int(round(args.min_time / est)))
+    repetitions = args.repetitions if est < 2.0 else max(3, args.repetitions - 2)
+    case.iterations, case.repetitions = iterations, repetitions
+
+    def bench(state, fn=case.fn):
+        while state:
+            fn()
+
+    opts = gb.option.unit(gb.kMillisecond)(bench)
+    opts = gb.option.use_real_time()(opts)
+    opts = gb.option.iterations(iterations)(opts)
+    opts = gb.option.repetitions(repetitions)(opts)
+    opts = gb.option.report_aggregates_only(True)(opts)
+    if args.warmup > 0 and est < args.warmup:
+        opts = gb.option.min_warmup_time(args.warmup)(opts)
+    gb.register(opts, name=case.name)
+
+
+def run(gb, cases, args):
+    fd, path = tempfile.mkstemp(suffix=".json", prefix="bench_rnn_")
+    os.close(fd)
+    argv = [sys.argv[0], f"--benchmark_out={path}", "--benchmark_out_format=json"]
+    if args.interleave:
+        argv.append("--benchmark_enable_random_interleaving=true")
+    gb.main(argv)
+    with open(path) as f:
+        report = json.load(f)
+    os.unlink(path)
+    by_name = {c.name: c for c in cases}
+    scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+    for entry in report["benchmarks"]:
+        # run_name carries the options as suffixes: "<name>/min_warmup_time:W/iterations:N/
+        # repeats:R/real_time"; our names never contain ':'.
+        base = "/".join(seg for seg in entry.get("run_name", "").split("/")
+                        if ":" not in seg and seg != "real_time")
+        case = by_name.get(base)
+        if case is None or entry.get("run_type") != "aggregate":
+            continue
+        if entry.get("aggregate_name") not in ("mean", "median", "stddev"):
+            continue
+        value = entry["real_time"] * scale[entry.get("time_unit", "ms")]
+        setattr(case, entry["aggregate_name"] + "_ms", value)
+    return report.get("context", {})
+
+
+# ----------------------------------------------------------------------------- reporting
+
+def fmt_ms(v):
+    return "-" if v is None else (f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}")
+
+
+def fmt_ratio(a, b):
+    return "-" if a is None or b is None or not b else f"{a / b:.2f}x"
+
+
+def recurrent_table(cases, threads, peak):
+    groups = {}
+    for c in cases:
+        if c.suite == "recurrent":
+            groups.setdefault((c.cell, c.shape, c.mode), {})[c.impl] = c
+    lines = [
+        "| cell | T x B x I x H | mode | rnnkit ms | numpy ms | torch ms | numpy/rnnkit | torch/rnnkit | rnnkit GFLOP/s (% sgemm) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (cell, shape, mode), impls in groups.items():
+        ms = {k: getattr(v, "median_ms", None) for k, v in impls.items()}
+        r = impls.get("rnnkit")
+        rate = "-"
+        if r is not None and ms.get("rnnkit"):
+            gf = r.flops / (ms["rnnkit"] * 1e-3) / 1e9
+            rate = f"{gf:.1f} ({100 * gf / peak:.0f}%)" if peak else f"{gf:.1f}"
+        notes = "; ".join(f"{k}: {v.note}" for k, v in impls.items() if v.note)
+        lines.append(
+            f"| {cell} | {shape} | {mode} | {fmt_ms(ms.get('rnnkit'))} | {fmt_ms(ms.get('numpy'))} | "
+            f"{fmt_ms(ms.get('torch'))} | {fmt_ratio(ms.get('numpy'), ms.get('rnnkit'))} | "
+            f"{fmt_ratio(ms.get('torch'), ms.get('rnnkit'))} | {rate}{' ' + notes if notes else ''} |")
+    return "\n".join(lines)
+
+
+def dropin_table(cases):
+    groups = {}
+    for c in cases:
+        if c.suite == "dropin":
+            groups.setdefault((c.cell, c.shape, c.mode), {})[c.impl] = c
+    lines = ["| function | size | timed | rnnkit.dropin ms | numpy ms | numpy/rnnkit |",
+             "|---|---|---|---:|---:|---:|"]
+    for (name, shape, mode), impls in groups.items():
+        ms = {k: getattr(v, "median_ms", None) for k, v in impls.items()}
+        note = impls["rnnkit"].note
+        lines.append(f"| {name} | {shape} | {mode} | {fmt_ms(ms.get('rnnkit'))} | "
+                     f"{fmt_ms(ms.get('numpy'))} | {fmt_ratio(ms.get('numpy'), ms.get('rnnkit'))}"
+                     f"{' ' + note if note else ''} |")
+    return "\n".join(lines)
+
+
+def main(argv=None, csv_dir=".", prog="rnnkit bench"):
+    args = parse_args(argv, csv_dir)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # before NumPy/torch load their BLAS
+    # torch's OpenMP workers spin at barriers by default; on a machine shared with other work
+    # (or with the other libraries' BLAS threads) that turned 0.3 ms LSTM calls into 60 ms.
+    # Passive waiting is what a shared machine needs; an explicit setting is respected.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import numpy as np
+
+    try:
+        import google_benchmark as gb
+    except ImportError:
+        raise SystemExit('the benchmarks need google-benchmark: pip install "rnnkit[bench]"') from None
+
+    import rnnkit
+    from rnnkit import dropin as R
+    from rnnkit import functional as F
+    from rnnkit import reference as ref
+
+    P = None
+    if "dropin" in args.suite:
+        try:
+            import numpy_dropin as P  # the tests' plain-NumPy oracle, in a checkout's tests/
+        except ImportError:
+            print("the dropin suite needs the repository's tests/numpy_dropin.py "
+                  "(run bench/bench_rnn.py from a checkout): skipping it", file=sys.stderr)
+            args.suite = [s for s in args.suite if s != "dropin"]
+
+    torch = None
+    if "torch" in args.impls and "recurrent" in args.suite:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: skipping the torch.nn columns", file=sys.stderr)
+    rnnkit.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+
+    peak = sgemm_gflops(np, args.threads)
+    cases = []
+    if "recurrent" in args.suite:
+        cases += recurrent_cases(args, np, F, ref, torch)
+    if "dropin" in args.suite:
+        cases += dropin_cases(args, np, R, P)
+    for case in cases:
+        register(gb, case, args)
+    run(gb, cases, args)
+
+    info = rnnkit.info()
+    command = prog + " " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    header = [
+        f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.platform()}",
+        f"threads: {args.threads} (rnnkit, torch, NumPy's BLAS); OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
+        f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
+        f"isa: {rnnkit.get_isa()} (supported: {', '.join(rnnkit.supported_isas())})",
+        f"blas: {info['blas']}",
+        f"rnnkit: {info['version']}; numpy: {np.__version__}; "
+        f"torch: {torch.__version__ if torch is not None else 'not installed'}; python: {platform.python_version()}",
+        f"sgemm: {peak:.1f} GFLOP/s (best of 7, NumPy float32 2048^3, same threads, this run)",
+        f"timing: google_benchmark {gb.__version__}, wall time, median of repetitions"
+        f"{', randomly interleaved' if args.interleave else ''}, {args.warmup} s untimed warm-up each",
+        f"command: {command}",
+    ]
+    os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
+    with open(args.csv, "w") as f:
+        for line in header:
+            f.write(f"# {line}\n")
+        f.write("suite,cell,shape,mode,impl,median_ms,mean_ms,stddev_ms,iterations,repetitions,gemm_gflops,note\n")
+        for c in cases:
+            med = getattr(c, "median_ms", None)
+            gf = c.flops / (med * 1e-3) / 1e9 if c.flops and med else ""
+            f.write(",".join(str(v) for v in (
+                c.suite, c.cell, c.shape, c.mode, c.impl,
+                "" if med is None else f"{med:.6g}",
+                f"{getattr(c, 'mean_ms', float('nan')):.6g}", f"{getattr(c, 'stddev_ms', float('nan')):.6g}",
+                c.iterations, c.repetitions, f"{gf:.4g}" if gf != "" else "", c.note.replace(",", ";"))) + "\n")
+    parts = ["\n".join(f"- {line}" for line in header)]
+    if "recurrent" in args.suite:
+        parts.append(f"Recurrent layers (float32, {args.threads} threads), median ms per call:\n\n"
+                     + recurrent_table(cases, args.threads, peak))
+    if "dropin" in args.suite:
+        parts.append("Drop-in functions (float64), median ms per call:\n\n" + dropin_table(cases))
+    text = "\n\n".join(parts) + "\n"
+    print("\n" + text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    print(f"CSV: {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
