@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "rnnkit/runtime.h"
@@ -39,6 +41,8 @@ class ThreadPool {
   int workers() const { return int(threads_.size()); }
 
   // Runs fn(0..tasks-1) on the workers and the calling thread; returns when all are done.
+  // An exception thrown by a task (e.g. std::bad_alloc) is rethrown here, in the caller, so it
+  // reaches Python as an exception instead of terminating the process from a worker.
   void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -46,6 +50,7 @@ class ThreadPool {
       tasks_ = tasks;
       next_ = 0;
       unfinished_ = tasks;
+      error_ = nullptr;
       ++generation_;
     }
     wake_.notify_all();
@@ -53,14 +58,21 @@ class ThreadPool {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [this] { return unfinished_ == 0; });
     job_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
   void drain() {
     t_inside_pool_job = true;
     for (int64_t i; (i = next_.fetch_add(1)) < tasks_;) {
-      (*job_)(i);
+      std::exception_ptr error;
+      try {
+        (*job_)(i);
+      } catch (...) {
+        error = std::current_exception();
+      }
       std::lock_guard<std::mutex> lock(mutex_);
+      if (error && !error_) error_ = error;
       if (--unfinished_ == 0) done_.notify_all();
     }
     t_inside_pool_job = false;
@@ -86,6 +98,7 @@ class ThreadPool {
   int64_t tasks_ = 0, unfinished_ = 0;
   std::atomic<int64_t> next_{0};
   uint64_t generation_ = 0;
+  std::exception_ptr error_;
   bool stop_ = false;
 };
 
