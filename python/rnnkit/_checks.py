@@ -67,3 +67,21 @@ def int_ids(ids, name: str = "ids") -> np.ndarray:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def token_ids(value, name: str, vocab_size: int) -> np.ndarray:
+    """(B, T) batch-first token ids as int64: integer, 2-D, not empty, every id in
+    [0, vocab_size); an IndexError names the first offending position (a vocabulary mismatch)."""
+    arr = np.asarray(value)
+    if arr.dtype == bool or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one sequence of at least one token")
+    bad = (arr < 0) | (arr >= vocab_size)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise IndexError(f"{name}{list(pos)} = {int(arr[pos])} is out of range for the model's vocabulary of "
+                         f"{vocab_size} tokens (vocabulary mismatch?)")
+    return arr.astype(np.int64)

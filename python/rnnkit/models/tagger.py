@@ -12,28 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from .._checks import lengths_array
+from .._checks import lengths_array, token_ids
 from ..nn.module import check_positive_int
 from ..train.losses import cross_entropy, softmax
 from .networks import _cell_class
 
 __all__ = ["SequenceTagger", "tagging_loss"]
-
-
-def _check_ids(ids, vocab_size, name="ids"):
-    t = np.asarray(ids)
-    if t.dtype == np.bool_ or t.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {t.dtype}")
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {t.shape}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {t.shape}); need at least one sequence of at least one token")
-    bad = (t < 0) | (t >= vocab_size)
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise IndexError(f"{name}{list(pos)} = {int(t[pos])} is out of range for the model's vocabulary of "
-                         f"{vocab_size} tokens (vocabulary mismatch?)")
-    return t.astype(np.int64)
 
 
 def tagging_loss(logits, tags, lengths=None):
@@ -74,7 +58,7 @@ class SequenceTagger(nn.Module):
         self.fc = nn.Linear(self.rnn.output_size, self.num_tags, dtype=dtype, seed=ss[4])
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = _check_ids(ids, self.vocab_size)
+        ids = token_ids(ids, "ids", self.vocab_size)
         B, T = ids.shape
         lengths = lengths_array(lengths, B, T)
         x = self.drop_in.forward(self.embed.forward(np.ascontiguousarray(ids.T)), training=training)

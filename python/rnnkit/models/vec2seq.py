@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from .._checks import token_ids
 from ..nn.module import check_positive_int, float_input
 from ..train.losses import cross_entropy
 from ..train.optim import clip_grad_norm, get_optimizer
@@ -26,21 +27,6 @@ from .networks import _cell_class
 __all__ = ["VectorToSequence"]
 
 CONDITIONS = ("state", "input", "both")
-
-
-def _check_targets(targets, vocab_size, name="targets"):
-    t = np.asarray(targets)
-    if t.dtype == np.bool_ or t.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {t.dtype}")
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {t.shape}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {t.shape}); need at least one sequence of at least one step")
-    if t.size and (t.min() < 0 or t.max() >= vocab_size):
-        pos = tuple(int(i) for i in np.argwhere((t < 0) | (t >= vocab_size))[0])
-        raise IndexError(f"{name}{list(pos)} = {int(t[pos])} is out of range for the model's vocabulary "
-                         f"of {vocab_size} tokens (vocabulary mismatch?)")
-    return t.astype(np.int64)
 
 
 class VectorToSequence(nn.Module):
@@ -144,7 +130,7 @@ class VectorToSequence(nn.Module):
         if targets is None:
             raise TypeError("forward needs targets (B, T) for teacher forcing; use generate() to decode")
         x = self._check_x(x)
-        t = _check_targets(targets, self.vocab_size)
+        t = token_ids(targets, "targets", self.vocab_size)
         B, T = t.shape
         if B != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but targets has {B}; they must match")
@@ -220,7 +206,7 @@ class VectorToSequence(nn.Module):
         """Teacher-forced training with an ``rnnkit.train`` optimiser: shuffled mini-batches,
         gradient clipping. Returns the list of per-epoch mean token losses."""
         x = self._check_x(x)
-        t = _check_targets(targets, self.vocab_size)
+        t = token_ids(targets, "targets", self.vocab_size)
         if t.shape[0] != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but targets has {t.shape[0]}; they must match")
         if lengths is not None:
