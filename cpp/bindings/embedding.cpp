@@ -1,6 +1,6 @@
 // Embedding op family: the scatter-add backward (the forward is a NumPy take).
 #include "bindings/checks.h"
-#include "rnnkit/recurrent.h"
+#include "rnnkit/embedding.h"
 
 namespace rnnkit::bindings {
 

@@ -63,7 +63,7 @@ CheckedInputs<T> check_inputs(const CellSpec& spec, const py::array& x, const py
   in.c0 = spec.has_cell_state() ? checked_data<T>(c0, "c0", {d.B, d.H}, true) : nullptr;
   in.Wx = checked_data<T>(Wx, "Wx", {d.I, GH});
   in.Wh = checked_data<T>(Wh, "Wh", {d.H, GH});
-  in.b = b.is_none() ? nullptr : checked_data<T>(b, "b", {GH});
+  in.b = b.is_none() ? nullptr : checked_data<T>(b, "b", {GH});  // None only from backward
   in.bh = checked_data<T>(bh, "bh", {GH}, true);
   in.lengths = checked_data<int64_t>(lengths, "lengths", {d.B}, true);
   if (in.lengths)
@@ -81,14 +81,10 @@ py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::objec
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
                        bool reverse, const py::object& recurrent_mask, bool training) {
+  if (b.is_none()) throw py::type_error("b must be an array, got None");
   CheckedInputs<T> ci = check_inputs<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
                                         recurrent_mask);
   const Dims& d = ci.dims;
-  std::vector<T> zero_bias;
-  if (!ci.in.b) {  // b is required by the contract, but a missing one means zeros
-    zero_bias.assign(spec.gates() * d.H, T(0));
-    ci.in.b = zero_bias.data();
-  }
   py::array_t<T> y = new_array<T>({d.T, d.B, d.H}), hT = new_array<T>({d.B, d.H});
   py::object cT = py::none();
   LayerOutputs<T> out{y.mutable_data(), hT.mutable_data(), nullptr};

@@ -89,5 +89,3 @@ def info() -> dict:
         "blas_threads": _core.blas_num_threads(),
     }
 
-
-_core.set_num_threads(_core.default_num_threads())

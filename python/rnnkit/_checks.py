@@ -61,12 +61,31 @@ def lengths_array(lengths, batch: int, steps: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def int_ids(ids, name: str = "ids") -> np.ndarray:
-    """Integer token ids as int64 (float, bool or object ids are rejected, not truncated)."""
+def _position(shape, flat_index: int):
+    pos = tuple(int(i) for i in np.unravel_index(flat_index, shape))
+    return pos[0] if len(pos) == 1 else pos
+
+
+def check_ids(ids, num_embeddings: int, name: str = "ids") -> np.ndarray:
+    """``ids`` as an int64 array, or TypeError (not integers) / IndexError (naming the first
+    offending id and its position) when an id is negative or >= ``num_embeddings``."""
     arr = np.asarray(ids)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)  # np.asarray([]) is float64; an empty batch is fine
+    if arr.dtype == bool or arr.dtype.kind not in "iu":
+        hint = " (cast with .astype(np.int64) if they are whole numbers)" if arr.dtype.kind == "f" else ""
+        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}{hint}")
+    if arr.size:
+        if arr.dtype.kind == "i" and arr.min() < 0:
+            flat = int(np.argmax(arr.reshape(-1) < 0))
+            raise IndexError(f"{name} contains a negative id {int(arr.reshape(-1)[flat])} at position "
+                             f"{_position(arr.shape, flat)}; ids must be in [0, {num_embeddings})")
+        if arr.max() >= num_embeddings:
+            flat = int(np.argmax(arr.reshape(-1) >= num_embeddings))
+            raise IndexError(f"{name} contains id {int(arr.reshape(-1)[flat])} at position "
+                             f"{_position(arr.shape, flat)}, out of range for {num_embeddings} "
+                             f"embeddings (valid ids: 0..{num_embeddings - 1})")
+    return arr.astype(np.int64, copy=False)
 
 
 def token_ids(value, name: str, vocab_size: int) -> np.ndarray:

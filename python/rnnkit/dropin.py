@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from ._checks import expect_shape, float_array, int_ids, shape_str
+from ._checks import check_ids, expect_shape, float_array, shape_str
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -239,22 +239,14 @@ def gru_backward(dh, cache):
 
 # ----------------------------------------------------------------------------- embedding
 
-def _check_ids(ids, name, V):
-    if ids.size and (ids.min() < 0 or ids.max() >= V):
-        flat = ids.ravel()
-        bad = int(np.flatnonzero((flat < 0) | (flat >= V))[0])
-        raise IndexError(f"{name} contains {int(flat[bad])} (flat index {bad}), outside [0, {V})")
-
-
 def word_embedding_forward(x, W):
     """Looks up word vectors. x (N, T) integer ids in [0, V), W (V, D).
 
     Returns (out (N, T, D), cache).
     """
     x = _ndim(x, "x", 2, "(N, T) integer ids")
-    ids = int_ids(x, "x")
     W = float_array(W, "W", ndim=2)
-    _check_ids(ids, "x", W.shape[0])
+    ids = check_ids(x, W.shape[0], "x")
     return W.take(ids, axis=0), (ids, W.shape, W.dtype)
 
 
@@ -313,8 +305,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     y = _ndim(y, "y", 2, "(N, T) integer targets")
     if y.shape != (N, T):
         raise ValueError(f"y must have shape (N, T) = {shape_str((N, T))}, got {shape_str(y.shape)}")
-    y = int_ids(y, "y").reshape(N * T)
-    _check_ids(y, "y", V)
+    y = check_ids(y, V, "y").reshape(N * T)
     mask = np.asarray(mask)
     if mask.shape != (N, T):
         raise ValueError(f"mask must have shape (N, T) = {shape_str((N, T))}, got {shape_str(mask.shape)}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
+from ._checks import check_ids
 
 __all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
 
@@ -37,33 +38,6 @@ def _table(W) -> np.ndarray:
     if W.ndim != 2:
         raise ValueError(f"W must be 2-D (V, D), got shape {W.shape}")
     return W
-
-
-def _position(shape, flat_index: int):
-    pos = tuple(int(i) for i in np.unravel_index(flat_index, shape))
-    return pos[0] if len(pos) == 1 else pos
-
-
-def check_ids(ids, num_embeddings: int, name: str = "ids") -> np.ndarray:
-    """``ids`` as an int64 array, or TypeError (not integers) / IndexError (naming the first
-    offending id and its position) when an id is negative or >= ``num_embeddings``."""
-    arr = np.asarray(ids)
-    if arr.size == 0 and arr.dtype.kind == "f":
-        arr = arr.astype(np.int64)  # np.asarray([]) is float64; an empty batch is fine
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        hint = " (cast with .astype(np.int64) if they are whole numbers)" if arr.dtype.kind == "f" else ""
-        raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}{hint}")
-    if arr.size:
-        if arr.dtype.kind == "i" and arr.min() < 0:
-            flat = int(np.argmax(arr.reshape(-1) < 0))
-            raise IndexError(f"{name} contains a negative id {int(arr.reshape(-1)[flat])} at position "
-                             f"{_position(arr.shape, flat)}; ids must be in [0, {num_embeddings})")
-        if arr.max() >= num_embeddings:
-            flat = int(np.argmax(arr.reshape(-1) >= num_embeddings))
-            raise IndexError(f"{name} contains id {int(arr.reshape(-1)[flat])} at position "
-                             f"{_position(arr.shape, flat)}, out of range for {num_embeddings} "
-                             f"embeddings (valid ids: 0..{num_embeddings - 1})")
-    return arr.astype(np.int64, copy=False)
 
 
 def embedding_forward(ids, W, *, padding_idx: int | None = None):

@@ -101,10 +101,4 @@ template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
               const Reserve<T>& reserve, const LayerGrads<T>& grads);
 
-// Embedding backward: dW[ids[n]] += dout[n] for n in [0, N); dW is [V, D] and is not cleared.
-// Ids equal to skip_id (e.g. a padding index; pass -1 for none) contribute nothing.
-template <typename T>
-void embedding_backward(const int64_t* ids, int64_t N, const T* dout, int64_t D, T* dW,
-                        int64_t skip_id);
-
 }  // namespace rnnkit

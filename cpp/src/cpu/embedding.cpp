@@ -2,7 +2,7 @@
 // Sequential over ids, so the result is deterministic (same order of additions every call).
 #include <cstring>
 
-#include "rnnkit/recurrent.h"
+#include "rnnkit/embedding.h"
 
 namespace rnnkit {
 
