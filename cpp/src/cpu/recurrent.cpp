@@ -161,10 +161,10 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
 template <typename T>
 void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                   const LayerOutputs<T>& out, Reserve<T>* reserve, const StepMap& steps, T* xw,
-                  const T* bh_n, const PackedWeights<T>& packed, int64_t b0, int64_t b1) {
+                  const T* bh_n, const PointwiseKernels<T>& K, const PackedWeights<T>& packed,
+                  int64_t b0, int64_t b1) {
   const int64_t Tn = dims.T, B = dims.B, H = dims.H, G = spec.gates(), GH = G * H;
   const int64_t M = b1 - b0;
-  const PointwiseKernels<T>& K = kernels<T>();
   const int64_t W = K.pack_width, tiles = (H + W - 1) / W;
   const bool is_gru = spec.kind == CellKind::Gru;
   const bool reset_after = is_gru && spec.linear_before_reset;
@@ -281,6 +281,8 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
              const LayerOutputs<T>& out, Reserve<T>* reserve) {
   const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
   const int64_t G = spec.gates(), GH = G * H;
+  // the kernel table is read once per call: the packed layout must match its kernels even if
+  // another thread switches the ISA meanwhile
   const PointwiseKernels<T>& K = kernels<T>();
   const StepMap steps{in.lengths, Tn, in.reverse};
   const bool uniform = steps.uniform(B);
@@ -325,7 +327,7 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
   const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
   parallel_rows(B, Tn * B * H * GH, [&](int64_t b0, int64_t b1) {
-    forward_rows(spec, dims, in, out, reserve, steps, xw, bh_n, packed, b0, b1);
+    forward_rows(spec, dims, in, out, reserve, steps, xw, bh_n, K, packed, b0, b1);
   });
 }
 
