@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _core
 from ._checks import expect_shape, float_array, lengths_array, optional_float
+from .embedding import embedding_backward, embedding_forward  # noqa: F401 (part of this API)
 
 __all__ = [
     "rnn_forward",
@@ -284,17 +285,3 @@ def gru_backward(dy, dhT, cache):
     """Gradients of a gru_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
     dx, dh0, _, dWx, dWh, db, dbh = _backward(("gru",), dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh
-
-
-def embedding_forward(ids, W, *, padding_idx=None):
-    """Embedding lookup (see rnnkit.embedding)."""
-    from .embedding import embedding_forward as impl
-
-    return impl(ids, W, padding_idx=padding_idx)
-
-
-def embedding_backward(dout, cache):
-    """Dense gradient of the embedding table (see rnnkit.embedding)."""
-    from .embedding import embedding_backward as impl
-
-    return impl(dout, cache)
