@@ -102,48 +102,25 @@ class Scratch {
   size_t first_;
 };
 
-// A group of packed columns: B's columns [block, block + n) hold the units of one block;
-// the group's vector in tile t covers units first_unit + t*stride + [0, W).
-struct PackGroup {
-  int64_t block, first_unit;
-};
-
-// Weights packed for packed_gemm, zero past unit n:
-// P[t][k][g][w] = src(k, block_g + unit), unit = first_unit_g + t*stride + w,
-// src(k, c) = trans ? B[c*ldb + k] : B[k*ldb + c].
-// Gate tiles: one group per gate block, stride = W (tile t holds units [tW, tW+W) of every
-// gate). Wide tiles of one matrix: groups {0, 0}, {0, W}, {0, 2W}..., stride = G*W.
+// Columns [c0, c0 + n) of src packed for packed_gemm in wide tiles of span = U*W columns
+// (U = pack_vectors, W = pack_width), zero past n:
+// P[t][k][c % span] = src(k, c0 + c) with t = c / span, src(k, c) = trans ? B[c*ldb + k]
+// : B[k*ldb + c]. Tile t starts at P + t*K*span.
 template <typename T>
-T* pack_weights(Scratch<T>& scratch, const T* B, int64_t ldb, bool trans, int64_t K,
-                const std::vector<PackGroup>& groups, int64_t n, int W, int64_t stride) {
-  const int64_t G = int64_t(groups.size()), tiles = (n + stride - 1) / stride;
-  T* P = scratch.take_zeroed(tiles * K * G * W);
+T* pack_wide(Scratch<T>& scratch, const PointwiseKernels<T>& kern, const T* B, int64_t ldb,
+             bool trans, int64_t K, int64_t c0, int64_t n) {
+  const int64_t span = int64_t(kern.pack_vectors) * kern.pack_width;
+  T* P = scratch.take_zeroed((n + span - 1) / span * K * span);
+  auto at = [&](int64_t k, int64_t c) -> T& { return P[((c / span) * K + k) * span + c % span]; };
   // loop orders that read B contiguously: along k when transposed, along columns otherwise
-  for (int64_t t = 0; t < tiles; ++t)
-    for (int64_t g = 0; g < G; ++g) {
-      const int64_t first = groups[g].first_unit + t * stride;
-      const int64_t count = std::min<int64_t>(W, n - first);
-      const int64_t c0 = groups[g].block + first;  // the tile's first column of src
-      if (trans)
-        for (int64_t w = 0; w < count; ++w)
-          for (int64_t k = 0; k < K; ++k)
-            P[((t * K + k) * G + g) * W + w] = B[(c0 + w) * ldb + k];
-      else
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t w = 0; w < count; ++w)
-            P[((t * K + k) * G + g) * W + w] = B[k * ldb + c0 + w];
-    }
+  if (trans)
+    for (int64_t c = 0; c < n; ++c)
+      for (int64_t k = 0; k < K; ++k) at(k, c) = B[(c0 + c) * ldb + k];
+  else
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < n; ++c) at(k, c) = B[k * ldb + c0 + c];
   return P;
 }
-
-// Vectors per wide tile of a one-matrix product (the backward's dA @ Wh^T).
-constexpr int kWideGroups = 3;
-
-template <typename T>
-struct PackedWeights {
-  const T* main = nullptr;  // Wh, all gate blocks (reset-before GRU: the r and z blocks)
-  const T* n = nullptr;     // reset-before GRU: the n block
-};
 
 // Runs f(b0, b1) over contiguous ranges of batch rows, one per thread, when the batch is big
 // enough to keep every thread's register blocks full and the call does enough work (`work`
@@ -155,17 +132,18 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
   parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
 
-// The time loop for batch rows [b0, b1). Per step and per tile of W hidden units: the packed
+// The time loop for batch rows [b0, b1). Per step and per tile of span hidden units: the packed
 // recurrent product of the tile for all rows, then the fused gate kernel on that tile while it
 // is still in cache. New states go to y first and replace h once every tile has read h.
 template <typename T>
 void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                   const LayerOutputs<T>& out, Reserve<T>* reserve, const StepMap& steps, T* xw,
-                  const T* bh_n, const PointwiseKernels<T>& K, const PackedWeights<T>& packed,
+                  const T* bh_n, const PointwiseKernels<T>& K, const T* const* packed,
                   int64_t b0, int64_t b1) {
   const int64_t Tn = dims.T, B = dims.B, H = dims.H, G = spec.gates(), GH = G * H;
   const int64_t M = b1 - b0;
-  const int64_t W = K.pack_width, tiles = (H + W - 1) / W;
+  // tiles of span hidden units: one wide tile of packed_gemm per gate block
+  const int64_t span = int64_t(K.pack_vectors) * K.pack_width, tiles = (H + span - 1) / span;
   const bool is_gru = spec.kind == CellKind::Gru;
   const bool reset_after = is_gru && spec.linear_before_reset;
   const bool relu = spec.kind == CellKind::RnnRelu;
@@ -187,7 +165,6 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c + i * H, H);
   }
   std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
-  int64_t col[4];
 
   for (int64_t s = 0; s < Tn; ++s) {
     for (int64_t i = 0; i < M; ++i)
@@ -195,13 +172,16 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     if (in.recurrent_mask)
       for (int64_t k = 0; k < M * H; ++k) hr[k] = h[k] * in.recurrent_mask[b0 * H + k];
 
+    // C[:, block g, tile t] = A @ (Wh's block g, tile t)
+    auto block_product = [&](const T* A, int64_t g, int64_t t, int64_t nv, T* C, int64_t ldc) {
+      K.packed_gemm(A, H, M, H, packed[g] + t * H * span, nv, C, ldc, false);
+    };
     if (is_gru && !reset_after) {
       // stage 1 (r, z and r * h_prev) over all tiles, then the n block's product of r * h_prev
       for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
-        col[0] = gru.rz + j0;
-        col[1] = gru.rz + H + j0;
-        K.packed_gemm(hr, H, M, H, packed.main + t * H * 2 * W, 2, nv, hw, GH, col, false);
+        const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
+        for (int64_t g = gru.rz / H; g < gru.rz / H + 2; ++g)
+          block_product(hr, g, t, nv, hw + g * H + j0, GH);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           T* ax = xw + rows[i] * GH + j0;
@@ -210,9 +190,8 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
         }
       }
       for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
-        col[0] = j0;
-        K.packed_gemm(rh, H, M, H, packed.n + t * H * W, 1, nv, hw_n, H, col, false);
+        const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
+        block_product(rh, gru.n / H, t, nv, hw_n + j0, H);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           T* ax = xw + rows[i] * GH + j0;
@@ -222,10 +201,8 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       }
     } else {
       for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t j0 = t * W, nv = std::min<int64_t>(W, H - j0);
-        for (int64_t g = 0; g < G; ++g) col[g] = g * H + j0;
-        K.packed_gemm(hr, H, M, H, packed.main + t * H * G * W, int(G), nv, hw, GH,
-                      col, false);
+        const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
+        for (int64_t g = 0; g < G; ++g) block_product(hr, g, t, nv, hw + g * H + j0, GH);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           const int64_t row = rows[i];
@@ -314,16 +291,8 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 
   // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
   // row ranges run on separate threads with no synchronisation between steps
-  const int W = K.pack_width;
-  PackedWeights<T> packed;
-  if (is_gru && !reset_after) {
-    packed.main = pack_weights<T>(scratch, in.Wh, GH, false, H, {{gru.rz, 0}, {gru.rz + H, 0}}, H, W, W);
-    packed.n = pack_weights<T>(scratch, in.Wh, GH, false, H, {{gru.n, 0}}, H, W, W);
-  } else {
-    std::vector<PackGroup> groups;
-    for (int64_t g = 0; g < G; ++g) groups.push_back({g * H, 0});
-    packed.main = pack_weights(scratch, in.Wh, GH, false, H, groups, H, W, W);
-  }
+  const T* packed[4];  // Wh's column block g, packed
+  for (int64_t g = 0; g < G; ++g) packed[g] = pack_wide(scratch, K, in.Wh, GH, false, H, g * H, H);
   if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
   const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
   parallel_rows(B, Tn * B * H * GH, [&](int64_t b0, int64_t b1) {
@@ -354,18 +323,14 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   T* dA = shared(rows * GH);
   T* dax_n = reset_after ? shared(rows * H) : nullptr;
   T* h_prev_all = shared(rows * H);  // h_{t-1} of every position, for dWh
-  // Wh^T packed once per call in wide tiles of kWideGroups vectors (one broadcast of dA feeds
-  // several FMAs); the reset-before GRU packs its n block and its r,z blocks separately.
-  const int64_t W = K.pack_width, wide = kWideGroups * W, Hp = (H + wide - 1) / wide * wide;
-  std::vector<PackGroup> wide_groups;
-  for (int64_t g = 0; g < kWideGroups; ++g) wide_groups.push_back({0, g * W});
-  PackedWeights<T> packed;
-  if (is_gru && !reset_after) {
-    packed.n = pack_weights(scratch, in.Wh + gru.n, GH, true, H, wide_groups, H, int(W), wide);
-    packed.main = pack_weights(scratch, in.Wh + gru.rz, GH, true, 2 * H, wide_groups, H, int(W), wide);
-  } else {
-    packed.main = pack_weights(scratch, in.Wh, GH, true, GH, wide_groups, H, int(W), wide);
-  }
+  // Wh^T packed once per call in wide tiles (one broadcast of dA feeds several FMAs); the
+  // reset-before GRU packs its n block and its r,z blocks separately.
+  const int64_t span = int64_t(K.pack_vectors) * K.pack_width, tiles = (H + span - 1) / span;
+  const T* packed_main = is_gru && !reset_after
+      ? pack_wide(scratch, K, in.Wh + gru.rz, GH, true, 2 * H, 0, H)
+      : pack_wide(scratch, K, in.Wh, GH, true, GH, 0, H);
+  const T* packed_n = is_gru && !reset_after ? pack_wide(scratch, K, in.Wh + gru.n, GH, true, H, 0, H)
+                                             : nullptr;
   const T* mask = in.recurrent_mask;
 
   // The reverse loop for batch rows [b0, b1) (rows are independent: threads share nothing
@@ -374,24 +339,20 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     const int64_t M = b1 - b0;
     // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
     // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any);
-    // d_hr and d_rh rows are Hp >= H wide: the transposed products write whole wide tiles.
     Scratch<T> local;  // every buffer is written before it is read
     T* dh = local.take(M * H);
     T* dc = spec.has_cell_state() ? local.take(M * H) : nullptr;
     T* dh_direct = is_gru ? local.take(M * H) : nullptr;
-    T* d_hr = local.take(M * Hp);
+    T* d_hr = local.take(M * H);
     T* dA_scratch = uniform ? nullptr : local.take(M * GH);
-    T* d_rh = is_gru ? local.take(M * Hp) : nullptr;
+    T* d_rh = is_gru ? local.take(M * H) : nullptr;
     std::vector<T> dh_total(H), hr_row(H);
-    // C [M, Hp] (+)= dA columns [M, K] @ (the matching Wh columns)^T
+    // C [M, H] (+)= dA columns [M, K] @ (the matching Wh columns)^T
     auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* P,
                                   T* C, bool accumulate) {
-      for (int64_t t = 0; t < Hp / wide; ++t) {
-        int64_t col[kWideGroups];
-        for (int g = 0; g < kWideGroups; ++g) col[g] = t * wide + g * W;
-        K.packed_gemm(dA_cols, GH, M, K_dim, P + t * K_dim * wide, kWideGroups, W, C, Hp,
-                      col, accumulate);
-      }
+      for (int64_t t = 0; t < tiles; ++t)
+        K.packed_gemm(dA_cols, GH, M, K_dim, P + t * K_dim * span,
+                      std::min<int64_t>(span, H - t * span), C + t * span, H, accumulate);
     };
     for (int64_t i = 0; i < M; ++i) {
       const int64_t b = b0 + i;
@@ -440,7 +401,7 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       }
 
       if (is_gru && !reset_after) {
-        transposed_product(dA_step + gru.n, H, packed.n, d_rh, false);
+        transposed_product(dA_step + gru.n, H, packed_n, d_rh, false);
         for (int64_t i = 0; i < M; ++i) {
           const int64_t b = b0 + i;
           if (!steps.active(s, b)) continue;
@@ -450,19 +411,19 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
             for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
             h_in = hr_row.data();
           }
-          K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh + i * Hp,
-                           spec.gate_block, dA_step + i * GH, d_hr + i * Hp, H, H);
+          K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh + i * H,
+                           spec.gate_block, dA_step + i * GH, d_hr + i * H, H, H);
         }
-        transposed_product(dA_step + gru.rz, 2 * H, packed.main, d_hr, true);
+        transposed_product(dA_step + gru.rz, 2 * H, packed_main, d_hr, true);
       } else {
-        transposed_product(dA_step, GH, packed.main, d_hr, false);
+        transposed_product(dA_step, GH, packed_main, d_hr, false);
       }
 
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
         for (int64_t j = 0; j < H; ++j) {
-          const T d = d_hr[i * Hp + j];
+          const T d = d_hr[i * H + j];
           dh[i * H + j] = (is_gru ? dh_direct[i * H + j] : T(0)) + (mask ? mask[b * H + j] * d : d);
         }
         if (!uniform)

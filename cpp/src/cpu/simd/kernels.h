@@ -57,13 +57,14 @@ struct PointwiseKernels {
   void (*gru_backward_r)(const T* gates, const T* h_prev, const T* d_rh, const int* block, T* da,
                          T* d_hr, int64_t n, int64_t gs);
 
-  // Recurrent GEMM over weights packed once per call (pack_weights in recurrent.cpp): tiles of
-  // pack_width columns in each of G column groups. For one tile P: [K][G][pack_width],
-  // C[r, col[g] + w] (+)= sum_k A[r, k] P[k][g][w] for r < M, w < n_valid (<= pack_width).
-  // A: [M, K] with leading dimension lda; C with leading dimension ldc. G in 1..4.
+  // GEMM over weights packed once per call (pack_weights in recurrent.cpp) in wide tiles of
+  // pack_vectors vectors of pack_width columns. For one tile P: [K][pack_vectors][pack_width],
+  // C[r, c] (+)= sum_k A[r, k] P[k][c / pack_width][c % pack_width] for r < M, c < n_valid
+  // (<= pack_vectors * pack_width). A: [M, K] with leading dimension lda; C with ldc.
   int pack_width;
-  void (*packed_gemm)(const T* A, int64_t lda, int64_t M, int64_t K, const T* P, int G,
-                      int64_t n_valid, T* C, int64_t ldc, const int64_t* col, bool accumulate);
+  int pack_vectors;
+  void (*packed_gemm)(const T* A, int64_t lda, int64_t M, int64_t K, const T* P, int64_t n_valid,
+                      T* C, int64_t ldc, bool accumulate);
 
   // Elementwise maths, exposed for tests of the vectorised approximations.
   void (*exp)(const T* x, T* y, int64_t n);
