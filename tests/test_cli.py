@@ -51,14 +51,69 @@ def test_demo_rejects_too_short_corpus(tmp_path, capsys, restore_isa_and_threads
 
 def test_bench_quick_runs_and_writes_csv(tmp_path, capsys):
     pytest.importorskip("google_benchmark")
+    import csv as csv_module
+
     from rnnkit.cli import main
 
-    csv = tmp_path / "bench.csv"
-    assert main(["bench", "--quick", "--suite", "recurrent", "--cells", "gru", "--modes", "inference",
-                 "--impls", "rnnkit,numpy", "--shapes", "0", "--repetitions", "2", "--csv", str(csv)]) == 0
+    csv, md = tmp_path / "bench.csv", tmp_path / "bench.md"
+    assert main(["bench", "--quick", "--suite", "recurrent", "--cells", "gru", "--impls", "rnnkit,numpy",
+                 "--shapes", "0", "--repetitions", "2", "--csv", str(csv), "--markdown", str(md)]) == 0
     out = capsys.readouterr().out
-    assert "| gru | 5x2x8x8 | inference |" in out
-    rows = [line for line in csv.read_text().splitlines() if not line.startswith("#")]
-    assert rows[0].startswith("suite,cell,shape,mode,impl,median_ms")
-    assert {r.split(",")[4] for r in rows[1:]} == {"rnnkit", "numpy"}
-    assert all(float(r.split(",")[5]) > 0 for r in rows[1:])
+    text = md.read_text()
+    assert text in out
+    # header: both GEMM peaks and how the floors were measured
+    assert "- sgemm: " in text and "- dgemm: " in text and "- GEMM floors: " in text
+    # one recurrent table per dtype (both by default), each with the GEMM-floor columns
+    tables = {}
+    for dtype in ("float32", "float64"):
+        head = f"Recurrent layers, {dtype} (2 threads)"
+        assert text.count(head) == 1
+        block = text.split(head, 1)[1].split("\n\n")[1]
+        assert block.splitlines()[0].endswith("| GEMM ms | rnnkit GFLOP/s | % of GEMM rate |")
+        tables[dtype] = [[v.strip() for v in line.split("|")[1:-1]] for line in block.splitlines()[2:]]
+    for rows in tables.values():
+        assert [r[:3] for r in rows] == [["gru", "5x2x8x8", "inference"], ["gru", "5x2x8x8", "train"]]
+        for r in rows:
+            gemm_ms, pct = float(r[8]), float(r[10].rstrip("%"))
+            assert gemm_ms > 0 and pct > 0 and float(r[9]) > 0
+            assert "MISMATCH" not in r[10]
+
+    rows = list(csv_module.DictReader(line for line in csv.read_text().splitlines() if not line.startswith("#")))
+    assert list(rows[0])[:6] == ["suite", "cell", "shape", "dtype", "mode", "impl"]
+    assert {(r["dtype"], r["mode"], r["impl"]) for r in rows} == {
+        (d, m, i) for d in ("float32", "float64") for m in ("inference", "train") for i in ("rnnkit", "numpy")}
+    for r in rows:
+        med, floor = float(r["median_ms"]), float(r["gemm_floor_ms"])
+        assert med > 0 and floor > 0 and r["note"] == ""
+        assert float(r["pct_of_gemm_rate"]) == pytest.approx(100 * floor / med, rel=1e-3)
+        # the floor belongs to the (cell, shape, mode, dtype), not to the implementation
+        same = {float(o["gemm_floor_ms"]) for o in rows if (o["dtype"], o["mode"]) == (r["dtype"], r["mode"])}
+        assert same == {floor}
+
+
+def test_bench_gemm_floor_does_exactly_the_cells_products():
+    import numpy as np
+
+    from rnnkit.bench import GATES, gemm_floor_fn
+
+    class Recorder:  # numpy, with matmul recording its operand shapes
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def matmul(self, a, b, out):
+            assert a.dtype == b.dtype == out.dtype == np.float64 and out.shape == (a.shape[0], b.shape[1])
+            seen.append((a.shape, b.shape))
+            return np.matmul(a, b, out=out)
+
+    T, B, I, H = 3, 2, 5, 4
+    for cell, G in GATES.items():
+        GH = G * H
+        forward = [((T * B, I), (I, GH))] + [((B, H), (H, GH))] * T
+        backward = [((B, GH), (GH, H))] * T + [((T * B, GH), (GH, I)), ((I, T * B), (T * B, GH)),
+                                                ((H, T * B), (T * B, GH))]
+        for mode, expected in (("inference", forward), ("train", forward + backward)):
+            seen = []
+            fn, flops = gemm_floor_fn(Recorder(), cell, (T, B, I, H), mode, "float64")
+            fn()
+            assert seen == expected
+            assert flops == sum(2 * a[0] * a[1] * b[1] for a, b in expected)

@@ -5,17 +5,30 @@
 
 Options: [--threads 2] [--quick]
         [--suite recurrent,dropin] [--cells rnn,lstm,gru] [--modes inference,train]
-        [--impls rnnkit,numpy,torch] [--shapes 50x1x128x128,...] [--repetitions 5]
-        [--min-time 0.3] [--csv PATH] [--markdown PATH]
+        [--impls rnnkit,numpy,torch] [--dtypes float32,float64] [--shapes 50x1x128x128,...]
+        [--repetitions 5] [--min-time 0.3] [--csv PATH] [--markdown PATH]
 
-Suite "recurrent" (float32, time-major): per cell x shape (T, B, I, H) x mode,
+Suite "recurrent" (time-major): per cell x shape (T, B, I, H) x mode x dtype (float32 and
+float64 by default; every implementation gets arrays of that dtype),
 - rnnkit:  rnnkit.functional.<cell>_forward (inference=True) / forward + <cell>_backward;
 - numpy:   rnnkit.reference, the plain NumPy implementation with the same signatures;
-- torch:   torch.nn.RNN/LSTM/GRU (when importable), weights copied from the others;
-           inference under torch.no_grad(), train = forward + autograd backward of sum(y * G)
-           with x.requires_grad (every implementation computes dx and all weight gradients).
-All three get both biases (b and bh), h0 = 0, the same inputs, and one parity check of their
-outputs before timing (a mismatch is flagged in the CSV and table, not hidden).
+- torch:   torch.nn.RNN/LSTM/GRU (when importable; .double() for float64), weights copied from
+           the others; inference under torch.no_grad(), train = forward + autograd backward of
+           sum(y * G) with x.requires_grad (every implementation computes dx and all weight
+           gradients).
+All three get both biases (b and bh), h0 = 0, the same inputs (the float32 ones are the float64
+ones rounded), and one parity check of their outputs before timing, with a tolerance per dtype
+(a mismatch is flagged in the CSV and table, not hidden).
+
+GEMM floor: for each cell x shape x mode x dtype, NumPy's matmul (its BLAS, same threads, same
+dtype, preallocated outputs) times exactly the matrix products that cell call needs, with the
+same operand shapes (G = 1, 4, 3 for rnn, lstm, gru):
+- inference: (T*B, I) @ (I, G*H) once, then T x (B, H) @ (H, G*H);
+- train: those, plus T x (B, G*H) @ (G*H, H) (dA @ Wh^T) and dx = (T*B, G*H) @ (G*H, I),
+  dWx = (I, T*B) @ (T*B, G*H), dWh = (H, T*B) @ (T*B, G*H).
+Best of at least 3 runs, timed in the same process before the google_benchmark run. The table
+reports it next to rnnkit's time: "% of GEMM rate" = GEMM ms / rnnkit ms * 100 (100 %: rnnkit
+runs the whole cell, gate maths included, in the time NumPy's BLAS needs for its GEMMs alone).
 
 Suite "dropin" (float64, batch-first, notebook size N=50, T=20, D=H=128, V=1000):
 rnnkit.dropin vs the plain NumPy versions in tests/numpy_dropin.py (also the tests' oracle), so
@@ -23,14 +36,21 @@ it runs from a repository checkout (bench/bench_rnn.py) and is skipped by `rnnki
 
 Timing: google_benchmark, wall-clock ("real") time, a fixed number of iterations per
 repetition chosen from one warm-up call (about --min-time seconds per repetition, at least one
-call, so the slow NumPy runs at the large shapes stay affordable), --repetitions repetitions in
-random interleaving with the other benchmarks (so load from other processes spreads over all
-contenders), reported as the median. Threads: rnnkit.set_num_threads(n),
-torch.set_num_threads(n) and OPENBLAS_NUM_THREADS=n for NumPy's BLAS, all the same n.
+call), --repetitions repetitions, optionally (--interleave) in random interleaving with the
+other benchmarks (so load from other processes spreads over all contenders), reported as the
+median. Slow recurrent cases, those whose parity call took 1 s or more (an inference call; a
+train call takes longer still), get one call per repetition, max(3, --repetitions - 2)
+repetitions (3 by default) and no separate warm-up call (the median drops a cold first
+repetition): calls at 100x128x1024x1024 take seconds (NumPy's LSTM train: 7 s in float32, 15 s
+in float64 on 2 threads of a quiet 2-core machine), and this keeps the whole default grid
+affordable. Threads: rnnkit.set_num_threads(n), torch.set_num_threads(n) and
+OPENBLAS_NUM_THREADS=n for NumPy's BLAS, all the same n.
 
-Output: CSV (header comment lines name the machine, threads, ISA and BLAS) and a markdown table
-of medians with the ratios numpy/rnnkit and torch/rnnkit (> 1: rnnkit is faster), plus
-rnnkit's GEMM throughput as a fraction of the machine's sgemm rate measured in the same run.
+Output: CSV (header comment lines name the machine, threads, ISA, BLAS, the sgemm/dgemm peaks
+and how the GEMM floors were measured; one row per benchmark with its dtype, GEMM floor and
+% of GEMM rate) and markdown tables of medians, one recurrent table per dtype, with the ratios
+numpy/rnnkit and torch/rnnkit (> 1: rnnkit is faster), the GEMM floor, rnnkit's GFLOP/s
+(flops of exactly those GEMMs) and its % of GEMM rate.
 """
 from __future__ import annotations
 
@@ -44,12 +64,22 @@ import sys
 import tempfile
 import time
 
-SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 650, 650)]
+SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 650, 650),
+          (100, 128, 1024, 1024)]
 QUICK_SHAPES = [(5, 2, 8, 8), (4, 3, 16, 12)]
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 MODES = ("inference", "train")
 IMPLS = ("rnnkit", "numpy", "torch")
+DTYPES = ("float32", "float64")
+SLOW_CALL_S = 1.0  # calls at least this long: 3 repetitions, no separate warm-up call (register)
+# Parity tolerance (max |y - y_rnnkit| over the outputs, which lie in (-1, 1)) per dtype.
+# float32: 2e-3 is far above float32 rounding differences after T steps (~1e-5) and far below
+# any real disagreement. float64: the implementations differ by summation order only
+# (measured vs rnnkit: 3e-16 to 4e-15 for numpy and torch at the default shapes); 1e-9 leaves six
+# orders of margin for that and still catches a path that silently computes in float32 (rnnkit's
+# float32 outputs differ from its float64 ones by 2e-7 to 1.4e-6 at those shapes).
+PARITY_TOL = {"float32": 2e-3, "float64": 1e-9}
 DROPIN_SIZE = dict(N=50, T=20, D=128, H=128, V=1000)
 QUICK_DROPIN_SIZE = dict(N=4, T=3, D=8, H=8, V=20)
 
@@ -62,6 +92,7 @@ def parse_args(argv=None, csv_dir="."):
     p.add_argument("--cells", default=",".join(CELLS))
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--dtypes", default=",".join(DTYPES), help="recurrent suite: float32,float64")
     p.add_argument("--shapes", default=None,
                    help="comma-separated TxBxIxH (e.g. 50x1x128x128) or indices into the default list")
     p.add_argument("--repetitions", type=int, default=None, help="repetitions (default 5, quick 3)")
@@ -89,6 +120,7 @@ def parse_args(argv=None, csv_dir="."):
     args.cells = pick(args.cells, CELLS, "cells")
     args.modes = pick(args.modes, MODES, "modes")
     args.impls = pick(args.impls, IMPLS, "impls")
+    args.dtypes = pick(args.dtypes, DTYPES, "dtypes")
     defaults = QUICK_SHAPES if args.quick else SHAPES
     if args.shapes is None:
         args.shapes = list(defaults)
@@ -128,11 +160,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def sgemm_gflops(np, threads) -> float:
-    """Best float32 GEMM rate of NumPy's BLAS over 7 runs (2048^3, the same thread count): the
-    machine's attainable sgemm peak, so the best run, not the median, on a shared machine."""
+def gemm_peak_gflops(np, dtype="float32") -> float:
+    """Best GEMM rate of NumPy's BLAS in `dtype` over 7 runs (2048^3, the thread count set for
+    the run): the machine's attainable sgemm/dgemm peak, so the best run, not the median, on a
+    shared machine."""
     n = 2048
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.dtype(dtype).type)
     b = a.T.copy()
     a @ b
     times = []
@@ -143,19 +176,85 @@ def sgemm_gflops(np, threads) -> float:
     return 2 * n ** 3 / min(times) / 1e9
 
 
+def gemm_floor_fn(np, cell, shape, mode, dtype):
+    """A zero-argument function that performs exactly the matrix products of one `cell` call in
+    `mode` at `shape` (T, B, I, H), with the same operand shapes and dtype, through NumPy's
+    matmul into preallocated outputs (nothing else is timed), and its flop count.
+
+    inference: XW = (T*B, I) @ (I, G*H), then T recurrent products (B, H) @ (H, G*H);
+    train adds T products dA_t @ Wh^T = (B, G*H) @ (G*H, H) and dx = (T*B, G*H) @ (G*H, I),
+    dWx = (I, T*B) @ (T*B, G*H), dWh = (H, T*B) @ (T*B, G*H) (transposes are views: the BLAS
+    call transposes, as rnnkit's does). Outputs are never read back as operands except the
+    gate buffer, which every run rewrites with the same values, so the values stay bounded."""
+    T, B, I, H = shape
+    GH = GATES[cell] * H
+    dt = np.dtype(dtype).type
+    rng = np.random.default_rng(2)
+    k = 1.0 / np.sqrt(H)
+    x = rng.standard_normal((T * B, I), dtype=dt)
+    hs = rng.standard_normal((T, B, H), dtype=dt)
+    Wx = (rng.random((I, GH), dtype=dt) - 0.5) * dt(2 * k)
+    Wh = (rng.random((H, GH), dtype=dt) - 0.5) * dt(2 * k)
+    gates = np.empty((T * B, GH), dt)  # XW, the recurrent products' outputs, then dA
+    g3 = gates.reshape(T, B, GH)
+    calls = [(x, Wx, gates)] + [(hs[t], Wh, g3[t]) for t in range(T)]
+    flops = 2.0 * T * B * (I + H) * GH
+    if mode == "train":
+        dh = np.empty((B, H), dt)
+        dx, dWx, dWh = np.empty((T * B, I), dt), np.empty((I, GH), dt), np.empty((H, GH), dt)
+        calls += [(g3[t], Wh.T, dh) for t in range(T - 1, -1, -1)]
+        calls += [(gates, Wx.T, dx), (x.T, gates, dWx), (hs.reshape(T * B, H).T, gates, dWh)]
+        flops *= 3  # backward: 2 * T*B*G*H*(H + I) for dh, dx plus the same for dWh, dWx
+
+    def fn(calls=calls, matmul=np.matmul):
+        for a, b, out in calls:
+            matmul(a, b, out=out)
+
+    return fn, flops
+
+
+def gemm_floors(np, args):
+    """{(cell, shape string, mode, dtype): (best ms, runs)} of gemm_floor_fn for the grid,
+    one at a time (the large shapes' operands are freed before the next)."""
+    floors = {}
+    for cell in args.cells:
+        for shape in args.shapes:
+            for dtype in args.dtypes:
+                for mode in args.modes:
+                    fn, _ = gemm_floor_fn(np, cell, shape, mode, dtype)
+                    floors[(cell, shape_str(shape), mode, dtype)] = best_time_ms(fn, args.min_time)
+                    del fn
+    return floors
+
+
+def best_time_ms(fn, min_time, min_runs=3, max_runs=25):
+    """Best (minimum) wall time of fn in ms over at least `min_runs` runs, more (up to
+    `max_runs`) while the runs so far took less than `min_time` seconds. The first, cold run
+    counts too: it only ever loses the minimum."""
+    times, t_start = [], time.perf_counter()
+    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - t_start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * min(times), len(times)
+
+
 # ----------------------------------------------------------------------------- cases
 
 class Case:
     """One benchmark: a zero-argument callable plus the keys that place it in the tables."""
 
-    def __init__(self, suite, cell, shape, mode, impl, fn, flops=0.0):
+    def __init__(self, suite, cell, shape, mode, impl, fn, flops=0.0, dtype="float32"):
         self.suite, self.cell, self.shape, self.mode, self.impl = suite, cell, shape, mode, impl
-        self.fn, self.flops = fn, flops
+        self.fn, self.flops, self.dtype = fn, flops, dtype
         self.note = ""
+        self.est = None  # seconds of an earlier call (lower bound of a call) or None (register)
+        self.gemm_ms = None  # GEMM floor of the same cell x shape x mode x dtype (recurrent)
 
     @property
     def name(self):
-        return f"{self.suite}/{self.cell}/{self.shape}/{self.mode}/{self.impl}".replace(" ", "_")
+        return (f"{self.suite}/{self.cell}/{self.shape}/{self.dtype}/{self.mode}/{self.impl}"
+                .replace(" ", "_"))
 
 
 def shape_str(shape):
@@ -170,80 +269,86 @@ def recurrent_cases(args, np, F, ref, torch):
         for shape in args.shapes:
             T, B, I, H = shape
             k = 1.0 / np.sqrt(H)  # torch's default init range
-            Wx = rng.uniform(-k, k, (I, G * H)).astype(np.float32)
-            Wh = rng.uniform(-k, k, (H, G * H)).astype(np.float32)
-            b = rng.uniform(-k, k, G * H).astype(np.float32)
-            bh = rng.uniform(-k, k, G * H).astype(np.float32)
-            x = rng.standard_normal((T, B, I)).astype(np.float32)
-            dy = rng.standard_normal((T, B, H)).astype(np.float32)
+            # Drawn in float64 once; each dtype gets these values (float32: rounded), so both
+            # dtypes time the same problem.
+            data = dict(Wx=rng.uniform(-k, k, (I, G * H)), Wh=rng.uniform(-k, k, (H, G * H)),
+                        b=rng.uniform(-k, k, G * H), bh=rng.uniform(-k, k, G * H),
+                        x=rng.standard_normal((T, B, I)), dy=rng.standard_normal((T, B, H)))
             gemm_flops = 2.0 * T * B * (I + H) * G * H  # forward GEMMs; backward does twice that
             fwd = {"rnnkit": getattr(F, cell + "_forward"), "numpy": getattr(ref, cell + "_forward")}
             bwd = {"rnnkit": getattr(F, cell + "_backward"), "numpy": getattr(ref, cell + "_backward")}
             states = (None, None) if cell == "lstm" else (None,)
             grad_states = (None, None) if cell == "lstm" else (None,)
-
-            def first(out):
-                return out[0]
-
-            outputs = {}
-            for impl in args.impls:
-                if impl == "torch":
-                    if torch is None:
-                        continue
-                    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
-                    with torch.no_grad():
-                        module.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
-                        module.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
-                        module.bias_ih_l0.copy_(torch.from_numpy(b))
-                        module.bias_hh_l0.copy_(torch.from_numpy(bh))
-                    xt = torch.from_numpy(x)
-                    xg = torch.from_numpy(x.copy()).requires_grad_(True)
-                    gt = torch.from_numpy(dy)
-
-                    def t_inf(module=module, xt=xt):
+            for dtype in args.dtypes:
+                Wx, Wh, b, bh, x, dy = (data[n].astype(dtype) for n in ("Wx", "Wh", "b", "bh", "x", "dy"))
+                outputs, group = {}, []
+                for impl in args.impls:
+                    if impl == "torch":
+                        if torch is None:
+                            continue
+                        module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+                        if dtype == "float64":
+                            module = module.double()
                         with torch.no_grad():
-                            return module(xt)[0]
+                            module.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
+                            module.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+                            module.bias_ih_l0.copy_(torch.from_numpy(b))
+                            module.bias_hh_l0.copy_(torch.from_numpy(bh))
+                        xt = torch.from_numpy(x)
+                        xg = torch.from_numpy(x.copy()).requires_grad_(True)
+                        gt = torch.from_numpy(dy)
 
-                    def t_train(module=module, xg=xg, gt=gt):
-                        module.zero_grad(set_to_none=True)
-                        xg.grad = None
-                        y = module(xg)[0]
-                        (y * gt).sum().backward()
-                        return y
+                        def t_inf(module=module, xt=xt):
+                            with torch.no_grad():
+                                return module(xt)[0]
 
-                    outputs["torch"] = t_inf().numpy()
-                    impl_fns = {"inference": t_inf, "train": t_train}
-                else:
-                    f, g = fwd[impl], bwd[impl]
-                    extra = {"inference": True} if impl == "rnnkit" else {}
+                        def t_train(module=module, xg=xg, gt=gt):
+                            module.zero_grad(set_to_none=True)
+                            xg.grad = None
+                            y = module(xg)[0]
+                            (y * gt).sum().backward()
+                            return y
 
-                    args_ = (x, *states, Wx, Wh, b, bh)
+                        t0 = time.perf_counter()
+                        outputs["torch"] = t_inf().numpy()
+                        impl_fns = {"inference": t_inf, "train": t_train}
+                    else:
+                        f, g = fwd[impl], bwd[impl]
+                        extra = {"inference": True} if impl == "rnnkit" else {}
 
-                    def n_inf(f=f, extra=extra, args_=args_):
-                        return f(*args_, **extra)
+                        args_ = (x, *states, Wx, Wh, b, bh)
 
-                    def n_train(f=f, g=g, args_=args_, dy=dy, grad_states=grad_states):
-                        out = f(*args_)
-                        return g(dy, *grad_states, out[-1])
+                        def n_inf(f=f, extra=extra, args_=args_):
+                            return f(*args_, **extra)
 
-                    outputs[impl] = first(n_inf())
-                    impl_fns = {"inference": n_inf, "train": n_train}
-                for mode in args.modes:
-                    flops = gemm_flops * (3 if mode == "train" else 1)
-                    cases.append(Case("recurrent", cell, shape_str(shape), mode, impl,
-                                      impl_fns[mode], flops))
-            # Parity: float32 outputs in (-1, 1) after T steps; 2e-3 absolute is far above
-            # float32 rounding differences (~1e-5) and far below any real disagreement.
-            base = outputs.get("rnnkit")
-            for impl, y in outputs.items():
-                if base is not None and impl != "rnnkit":
-                    err = float(np.max(np.abs(np.asarray(y, dtype=np.float64) - base)))
-                    if not err <= 2e-3:
-                        for c in cases[-len(args.modes) * len(outputs):]:
-                            if c.impl == impl and c.cell == cell and c.shape == shape_str(shape):
-                                c.note = f"MISMATCH vs rnnkit: max |dy| = {err:.2e}"
-                        print(f"WARNING: {cell} {shape} {impl} differs from rnnkit by {err:.2e}",
-                              file=sys.stderr)
+                        def n_train(f=f, g=g, args_=args_, dy=dy, grad_states=grad_states):
+                            out = f(*args_)
+                            return g(dy, *grad_states, out[-1])
+
+                        t0 = time.perf_counter()
+                        outputs[impl] = n_inf()[0]
+                        impl_fns = {"inference": n_inf, "train": n_train}
+                    parity_s = time.perf_counter() - t0
+                    for mode in args.modes:
+                        flops = gemm_flops * (3 if mode == "train" else 1)
+                        case = Case("recurrent", cell, shape_str(shape), mode, impl, impl_fns[mode],
+                                    flops, dtype)
+                        # the parity call's time: inference's cost, and a lower bound for
+                        # train's (a forward and its backward)
+                        case.est = parity_s
+                        group.append(case)
+                cases += group
+                # Parity against rnnkit, tolerance per dtype (PARITY_TOL explains the values).
+                base, tol = outputs.get("rnnkit"), PARITY_TOL[dtype]
+                for impl, y in outputs.items():
+                    if base is not None and impl != "rnnkit":
+                        err = float(np.max(np.abs(np.asarray(y, dtype=np.float64) - base)))
+                        if not err <= tol:
+                            for c in group:
+                                if c.impl == impl:
+                                    c.note = f"MISMATCH vs rnnkit: max |dy| = {err:.2e} (tolerance {tol:g})"
+                            print(f"WARNING: {cell} {shape} {dtype} {impl} differs from rnnkit by "
+                                  f"{err:.2e} (tolerance {tol:g})", file=sys.stderr)
     return cases
 
 
@@ -307,7 +412,7 @@ def dropin_cases(args, np, R, P):
         fns[("temporal_softmax_loss", f"N{N} T{T} V{V}", "loss+grad")] = (
             lambda mod=mod: mod.temporal_softmax_loss(scores, ids, mask)[1])
         for (name, shape, mode), fn in fns.items():
-            cases.append(Case("dropin", name, shape, mode, impl, fn))
+            cases.append(Case("dropin", name, shape, mode, impl, fn, dtype="float64"))
     # Parity (float64): the drop-ins agree with plain NumPy to ~1e-14; flag anything > 1e-9.
     by_key = {}
     for c in cases:
@@ -324,11 +429,18 @@ def dropin_cases(args, np, R, P):
 # ----------------------------------------------------------------------------- running
 
 def register(gb, case, args):
-    t0 = time.perf_counter()
-    case.fn()  # warm-up and the cost estimate that sets the iteration count
-    est = max(time.perf_counter() - t0, 1e-7)
+    if case.est is not None and case.est >= max(SLOW_CALL_S, 2 * args.min_time):
+        # Slow (the recurrent cases' parity call took >= 1 s: a train call takes longer still):
+        # one call per repetition either way and 3 repetitions; no warm-up call, the median of 3
+        # drops a cold first repetition. At the largest shape that saves a call of up to 15 s per
+        # case.
+        est = case.est
+    else:
+        t0 = time.perf_counter()
+        case.fn()  # warm-up and the cost estimate that sets the iteration count
+        est = max(time.perf_counter() - t0, 1e-7)
     iterations = max(1, int(round(args.min_time / est)))
-    repetitions = args.repetitions if est < 2.0 else max(3, args.repetitions - 2)
+    repetitions = args.repetitions if est < SLOW_CALL_S else max(3, args.repetitions - 2)
     case.iterations, case.repetitions = iterations, repetitions
 
     def bench(state, fn=case.fn):
@@ -382,27 +494,33 @@ def fmt_ratio(a, b):
     return "-" if a is None or b is None or not b else f"{a / b:.2f}x"
 
 
-def recurrent_table(cases, threads, peak):
+def fmt_pct(gemm_ms, ms):
+    return "-" if not gemm_ms or not ms else f"{100 * gemm_ms / ms:.0f}%"
+
+
+def recurrent_table(cases, dtype):
     groups = {}
     for c in cases:
-        if c.suite == "recurrent":
+        if c.suite == "recurrent" and c.dtype == dtype:
             groups.setdefault((c.cell, c.shape, c.mode), {})[c.impl] = c
     lines = [
-        "| cell | T x B x I x H | mode | rnnkit ms | numpy ms | torch ms | numpy/rnnkit | torch/rnnkit | rnnkit GFLOP/s (% sgemm) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| cell | T x B x I x H | mode | rnnkit ms | numpy ms | torch ms | numpy/rnnkit | torch/rnnkit "
+        "| GEMM ms | rnnkit GFLOP/s | % of GEMM rate |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (cell, shape, mode), impls in groups.items():
         ms = {k: getattr(v, "median_ms", None) for k, v in impls.items()}
+        gemm_ms = next(iter(impls.values())).gemm_ms
         r = impls.get("rnnkit")
         rate = "-"
         if r is not None and ms.get("rnnkit"):
-            gf = r.flops / (ms["rnnkit"] * 1e-3) / 1e9
-            rate = f"{gf:.1f} ({100 * gf / peak:.0f}%)" if peak else f"{gf:.1f}"
+            rate = f"{r.flops / (ms['rnnkit'] * 1e-3) / 1e9:.1f}"
         notes = "; ".join(f"{k}: {v.note}" for k, v in impls.items() if v.note)
         lines.append(
             f"| {cell} | {shape} | {mode} | {fmt_ms(ms.get('rnnkit'))} | {fmt_ms(ms.get('numpy'))} | "
             f"{fmt_ms(ms.get('torch'))} | {fmt_ratio(ms.get('numpy'), ms.get('rnnkit'))} | "
-            f"{fmt_ratio(ms.get('torch'), ms.get('rnnkit'))} | {rate}{' ' + notes if notes else ''} |")
+            f"{fmt_ratio(ms.get('torch'), ms.get('rnnkit'))} | {fmt_ms(gemm_ms)} | {rate} | "
+            f"{fmt_pct(gemm_ms, ms.get('rnnkit'))}{' ' + notes if notes else ''} |")
     return "\n".join(lines)
 
 
@@ -461,10 +579,15 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
     if torch is not None:
         torch.set_num_threads(args.threads)
 
-    peak = sgemm_gflops(np, args.threads)
+    peak = gemm_peak_gflops(np, "float32")
+    dpeak = gemm_peak_gflops(np, "float64") if "recurrent" in args.suite and "float64" in args.dtypes else None
     cases = []
     if "recurrent" in args.suite:
         cases += recurrent_cases(args, np, F, ref, torch)
+        floors = gemm_floors(np, args)
+        for c in cases:
+            if c.suite == "recurrent":
+                c.gemm_ms, c.gemm_runs = floors[(c.cell, c.shape, c.mode, c.dtype)]
     if "dropin" in args.suite:
         cases += dropin_cases(args, np, R, P)
     for case in cases:
@@ -484,6 +607,14 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
         f"rnnkit: {info['version']}; numpy: {np.__version__}; "
         f"torch: {torch.__version__ if torch is not None else 'not installed'}; python: {platform.python_version()}",
         f"sgemm: {peak:.1f} GFLOP/s (best of 7, NumPy float32 2048^3, same threads, this run)",
+        *([f"dgemm: {dpeak:.1f} GFLOP/s (best of 7, NumPy float64 2048^3, same threads, this run)"]
+          if dpeak else []),
+        *(["GEMM floors: per cell x shape x mode x dtype, NumPy's matmul of exactly the cell's "
+           "matrix products at its operand shapes and dtype, into preallocated outputs (inference: "
+           "(T*B,I)@(I,G*H) + T x (B,H)@(H,G*H); train adds T x (B,G*H)@(G*H,H), dx, dWx, dWh); "
+           f"best of >= 3 runs (more while under {args.min_time} s), same threads, timed in this "
+           "process before the google_benchmark run; % of GEMM rate = GEMM ms / rnnkit ms"]
+          if "recurrent" in args.suite else []),
         f"timing: google_benchmark {gb.__version__}, wall time, median of repetitions"
         f"{', randomly interleaved' if args.interleave else ''}, {args.warmup} s untimed warm-up each",
         f"command: {command}",
@@ -492,19 +623,25 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
     with open(args.csv, "w") as f:
         for line in header:
             f.write(f"# {line}\n")
-        f.write("suite,cell,shape,mode,impl,median_ms,mean_ms,stddev_ms,iterations,repetitions,gemm_gflops,note\n")
+        f.write("suite,cell,shape,dtype,mode,impl,median_ms,mean_ms,stddev_ms,iterations,repetitions,"
+                "gemm_gflops,gemm_floor_ms,pct_of_gemm_rate,note\n")
         for c in cases:
             med = getattr(c, "median_ms", None)
             gf = c.flops / (med * 1e-3) / 1e9 if c.flops and med else ""
             f.write(",".join(str(v) for v in (
-                c.suite, c.cell, c.shape, c.mode, c.impl,
+                c.suite, c.cell, c.shape, c.dtype, c.mode, c.impl,
                 "" if med is None else f"{med:.6g}",
                 f"{getattr(c, 'mean_ms', float('nan')):.6g}", f"{getattr(c, 'stddev_ms', float('nan')):.6g}",
-                c.iterations, c.repetitions, f"{gf:.4g}" if gf != "" else "", c.note.replace(",", ";"))) + "\n")
+                c.iterations, c.repetitions, f"{gf:.4g}" if gf != "" else "",
+                "" if c.gemm_ms is None else f"{c.gemm_ms:.6g}",
+                f"{100 * c.gemm_ms / med:.4g}" if c.gemm_ms and med else "",
+                c.note.replace(",", ";"))) + "\n")
     parts = ["\n".join(f"- {line}" for line in header)]
     if "recurrent" in args.suite:
-        parts.append(f"Recurrent layers (float32, {args.threads} threads), median ms per call:\n\n"
-                     + recurrent_table(cases, args.threads, peak))
+        for dtype in args.dtypes:
+            parts.append(f"Recurrent layers, {dtype} ({args.threads} threads), median ms per call; "
+                         f"GEMM ms: NumPy's {dtype} GEMMs of the same call alone:\n\n"
+                         + recurrent_table(cases, dtype))
     if "dropin" in args.suite:
         parts.append("Drop-in functions (float64), median ms per call:\n\n" + dropin_table(cases))
     text = "\n\n".join(parts) + "\n"
