@@ -111,14 +111,17 @@ T* pack_wide(Scratch<T>& scratch, const PointwiseKernels<T>& kern, const T* B, i
              bool trans, int64_t K, int64_t c0, int64_t n) {
   const int64_t span = int64_t(kern.pack_vectors) * kern.pack_width;
   T* P = scratch.take_zeroed((n + span - 1) / span * K * span);
-  auto at = [&](int64_t k, int64_t c) -> T& { return P[((c / span) * K + k) * span + c % span]; };
   // loop orders that read B contiguously: along k when transposed, along columns otherwise
-  if (trans)
-    for (int64_t c = 0; c < n; ++c)
-      for (int64_t k = 0; k < K; ++k) at(k, c) = B[(c0 + c) * ldb + k];
-  else
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t c = 0; c < n; ++c) at(k, c) = B[k * ldb + c0 + c];
+  for (int64_t c_first = 0; c_first < n; c_first += span) {
+    T* tile = P + c_first * K;  // tile c_first / span starts at (c_first / span) * K * span
+    const int64_t count = std::min(span, n - c_first);
+    if (trans)
+      for (int64_t c = 0; c < count; ++c)
+        for (int64_t k = 0; k < K; ++k) tile[k * span + c] = B[(c0 + c_first + c) * ldb + k];
+    else
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t c = 0; c < count; ++c) tile[k * span + c] = B[k * ldb + c0 + c_first + c];
+  }
   return P;
 }
 

@@ -57,7 +57,7 @@ struct PointwiseKernels {
   void (*gru_backward_r)(const T* gates, const T* h_prev, const T* d_rh, const int* block, T* da,
                          T* d_hr, int64_t n, int64_t gs);
 
-  // GEMM over weights packed once per call (pack_weights in recurrent.cpp) in wide tiles of
+  // GEMM over weights packed once per call (pack_wide in recurrent.cpp) in wide tiles of
   // pack_vectors vectors of pack_width columns. For one tile P: [K][pack_vectors][pack_width],
   // C[r, c] (+)= sum_k A[r, k] P[k][c / pack_width][c % pack_width] for r < M, c < n_valid
   // (<= pack_vectors * pack_width). A: [M, K] with leading dimension lda; C with ldc.

@@ -201,17 +201,23 @@ struct Pointwise {
     return r < 1 ? 1 : r > 8 ? 8 : r;
   }
 
-  // C[r, u*W + w] (+)= sum_k A[r, k] P[k][u][w] for r < R and u*W + w < n_valid
+  // C[r, u*W + w] (+)= sum_k A[r, k] P[k][u][w] for r < R and u*W + w < n_valid.
+  // With few rows (small batches) R*U accumulator chains cannot hide the FMA latency, so k is
+  // split into KS interleaved phases with their own accumulators, summed at the end
+  // (R=1: 12 chains instead of 3; measured 1.06-1.1x faster at batch 1, neutral at larger ones).
   template <int R>
   static void tile_block(const T* A, int64_t lda, int64_t K, const T* P, T* C, int64_t ldc,
                          int64_t n_valid, bool accumulate) {
     constexpr int W = V::width, U = pack_vectors();
-    V sum[R][U];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
+    constexpr int KS = 12 / (R * U) < 1 ? 1 : 12 / (R * U) > 4 ? 4 : 12 / (R * U);
+    V sum[KS][R][U];
 #pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) sum[r][u] = V::set1(T(0));
-    for (int64_t k = 0; k < K; ++k) {
+    for (int p = 0; p < KS; ++p)
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) sum[p][r][u] = V::set1(T(0));
+    auto step = [&](int p, int64_t k) {
       V w[U];
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) w[u] = V::load(P + (k * U + u) * W);
@@ -219,18 +225,27 @@ struct Pointwise {
       for (int r = 0; r < R; ++r) {
         const V a = V::set1(A[r * lda + k]);
 #pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) sum[r][u] = V::fmadd(a, w[u], sum[r][u]);
+        for (int u = 0; u < U; ++u) sum[p][r][u] = V::fmadd(a, w[u], sum[p][r][u]);
       }
-    }
+    };
+    int64_t k = 0;
+    for (; k + KS <= K; k += KS)
+#pragma GCC unroll 4
+      for (int p = 0; p < KS; ++p) step(p, k + p);
+    for (; k < K; ++k) step(0, k);
+#pragma GCC unroll 4
+    for (int p = 1; p < KS; ++p)
+      for (int r = 0; r < R; ++r)
+        for (int u = 0; u < U; ++u) sum[0][r][u] = sum[0][r][u] + sum[p][r][u];
     for (int r = 0; r < R; ++r)
       for (int u = 0; u < U; ++u) {
         T* c = C + r * ldc + u * W;
         const int64_t valid = n_valid - u * W;
         if (valid >= W) {
-          (accumulate ? sum[r][u] + V::load(c) : sum[r][u]).store(c);
+          (accumulate ? sum[0][r][u] + V::load(c) : sum[0][r][u]).store(c);
         } else if (valid > 0) {
           T tmp[W];
-          sum[r][u].store(tmp);
+          sum[0][r][u].store(tmp);
           for (int64_t w = 0; w < valid; ++w) c[w] = accumulate ? c[w] + tmp[w] : tmp[w];
         }
       }
