@@ -100,6 +100,24 @@ def test_functional_matches_reference(harness, dtype, cell, H, config):
     _compare(outs, grads, ref_outs, ref_grads, tol, f"{cell} H={H} {config} {np.dtype(dtype)}")
 
 
+# Batch sizes that reach every row-block size of the packed GEMM (rows split evenly into
+# blocks of at most 4 on AVX2/scalar, 6 on AVX-512: 1, 2, 3, 5 = 3+2, 6, 7 = 4+3, 9, 13 = 5+4+4
+# or 7+6) and hidden sizes with one partial wide tile (H=7, span 24 or 32 units) and a full one
+# plus a partial one (H=30, 37); T and I odd so the k-phase split (KS = 2..4 interleaved
+# accumulators for small blocks) leaves a remainder in every product.
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 6, 7, 9, 13])
+@pytest.mark.parametrize("H", [7, 30, 37])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("isa", rnnkit.supported_isas())
+def test_row_blocks_match_reference(harness, restore_isa_and_threads, isa, cell, H, rows):
+    rnnkit.set_isa(isa)
+    inputs = harness.make_inputs(cell, 3, rows, 5, H, seed=500 + rows + H)
+    douts = harness.make_output_grads(cell, 3, rows, H, seed=600 + rows + H)
+    ref_outs, ref_grads = _run(harness, ref, cell, inputs, douts)
+    outs, grads = _run(harness, F, cell, inputs, douts)
+    _compare(outs, grads, ref_outs, ref_grads, TOL_F64, f"{isa} {cell} H={H} B={rows}")
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_inference_mode_same_outputs_no_cache(harness, cell):
     inputs = harness.make_inputs(cell, T, B, I, 9, seed=5)
