@@ -1,17 +1,21 @@
-// C++ microbenchmark of the fused recurrent kernels per ISA, without Python:
+// C++ microbenchmarks per ISA, without Python: whole layers (run_layer) and one step's packed
+// recurrent product alone (run_packed_gemm, GFLOP/s):
 //   cmake -S . -B build/bench -G Ninja -DRNNKIT_BENCH=ON -Dpybind11_DIR=$(python -m pybind11 --cmakedir)
 //   cmake --build build/bench --target bench_step
 //   RNNKIT_OPENBLAS=$(python -c "import scipy_openblas32 as s, os; print(os.path.join(s.get_lib_dir(), s.get_library(True)))") \
 //     build/bench/bench_step --benchmark_filter=cell:2/   # cell: 0 rnn tanh, 2 lstm, 3 gru; isa: 0 scalar, 1 avx2, 2 avx512
+//   build/bench/bench_step --benchmark_filter='run_packed_gemm/.*isa:1'
 // Without RNNKIT_OPENBLAS the big GEMMs (input projection, weight gradients) run on the slow
 // fallback; the per-step recurrent kernels do not use the BLAS. RNNKIT_THREADS sets threads.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "cpu/simd/kernels.h"
 #include "rnnkit/recurrent.h"
 #include "rnnkit/runtime.h"
 
@@ -99,6 +103,45 @@ void shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(run_layer)->Apply(shapes);
+
+// One step's recurrent product alone, as the forward loop runs it: for every tile of
+// pack_vectors * pack_width hidden units and every gate block, packed_gemm over K = H for all
+// M rows (one thread). args: M rows, H, G gate blocks, ISA. Reports GFLOP/s.
+void run_packed_gemm(benchmark::State& state) {
+  const int64_t M = state.range(0), H = state.range(1), G = state.range(2);
+  const auto isa = rnnkit::Isa(state.range(3));
+  if (!rnnkit::set_isa(isa)) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  const rnnkit::PointwiseKernels<float>& k = rnnkit::kernels_for<float>(isa);
+  const int64_t span = int64_t(k.pack_vectors) * k.pack_width, tiles = (H + span - 1) / span;
+  std::mt19937 rng(0);
+  std::normal_distribution<float> normal(0.f, 0.05f);
+  std::vector<float> A(M * H), P(G * tiles * H * span), C(M * G * H);
+  for (auto& v : A) v = normal(rng);
+  for (auto& v : P) v = normal(rng);
+  for (auto _ : state) {
+    for (int64_t t = 0; t < tiles; ++t)
+      for (int64_t g = 0; g < G; ++g)
+        k.packed_gemm(A.data(), H, M, H, P.data() + (g * tiles + t) * H * span,
+                      std::min(span, H - t * span), C.data() + g * H + t * span, G * H, false);
+    benchmark::DoNotOptimize(C.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * H * G * H * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(rnnkit::isa_name(isa));
+}
+
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t M : {1, 10, 16, 32, 64})
+    for (int64_t H : {128, 256, 512, 650})
+      for (int isa : {0, 1, 2}) b->Args({M, H, 4, isa});
+  b->ArgNames({"M", "H", "G", "isa"});
+  b->Unit(benchmark::kMicrosecond);
+}
+
+BENCHMARK(run_packed_gemm)->Apply(gemm_shapes);
 
 }  // namespace
 
