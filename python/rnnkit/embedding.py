@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import check_ids
+from ._checks import check_ids, check_positive_int
 
 __all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
 
@@ -122,8 +122,7 @@ def most_similar(W, vocab, word_or_vector, k: int = 10) -> list[tuple[str, float
     if len(tokens) != W.shape[0]:
         raise ValueError(f"W has {W.shape[0]} rows but the vocabulary has {len(tokens)} tokens; "
                          f"they must match (one row per id)")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    k = check_positive_int(k, "k")
     exclude = None
     if isinstance(word_or_vector, str):
         try:

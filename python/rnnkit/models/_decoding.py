@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_positive_int
 from ..train.losses import log_softmax, softmax
 
 __all__ = ["check_decoding", "choose_next", "beam_search", "take_rows"]
@@ -25,15 +26,13 @@ def check_decoding(method, temperature, top_k, beam_width, max_len):
     """Validates the generation arguments (ValueError naming the argument)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if not _is_int(max_len) or max_len < 1:
-        raise ValueError(f"max_len must be an int >= 1, got {max_len!r}")
+    check_positive_int(max_len, "max_len")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) \
             or not np.isfinite(temperature) or not temperature > 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if top_k is not None and (not _is_int(top_k) or top_k < 1):
         raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
-    if not _is_int(beam_width) or beam_width < 1:
-        raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+    check_positive_int(beam_width, "beam_width")
 
 
 def take_rows(state, idx):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from .._checks import check_positive_int
 from ..train.losses import softmax
 
 __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "lm_windows", "unigram_perplexity",
@@ -137,8 +138,7 @@ class LanguageModel(nn.Module):
         produced. ``seed`` makes sampling reproducible. Returns the continuation only: a str
         when the model has a vocab and the prompt was text, else a list of ids.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        n = check_positive_int(n, "n", 0)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
@@ -228,8 +228,7 @@ def lm_windows(ids, seq_len: int, stride: int | None = None):
     ``Y[i] = ids[s+1:s+seq_len+1]`` for s = 0, stride, 2*stride, ... (stride defaults to
     seq_len). Returns ``(X, Y)`` int64 (N, seq_len)."""
     ids = np.asarray(ids, dtype=np.int64).ravel()
-    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-        raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}")
+    seq_len = check_positive_int(seq_len, "seq_len")
     stride = seq_len if stride is None else int(stride)
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")

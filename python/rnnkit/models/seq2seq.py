@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import nn
 from ..nn.layers import glorot_uniform
-from .._checks import shape_str
+from .._checks import check_positive_int, shape_str
 from ..train.losses import cross_entropy, log_softmax
 
 __all__ = ["Seq2Seq", "LuongAttention"]
@@ -40,12 +40,6 @@ __all__ = ["Seq2Seq", "LuongAttention"]
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 ATTENTIONS = (None, "dot", "additive")
 BRIDGES = ("concat", "sum")
-
-
-def _int_arg(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_ids(ids, name, vocab_size, vocab_arg, pad_id, lengths=None):
@@ -111,7 +105,7 @@ class LuongAttention(nn.Module):
         if score == "dot":
             self.add_parameter("Wk", glorot_uniform(rng, De, H, self.dtype))
         else:
-            A = H if attention_size is None else _int_arg(attention_size, "attention_size", 1)
+            A = H if attention_size is None else check_positive_int(attention_size, "attention_size", 1)
             self.add_parameter("Wq", glorot_uniform(rng, H, A, self.dtype))
             self.add_parameter("Wk", glorot_uniform(rng, De, A, self.dtype))
             self.add_parameter("b", np.zeros(A, self.dtype))
@@ -203,8 +197,8 @@ class Seq2Seq(nn.Module):
                  bridge="concat", attention=None, attention_size=None, dropout=0.0, teacher_forcing=1.0,
                  src_vocab=None, tgt_vocab=None, dtype=np.float32, seed=None):
         super().__init__(seed)
-        self.src_vocab_size = _int_arg(src_vocab_size, "src_vocab_size", 2)
-        self.tgt_vocab_size = _int_arg(tgt_vocab_size, "tgt_vocab_size", 2)
+        self.src_vocab_size = check_positive_int(src_vocab_size, "src_vocab_size", 2)
+        self.tgt_vocab_size = check_positive_int(tgt_vocab_size, "tgt_vocab_size", 2)
         for v, n, name in ((src_vocab, self.src_vocab_size, "src"), (tgt_vocab, self.tgt_vocab_size, "tgt")):
             if v is not None and len(v) != n:
                 raise ValueError(f"{name}_vocab has {len(v)} tokens but {name}_vocab_size is {n}")
@@ -226,10 +220,10 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         self.cell, self.bridge, self.attention = cell, bridge, attention
         self.bidirectional = bool(bidirectional)
-        E = _int_arg(embedding_dim, "embedding_dim", 1)
-        He = _int_arg(hidden_size, "hidden_size", 1)
-        Hd = He if decoder_hidden_size is None else _int_arg(decoder_hidden_size, "decoder_hidden_size", 1)
-        L = _int_arg(num_layers, "num_layers", 1)
+        E = check_positive_int(embedding_dim, "embedding_dim", 1)
+        He = check_positive_int(hidden_size, "hidden_size", 1)
+        Hd = He if decoder_hidden_size is None else check_positive_int(decoder_hidden_size, "decoder_hidden_size", 1)
+        L = check_positive_int(num_layers, "num_layers", 1)
         self.embedding_dim, self.hidden_size, self.decoder_hidden_size, self.num_layers = E, He, Hd, L
         self.teacher_forcing = teacher_forcing
         self._check_tf()
@@ -490,8 +484,8 @@ class Seq2Seq(nn.Module):
         N = src.shape[0]
         sl = _check_lengths(src_lengths, "src_lengths", N, src.shape[1])
         tl = _check_lengths(tgt_lengths, "tgt_lengths", N, tgt.shape[1])
-        epochs = _int_arg(epochs, "epochs", 1)
-        batch_size = _int_arg(batch_size, "batch_size", 1)
+        epochs = check_positive_int(epochs, "epochs", 1)
+        batch_size = check_positive_int(batch_size, "batch_size", 1)
         opt = Adam(self.parameters(), lr=lr)
         rng = np.random.default_rng(seed)
         history = []
@@ -521,9 +515,8 @@ class Seq2Seq(nn.Module):
 
     # ------------------------------------------------------------------ decoding
     def _check_decode(self, max_len, beam_width=1, length_penalty=0.0):
-        max_len = _int_arg(max_len, "max_len", 1)
-        if isinstance(beam_width, bool) or not isinstance(beam_width, (int, np.integer)) or beam_width < 1:
-            raise ValueError(f"beam_width must be an int >= 1, got {beam_width!r}")
+        max_len = check_positive_int(max_len, "max_len", 1)
+        beam_width = check_positive_int(beam_width, "beam_width")
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
                 or not np.isfinite(length_penalty) or length_penalty < 0:
             raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")

@@ -23,7 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, shape_str
+from .._checks import FLOAT_DTYPES, check_positive_int, shape_str  # noqa: F401 (re-exported)
 
 __all__ = ["Module", "Sequential"]
 
@@ -37,12 +37,6 @@ def check_dtype(dtype) -> np.dtype:
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be np.float32 or np.float64, got {dt}")
     return dt
-
-
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_probability(value, name: str) -> float:

@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 
+from .._checks import check_positive_int
 from .tokenize import Tokenizer
 
 __all__ = ["Vocabulary"]
@@ -38,8 +39,7 @@ class Vocabulary:
 
     def __init__(self, token_streams=(), *, min_freq: int = 1, max_size: int | None = None,
                  bos: bool = False, eos: bool = False, tokenizer=None):
-        if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
+        min_freq = check_positive_int(min_freq, "min_freq")
         specials = [PAD, UNK] + ([BOS] if bos else []) + ([EOS] if eos else [])
         if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
                                      or max_size < len(specials)):

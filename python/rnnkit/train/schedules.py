@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from .._checks import check_positive_int
+
 __all__ = ["Schedule", "StepLR", "CosineLR", "ReduceLROnPlateau"]
 
 
@@ -58,8 +60,7 @@ class Schedule:
 class StepLR(Schedule):
     def __init__(self, step_size: int, gamma: float = 0.1):
         super().__init__()
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be an int >= 1, got {step_size!r}")
+        step_size = check_positive_int(step_size, "step_size")
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
         self.step_size, self.gamma = step_size, float(gamma)
@@ -71,8 +72,7 @@ class StepLR(Schedule):
 class CosineLR(Schedule):
     def __init__(self, T_max: int, eta_min: float = 0.0):
         super().__init__()
-        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"T_max must be an int >= 1, got {T_max!r}")
+        T_max = check_positive_int(T_max, "T_max")
         if not eta_min >= 0:
             raise ValueError(f"eta_min must be >= 0, got {eta_min!r}")
         self.T_max, self.eta_min = T_max, float(eta_min)
@@ -90,8 +90,7 @@ class ReduceLROnPlateau(Schedule):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        patience = check_positive_int(patience, "patience", 0)
         self.mode, self.factor, self.patience = mode, float(factor), patience
         self.threshold, self.cooldown, self.min_lr = float(threshold), int(cooldown), float(min_lr)
         self.best = None

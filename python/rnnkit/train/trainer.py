@@ -38,6 +38,7 @@ import tempfile
 
 import numpy as np
 
+from .._checks import check_positive_int
 from .losses import get_loss
 from .optim import clip_grad_norm, clip_grad_value, get_optimizer, global_norm
 from .regularizers import Regularizer
@@ -129,8 +130,7 @@ class EarlyStopping:
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        patience = check_positive_int(patience, "patience", 0)
         if mode == "auto":
             mode = "max" if any(s in monitor for s in ("acc", "score")) else "min"
         if mode not in ("min", "max"):
@@ -246,12 +246,6 @@ def _plan(n: int, batch_size: int, lengths, *, shuffle: bool, bucket: bool, pool
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 # ---------------------------------------------------------------------- metrics
 def _accuracy(outputs, targets, mask, ignore_index):
     out = np.asarray(outputs)
@@ -325,12 +319,12 @@ class Trainer:
             raise TypeError("early_stopping must be an EarlyStopping, an int patience or None")
         self.early_stopping = early_stopping
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        self.checkpoint_every = None if checkpoint_every is None else _check_int(checkpoint_every, "checkpoint_every", 1)
+        self.checkpoint_every = None if checkpoint_every is None else check_positive_int(checkpoint_every, "checkpoint_every", 1)
         if self.checkpoint_every and not self.checkpoint:
             raise ValueError("checkpoint_every needs checkpoint= (a file path)")
         self.seed = seed
         self.quiet = bool(quiet)
-        self.bucket_pool = _check_int(bucket_pool, "bucket_pool", 1)
+        self.bucket_pool = check_positive_int(bucket_pool, "bucket_pool", 1)
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.last_checkpoint = None  # (epoch, batch) of the last checkpoint written
@@ -433,8 +427,8 @@ class Trainer:
             bucket: bool = True, resume: bool = False) -> History:
         """Trains for ``epochs`` epochs (counted from the start of training, so a resumed run
         stops at the same place). Returns the History (also ``self.history``)."""
-        epochs = _check_int(epochs, "epochs", 0)
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        epochs = check_positive_int(epochs, "epochs", 0)
+        batch_size = check_positive_int(batch_size, "batch_size", 1)
         train = _Data(train, "train")
         val = None if val is None else _Data(val, "val")
         model, opt = self.model, self.optimizer
@@ -531,7 +525,7 @@ class Trainer:
     def evaluate(self, data, *, batch_size: int = 64) -> dict:
         """Mean loss (and metrics) over ``data`` in inference mode: ``{"loss": ..., ...}``."""
         data = data if isinstance(data, _Data) else _Data(data, "data")
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_positive_int(batch_size, "batch_size", 1)
         sums = {"loss": [0.0, 0.0]}
         plan = _plan(data.n, batch_size, data.lengths, shuffle=False, bucket=True, pool=self.bucket_pool,
                      rng=None)
@@ -553,7 +547,7 @@ class Trainer:
 def predict(model, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
     """See ``Trainer.predict``."""
     data = _Data((x, None, lengths), "x", need_y=False)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = check_positive_int(batch_size, "batch_size", 1)
     plan = _plan(data.n, batch_size, data.lengths, shuffle=False, bucket=True, pool=32, rng=None)
     result = None
     T = data.x.shape[1] if len(data.x.shape) >= 2 else None
