@@ -115,7 +115,7 @@ void run_packed_gemm(benchmark::State& state) {
     return;
   }
   const rnnkit::PointwiseKernels<float>& k = rnnkit::kernels_for<float>(isa);
-  const int64_t span = int64_t(k.pack_vectors) * k.pack_width, tiles = (H + span - 1) / span;
+  const int64_t span = k.tile_span(), tiles = (H + span - 1) / span;
   std::mt19937 rng(0);
   std::normal_distribution<float> normal(0.f, 0.05f);
   std::vector<float> A(M * H), P(G * tiles * H * span), C(M * G * H);

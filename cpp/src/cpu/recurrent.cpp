@@ -104,19 +104,19 @@ class Scratch {
 };
 
 // Columns [c0, c0 + n) of src packed for packed_gemm in wide tiles of span = U*W columns
-// (U = pack_vectors, W = pack_width), zero past n:
+// (U = pack_vectors, W = pack_width: kern.tile_span()), zero past n:
 // P[t][k][c % span] = src(k, c0 + c) with t = c / span, src(k, c) = trans ? B[c*ldb + k]
 // : B[k*ldb + c]. Tile t starts at P + t*K*span; P holds packed_size(K, n) elements.
 template <typename T>
 int64_t packed_size(const PointwiseKernels<T>& kern, int64_t K, int64_t n) {
-  const int64_t span = int64_t(kern.pack_vectors) * kern.pack_width;
+  const int64_t span = kern.tile_span();
   return (n + span - 1) / span * K * span;
 }
 
 template <typename T>
 void pack_wide(const PointwiseKernels<T>& kern, const T* B, int64_t ldb, bool trans, int64_t K,
                int64_t c0, int64_t n, T* P) {
-  const int64_t span = int64_t(kern.pack_vectors) * kern.pack_width;
+  const int64_t span = kern.tile_span();
   for (int64_t c_first = 0; c_first < n; c_first += span) {
     T* tile = P + c_first * K;  // tile c_first / span starts at (c_first / span) * K * span
     const int64_t count = std::min(span, n - c_first);
@@ -163,7 +163,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   const int64_t Tn = dims.T, B = dims.B, H = dims.H, G = spec.gates(), GH = G * H;
   const int64_t M = b1 - b0;
   // tiles of span hidden units: one wide tile of packed_gemm per gate block
-  const int64_t span = int64_t(K.pack_vectors) * K.pack_width, tiles = (H + span - 1) / span;
+  const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
   const bool is_gru = spec.kind == CellKind::Gru;
   const bool reset_after = is_gru && spec.linear_before_reset;
   const bool relu = spec.kind == CellKind::RnnRelu;
@@ -315,9 +315,10 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     packed[g] = P;
     jobs.push_back([&, g, P] { pack_wide(K, in.Wh, GH, false, H, g * H, H, P); });
   }
-  for (int64_t part = 0; part < 2; ++part)
+  const int64_t parts = get_num_threads(), rows = Tn * B;
+  for (int64_t part = 0; part < parts; ++part)
     jobs.push_back([&, part] {
-      for (int64_t r = Tn * B * part / 2; r < Tn * B * (part + 1) / 2; ++r)
+      for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
         std::memcpy(xw + r * GH, bias.data(), sizeof(T) * GH);
     });
   parallel_jobs(Tn * B * H * GH, jobs);
@@ -357,7 +358,7 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   T* h_prev_all = shared(rows * H);  // h_{t-1} of every position, for dWh
   // Wh^T packed once per call in wide tiles (one broadcast of dA feeds several FMAs); the
   // reset-before GRU packs its n block and its r,z blocks separately.
-  const int64_t span = int64_t(K.pack_vectors) * K.pack_width, tiles = (H + span - 1) / span;
+  const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
   // the packing runs as parallel jobs, each a range of whole tiles
   const bool split_n = is_gru && !reset_after;
   T* packed_main = scratch.take(packed_size(K, split_n ? 2 * H : GH, H));

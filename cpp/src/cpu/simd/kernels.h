@@ -63,6 +63,7 @@ struct PointwiseKernels {
   // (<= pack_vectors * pack_width). A: [M, K] with leading dimension lda; C with ldc.
   int pack_width;
   int pack_vectors;
+  int64_t tile_span() const { return int64_t(pack_vectors) * pack_width; }  // columns per tile
   void (*packed_gemm)(const T* A, int64_t lda, int64_t M, int64_t K, const T* P, int64_t n_valid,
                       T* C, int64_t ldc, bool accumulate);
 
