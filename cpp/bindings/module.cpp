@@ -7,6 +7,7 @@ namespace rnnkit::bindings {
 void runtime_init(py::module_& m);
 void recurrent_init(py::module_& m);
 void embedding_init(py::module_& m);
+void linalg_init(py::module_& m);
 }  // namespace rnnkit::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   rnnkit::bindings::runtime_init(m);
   rnnkit::bindings::recurrent_init(m);
   rnnkit::bindings::embedding_init(m);
+  rnnkit::bindings::linalg_init(m);
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from . import _core
+from ._runtime import govern_blas
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "set_isa",
     "supported_isas",
     "info",
+    "govern_blas",
 ]
 
 

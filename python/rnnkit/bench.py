@@ -88,7 +88,7 @@ def parse_args(argv=None, csv_dir="."):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repetitions (smoke test)")
-    p.add_argument("--suite", default="recurrent,dropin", help="recurrent,dropin")
+    p.add_argument("--suite", default="recurrent,dropin,e2e", help="recurrent,dropin,e2e")
     p.add_argument("--cells", default=",".join(CELLS))
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--impls", default=",".join(IMPLS))
@@ -116,7 +116,7 @@ def parse_args(argv=None, csv_dir="."):
             p.error(f"--{what}: {bad or value!r} not in {', '.join(allowed)}")
         return items
 
-    args.suite = pick(args.suite, ("recurrent", "dropin"), "suite")
+    args.suite = pick(args.suite, ("recurrent", "dropin", "e2e"), "suite")
     args.cells = pick(args.cells, CELLS, "cells")
     args.modes = pick(args.modes, MODES, "modes")
     args.impls = pick(args.impls, IMPLS, "impls")
@@ -566,7 +566,7 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
             args.suite = [s for s in args.suite if s != "dropin"]
 
     torch = None
-    if "torch" in args.impls and "recurrent" in args.suite:
+    if "torch" in args.impls and ("recurrent" in args.suite or "e2e" in args.suite):
         try:
             import torch
         except ImportError:
@@ -586,6 +586,10 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
                 c.gemm_ms, c.gemm_runs = floors[(c.cell, c.shape, c.mode, c.dtype)]
     if "dropin" in args.suite:
         cases += dropin_cases(args, np, R, P)
+    if "e2e" in args.suite:
+        from .bench_e2e import e2e_cases
+
+        cases += e2e_cases(args, torch, Case)
     for case in cases:
         register(gb, case, args)
     run(gb, cases, args)
@@ -640,6 +644,11 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
                          + recurrent_table(cases, dtype))
     if "dropin" in args.suite:
         parts.append("Drop-in functions (float64), median ms per call:\n\n" + dropin_table(cases))
+    if "e2e" in args.suite:
+        from .bench_e2e import e2e_table
+
+        parts.append(f"End to end: one training epoch, Trainer vs the same torch loop ({args.threads} "
+                     "threads), tokens/s from the median epoch:\n\n" + e2e_table(cases))
     text = "\n\n".join(parts) + "\n"
     print("\n" + text)
     if args.markdown:

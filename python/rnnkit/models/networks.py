@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from .._runtime import govern_blas
 from .._checks import check_positive_int
 from ..train.losses import softmax
 
@@ -130,6 +131,7 @@ class LanguageModel(nn.Module):
             raise IndexError(f"prompt id {bad[0]} is out of range for a vocabulary of {self.vocab_size}")
         return ids
 
+    @govern_blas()
     def generate(self, prompt, n, temperature=1.0, top_k=None, greedy=False, seed=None):
         """Continues ``prompt`` (text, with ``vocab``, or a list of ids) by ``n`` tokens.
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from .._runtime import govern_blas
 from ..nn.layers import glorot_uniform
 from .._checks import check_positive_int, shape_str
 from ..train.losses import cross_entropy, log_softmax
@@ -470,6 +471,7 @@ class Seq2Seq(nn.Module):
         picked = np.take_along_axis(logp, np.where(valid, t, 0)[..., None], axis=-1)[..., 0]
         return (picked * valid).sum(axis=1)
 
+    @govern_blas()
     def fit(self, src, tgt, *, src_lengths=None, tgt_lengths=None, epochs=10, batch_size=32, lr=3e-3,
             clip_norm=5.0, seed=0, verbose=False):
         """Trains with Adam on padded arrays (batches of similar source length, shuffled).
@@ -597,6 +599,7 @@ class Seq2Seq(nn.Module):
             out.append(seq[::-1])
         return (out, best_scores) if return_scores else out
 
+    @govern_blas()
     def predict(self, src, *, src_lengths=None, beam_width=1, max_len=50, length_penalty=0.0):
         """Decoded id lists: greedy for ``beam_width=1``, else beam search."""
         self._check_decode(max_len, beam_width, length_penalty)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from .._runtime import govern_blas
 from .._checks import token_ids
 from ..nn.module import check_positive_int, float_input
 from ..train.losses import cross_entropy
@@ -201,6 +202,7 @@ class VectorToSequence(nn.Module):
             ids[k, :len(s)] = s
         return ids, np.array([len(s) for s in out], np.int64)
 
+    @govern_blas()
     def fit(self, x, targets, lengths=None, *, epochs=10, batch_size=32, lr=3e-3, optimizer="adam",
             clip_norm=5.0, seed=0, verbose=False):
         """Teacher-forced training with an ``rnnkit.train`` optimiser: shuffled mini-batches,
@@ -246,6 +248,7 @@ class VectorToSequence(nn.Module):
         y, state = self.rnn.forward(inp, initial_state=state)
         return self.fc.forward(y)[0], state
 
+    @govern_blas()
     def generate(self, x, *, max_len=20, method="greedy", temperature=1.0, top_k=None, beam_width=4,
                  length_penalty=0.0, seed=None):
         """Decodes one sequence per row of x ((B, F), or (F,) for a single vector).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import lengths_array, shape_str
+from .._linalg import matmul
 from ..embedding import embedding_backward, embedding_forward
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
 
@@ -55,7 +56,7 @@ class Linear(Module):
     def forward(self, x, *, lengths=None, training=False):
         x = float_input(x, "x", self.dtype, ndims=(2, 3), last=self.in_features,
                         meaning=" (N, in_features) or a sequence (T, B, in_features)")
-        y = x @ self.W
+        y = matmul(x.reshape(-1, self.in_features), self.W).reshape(x.shape[:-1] + (self.out_features,))
         if "b" in self._params:
             y += self.b
         mask = None
@@ -78,10 +79,10 @@ class Linear(Module):
         if mask is not None:
             grad = grad * mask
         g2 = grad.reshape(-1, self.out_features)
-        self._grads["W"] += x.reshape(-1, self.in_features).T @ g2
+        matmul(x.reshape(-1, self.in_features).T, g2, out=self._grads["W"], accumulate=True)
         if "b" in self._params:
             self._grads["b"] += g2.sum(axis=0)
-        return grad @ self.W.T
+        return matmul(g2, self.W.T).reshape(x.shape)
 
 
 class Embedding(Module):

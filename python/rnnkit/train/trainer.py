@@ -39,6 +39,7 @@ import tempfile
 import numpy as np
 
 from .._checks import check_positive_int
+from .._runtime import govern_blas
 from .losses import get_loss
 from .optim import clip_grad_norm, clip_grad_value, get_optimizer, global_norm
 from .regularizers import Regularizer
@@ -423,6 +424,7 @@ class Trainer:
                 (f", batch {b}" if b else "") + ") is kept")
 
     # ------------------------------------------------------------------ fit
+    @govern_blas()
     def fit(self, train, val=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             bucket: bool = True, resume: bool = False) -> History:
         """Trains for ``epochs`` epochs (counted from the start of training, so a resumed run
@@ -522,6 +524,7 @@ class Trainer:
         return self.history
 
     # ------------------------------------------------------------------ evaluate / predict
+    @govern_blas()
     def evaluate(self, data, *, batch_size: int = 64) -> dict:
         """Mean loss (and metrics) over ``data`` in inference mode: ``{"loss": ..., ...}``."""
         data = data if isinstance(data, _Data) else _Data(data, "data")
@@ -544,6 +547,7 @@ class Trainer:
         return predict(self.model, x, lengths, batch_size=batch_size)
 
 
+@govern_blas()
 def predict(model, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
     """See ``Trainer.predict``."""
     data = _Data((x, None, lengths), "x", need_y=False)
