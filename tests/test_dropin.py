@@ -221,6 +221,42 @@ def test_sequence_and_steps_agree(cell):
         assert_close(h, h_seq[:, t], TOL64, f"t={t}")
 
 
+def _read_only(a):
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_read_only_inputs_give_the_same_result(cell):
+    """Read-only arrays (np.load(mmap_mode="r"), np.frombuffer, np.broadcast_to) are accepted by
+    every step and sequence function, forward and backward, with unchanged results."""
+    rng = np.random.default_rng(9)
+    N, T, D, H = 2, 3, 4, 5
+    Wx, Wh, b = make_params(rng, D, H, CELLS[cell])
+    step = [rng.standard_normal(s) for s in ((N, D), (N, H), (N, H))] + [Wx, Wh, b] + \
+        [rng.standard_normal((N, H)) for _ in range(2)]
+    seq = [rng.standard_normal((N, T, D)), rng.standard_normal((N, H)), Wx, Wh, b,
+           rng.standard_normal((N, T, H))]
+    for run, args in ((_run_step, step), (_run_seq, seq)):
+        want = _flat(run(R, cell, *args))
+        got = _flat(run(R, cell, *[_read_only(a) for a in args]))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    # a zero-stride h0: one state row repeated over the batch
+    h0 = np.broadcast_to(seq[1][:1], (N, H))
+    want = _flat(_run_seq(R, cell, seq[0], np.array(h0), *seq[2:]))
+    for g, w in zip(_flat(_run_seq(R, cell, seq[0], h0, *seq[2:])), want):
+        np.testing.assert_array_equal(g, w)
+
+
+def _flat(result):
+    """(outputs, grads) of _run_step / _run_seq as one list of arrays."""
+    out, grads = result
+    return list(out if isinstance(out, tuple) else (out,)) + list(grads)
+
+
 # ----------------------------------------------------------------------------- embedding, affine, loss
 
 @pytest.mark.parametrize("N,T,V,D", [(1, 1, 1, 1), (2, 3, 4, 5), (5, 7, 3, 9), (4, 6, 50, 17)])
@@ -239,6 +275,16 @@ def test_word_embedding_matches_numpy(N, T, V, D, dtype, tol):
     # float64: the same additions in the same order as np.add.at; float32: <= N*T rows summed
     # in float32, relative error well under TOL32.
     assert_close(dW_r, dW_p, tol, "dW")
+
+
+def test_word_embedding_read_only_inputs():
+    rng = np.random.default_rng(11)
+    x, W, dout = rng.integers(0, 6, size=(2, 3)), rng.standard_normal((6, 4)), rng.standard_normal((2, 3, 4))
+    out_p, cache_p = P.word_embedding_forward(x, W)
+    dW_p = P.word_embedding_backward(dout, cache_p)
+    out, cache = R.word_embedding_forward(_read_only(x), _read_only(W))
+    np.testing.assert_array_equal(out, out_p)
+    assert_close(R.word_embedding_backward(_read_only(dout), cache), dW_p, TOL64)
 
 
 @pytest.mark.parametrize("N,T,D,M", [(1, 1, 1, 1), (2, 3, 4, 5), (4, 7, 17, 9)])

@@ -168,3 +168,25 @@ def test_most_similar_bad_input():
         most_similar(W, vocab, np.zeros(3))
     with pytest.raises(ValueError, match="k must be"):
         most_similar(W, vocab, "a", k=0)
+
+
+def test_read_only_inputs():
+    """ids, W and dout from np.load(mmap_mode="r") / np.frombuffer / np.broadcast_to are
+    read-only: the lookup and the scatter-add only read them."""
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((9, 4))
+    ids = rng.integers(0, 9, size=(3, 5))
+    dout = rng.standard_normal((3, 5, 4))
+    out_ref, cache_ref = embedding_forward(ids, W, padding_idx=2)
+    dW_ref = embedding_backward(dout, cache_ref)
+    for a in (W, ids, dout):
+        a.setflags(write=False)
+    out, cache = embedding_forward(ids, W, padding_idx=2)
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(embedding_backward(dout, cache), dW_ref)
+    # zero strides: one id and one gradient row repeated over the whole batch
+    ids_b, dout_b = np.broadcast_to(np.int64(4), (3, 5)), np.broadcast_to(dout[0, 0], (3, 5, 4))
+    out, cache = embedding_forward(ids_b, W)
+    np.testing.assert_array_equal(out, np.broadcast_to(W[4], (3, 5, 4)))
+    np.testing.assert_array_equal(embedding_backward(dout_b, cache),
+                                  _reference_dW(np.array(ids_b), np.array(dout_b), 9))

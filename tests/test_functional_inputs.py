@@ -329,3 +329,79 @@ def test_results_do_not_depend_on_threads():
                 np.testing.assert_allclose(u, v, rtol=0, atol=1e-12)
     finally:
         rnnkit.set_num_threads(n)
+
+
+def _forward_backward(cell, a, kw, dy, dhT, dcT):
+    """Every output of the cell's forward and backward with every optional array given."""
+    if cell == "lstm":
+        y, hT, cT, cache = F.lstm_forward(a["x"], a["h0"], a["c0"], a["Wx"], a["Wh"], a["b"],
+                                          a["bh"], **kw)
+        return (y, hT, cT) + F.lstm_backward(dy, dhT, dcT, cache)
+    fwd, bwd = (F.rnn_forward, F.rnn_backward) if cell == "rnn" else (F.gru_forward, F.gru_backward)
+    y, hT, cache = fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"], **kw)
+    return (y, hT) + bwd(dy, dhT, cache)
+
+
+def _read_only(a):
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+def _one_row_broadcast(a):
+    """A read-only zero-stride view (np.broadcast_to) repeating a's first row along axis 0."""
+    return np.broadcast_to(a[:1], a.shape)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("segment", [None, 2])
+@pytest.mark.parametrize("view", [_read_only, _one_row_broadcast])
+def test_read_only_inputs_give_the_same_result(cell, segment, view):
+    """np.load(mmap_mode="r"), np.frombuffer and np.broadcast_to give read-only arrays: every
+    array argument of forward and backward must accept them (the kernel only reads inputs)."""
+    rng = np.random.default_rng(4)
+    a = make(cell)
+    a["c0"] = rng.standard_normal((B, H))
+    arrays = dict(a, dy=rng.standard_normal((T, B, H)), dhT=rng.standard_normal((B, H)),
+                  dcT=rng.standard_normal((B, H)), recurrent_mask=rng.random((B, H)) + 0.5,
+                  lengths=np.array([T, 2, 3], dtype=np.int64))
+    views = {k: view(v) for k, v in arrays.items()}
+    assert not any(v.flags.writeable for v in views.values())
+    if view is _one_row_broadcast:
+        assert views["h0"].strides[0] == 0
+    # the reference: writeable contiguous copies of the same values
+    ref = {k: np.array(v) for k, v in views.items()}
+
+    def run(d):
+        kw = dict(lengths=d["lengths"], recurrent_mask=d["recurrent_mask"], segment=segment)
+        return _forward_backward(cell, d, kw, d["dy"], d["dhT"], d["dcT"] if cell == "lstm" else None)
+
+    got, want = run(views), run(ref)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_array_equal(g, w)
+    for k, v in views.items():  # the inputs are untouched
+        np.testing.assert_array_equal(v, ref[k])
+
+
+def test_core_accepts_read_only_inputs_and_names_an_unwriteable_output():
+    """The binding itself: read-only inputs pass straight to the kernel (no copy in between),
+    an in-place output that is read-only is named."""
+    a = make("gru")
+    ro = {k: _read_only(v) for k, v in a.items()}
+    y, hT, _, reserve = _core.forward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], ro["b"],
+                                      ro["bh"], None, False, None, True, [0, 1, 2], True)
+    y_ref, hT_ref, _ = F.gru_forward(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"])
+    np.testing.assert_array_equal(y, y_ref)
+    grads = _core.backward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], True, None, False,
+                           None, True, [0, 1, 2], reserve, _read_only(np.ones_like(y)), None, None)
+    assert grads[0].shape == a["x"].shape
+    ids, dout = _read_only(np.array([0, 2, 2])), _read_only(np.ones((3, 4)))
+    dW = np.zeros((3, 4))
+    _core.embedding_backward(ids, dout, dW, -1)
+    np.testing.assert_array_equal(dW, [[1] * 4, [0] * 4, [2] * 4])
+    with pytest.raises(ValueError, match=r"dW must be writeable"):
+        _core.embedding_backward(ids, dout, _read_only(dW), -1)
