@@ -287,6 +287,15 @@ def test_word_embedding_read_only_inputs():
     assert_close(R.word_embedding_backward(_read_only(dout), cache), dW_p, TOL64)
 
 
+def test_word_embedding_zero_dim():
+    x, W = np.array([[0, 3], [2, 2]]), np.zeros((4, 0))
+    out_r, cache_r = R.word_embedding_forward(x, W)
+    out_p, cache_p = P.word_embedding_forward(x, W)
+    assert out_r.shape == out_p.shape == (2, 2, 0)
+    dW = R.word_embedding_backward(np.zeros((2, 2, 0)), cache_r)
+    assert dW.shape == P.word_embedding_backward(np.zeros((2, 2, 0)), cache_p).shape == (4, 0)
+
+
 @pytest.mark.parametrize("N,T,D,M", [(1, 1, 1, 1), (2, 3, 4, 5), (4, 7, 17, 9)])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, TOL64), (np.float32, TOL32)])
 def test_temporal_affine_matches_numpy(N, T, D, M, dtype, tol):

@@ -190,3 +190,14 @@ def test_read_only_inputs():
     np.testing.assert_array_equal(out, np.broadcast_to(W[4], (3, 5, 4)))
     np.testing.assert_array_equal(embedding_backward(dout_b, cache),
                                   _reference_dW(np.array(ids_b), np.array(dout_b), 9))
+
+
+def test_zero_embedding_dim():
+    """D = 0 is accepted by the forward, so the backward gives the (V, 0) zero gradient."""
+    W = np.zeros((5, 0), np.float32)
+    out, cache = embedding_forward(np.array([[1, 2, 4]]), W)
+    assert out.shape == (1, 3, 0)
+    dW = embedding_backward(np.zeros((1, 3, 0), np.float32), cache)
+    assert dW.shape == (5, 0) and dW.dtype == np.float32
+    buf = np.zeros((5, 0), np.float32)
+    assert embedding_backward(np.zeros((1, 3, 0), np.float32), cache, out=buf) is buf

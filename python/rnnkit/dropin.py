@@ -257,7 +257,8 @@ def word_embedding_backward(dout, cache):
     dout = float_array(dout, "dout", ndim=3, dtype=dtype)
     expect_shape(dout, "dout", ids.shape + (D,), "(N, T, D)")
     dW = np.zeros((V, D), dtype=dtype)
-    _core.embedding_backward(ids.reshape(-1), dout.reshape(-1, D), dW, -1)
+    # explicit row count: reshape(-1, 0) is ambiguous for an embedding size D = 0
+    _core.embedding_backward(ids.reshape(-1), dout.reshape(ids.size, D), dW, -1)
     return dW
 
 

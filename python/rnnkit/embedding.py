@@ -85,7 +85,8 @@ def embedding_backward(dout, cache: EmbeddingCache, *, out: np.ndarray | None = 
     expected = cache.ids_shape + (cache.embedding_dim,)
     if dout.shape != expected:
         raise ValueError(f"dout must have shape ids.shape + (D,) = {expected}, got {dout.shape}")
-    dout2 = np.ascontiguousarray(dout.reshape(-1, cache.embedding_dim))
+    # explicit row count: reshape(-1, 0) is ambiguous for an embedding size D = 0
+    dout2 = np.ascontiguousarray(dout.reshape(cache.ids.shape[0], cache.embedding_dim))
     table_shape = (cache.num_embeddings, cache.embedding_dim)
     if out is None:
         dW = np.zeros(table_shape, dtype=cache.dtype)
