@@ -296,6 +296,21 @@ def test_word_embedding_zero_dim():
     assert dW.shape == P.word_embedding_backward(np.zeros((2, 2, 0)), cache_p).shape == (4, 0)
 
 
+def test_word_embedding_broadcast_ids():
+    """A broadcast x is checked over its stored ids; a lookup larger than memory fails fast."""
+    W = np.random.default_rng(12).standard_normal((6, 3))
+    x = np.broadcast_to(np.array([[2], [5]]), (2, 4))
+    out, cache = R.word_embedding_forward(x, W)
+    np.testing.assert_array_equal(out, W[np.array(x)])
+    dout = np.ones((2, 4, 3))
+    np.testing.assert_array_equal(R.word_embedding_backward(dout, cache),
+                                  P.word_embedding_backward(dout, P.word_embedding_forward(np.array(x), W)[1]))
+    with pytest.raises(IndexError, match=r"\bx\b.*6 at position \(0, 0\)"):
+        R.word_embedding_forward(np.broadcast_to(np.int64(6), (10**6, 10**6)), W)
+    with pytest.raises(MemoryError, match=r"\bx\b of shape \(1000000, 1000000\)"):
+        R.word_embedding_forward(np.broadcast_to(np.int64(5), (10**6, 10**6)), W)
+
+
 @pytest.mark.parametrize("N,T,D,M", [(1, 1, 1, 1), (2, 3, 4, 5), (4, 7, 17, 9)])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, TOL64), (np.float32, TOL32)])
 def test_temporal_affine_matches_numpy(N, T, D, M, dtype, tol):

@@ -1,4 +1,6 @@
 """embedding_forward / embedding_backward / most_similar."""
+import time
+
 import numpy as np
 import pytest
 
@@ -201,3 +203,41 @@ def test_zero_embedding_dim():
     assert dW.shape == (5, 0) and dW.dtype == np.float32
     buf = np.zeros((5, 0), np.float32)
     assert embedding_backward(np.zeros((1, 3, 0), np.float32), cache, out=buf) is buf
+
+
+def test_check_ids_of_a_broadcast_view_reads_only_its_stored_elements():
+    """np.broadcast_to can show 10**12 ids held in one int64: the check looks at the memory,
+    not the view (timing asserts are avoided elsewhere; this bound is loose on purpose: a
+    full scan takes minutes)."""
+    from rnnkit._checks import check_ids
+
+    for dtype in (np.int64, np.int32, np.uint8):
+        big = np.broadcast_to(dtype(3), (10**6, 10**6))
+        start = time.perf_counter()
+        ids = check_ids(big, 5)
+        assert time.perf_counter() - start < 5
+        assert ids.shape == big.shape and ids.dtype == np.int64 and ids[123456, 654321] == 3
+    # a bad id is reported at a valid position of the caller's view, holding that id
+    rows = np.array([[0, 1, 2, 1], [3, 4, 7, 1], [1, 1, 9, 1]])
+    view = np.broadcast_to(rows[:, None, :], (3, 1000, 4))
+    with pytest.raises(IndexError, match=r"id 7 at position \(1, 0, 2\), out of range for 5") as e:
+        check_ids(view, 5)
+    assert view[1, 0, 2] == 7 and "7" in str(e.value)
+    with pytest.raises(IndexError, match=r"negative id -2 at position \(0, 1\)"):
+        check_ids(np.broadcast_to(np.array([1, -2]), (7, 2)), 5)
+    # the first offending position in C order, as for an ordinary array
+    view = np.broadcast_to(np.array([[0], [6], [8]]), (3, 50))
+    with pytest.raises(IndexError, match=r"id 6 at position \(1, 0\)"):
+        check_ids(view, 5)
+    with pytest.raises(IndexError, match=r"id 6 at position \(1, 0\)"):
+        check_ids(np.array(view), 5)
+
+
+def test_lookup_larger_than_memory_fails_fast():
+    """The checked lookup of a huge broadcast view would need terabytes: a MemoryError naming
+    ids says so before anything is allocated, whatever the kernel's overcommit policy."""
+    big = np.broadcast_to(np.int64(3), (10**6, 10**6))
+    with pytest.raises(MemoryError, match=r"ids of shape \(1000000, 1000000\) .* GiB"):
+        embedding_forward(big, np.zeros((5, 4), np.float32))
+    out, _ = embedding_forward(np.broadcast_to(np.array([1, 4]), (50, 2)), np.eye(5))
+    np.testing.assert_array_equal(out, np.eye(5)[np.tile([1, 4], (50, 1))])

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from ._checks import check_ids, expect_shape, float_array, shape_str
+from ._checks import check_ids, check_lookup_size, expect_shape, float_array, shape_str
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -247,6 +247,7 @@ def word_embedding_forward(x, W):
     x = _ndim(x, "x", 2, "(N, T) integer ids")
     W = float_array(W, "W", ndim=2)
     ids = check_ids(x, W.shape[0], "x")
+    check_lookup_size(ids.shape, W.shape[1], W.dtype, "x")
     return W.take(ids, axis=0), (ids, W.shape, W.dtype)
 
 

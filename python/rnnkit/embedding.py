@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import check_ids, check_positive_int
+from ._checks import check_ids, check_lookup_size, check_positive_int
 
 __all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
 
@@ -50,6 +50,7 @@ def embedding_forward(ids, W, *, padding_idx: int | None = None):
     W = _table(W)
     V, D = W.shape
     ids = check_ids(ids, V)
+    check_lookup_size(ids.shape, D, W.dtype, "ids")
     if padding_idx is not None:
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
             raise TypeError(f"padding_idx must be None or an int, got {type(padding_idx).__name__}")
