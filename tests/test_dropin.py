@@ -465,6 +465,47 @@ def test_temporal_affine_bad_input():
         R.temporal_affine_backward(np.zeros((2, 3, 4)), cache)
 
 
+def test_foreign_or_edited_caches_are_named():
+    """A cache from the classic NumPy code (another library's tuple), a cache of another
+    function or an edited cache gives a TypeError/ValueError naming cache, not an unpacking
+    error, AttributeError or pybind11's 'Unable to cast'."""
+    import dataclasses
+
+    rng = np.random.default_rng(13)
+    N, T, D, H = 2, 3, 4, 5
+    x, h, c = rng.standard_normal((N, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    xs = rng.standard_normal((N, T, D))
+    for cell, G in CELLS.items():
+        Wx, Wh, b = make_params(rng, D, H, G)
+        step = (x, h, c) if cell == "lstm" else (x, h)
+        step_p = getattr(P, cell + "_step_forward")(*step, Wx, Wh, b)[-1]
+        seq_p = getattr(P, cell + "_forward")(xs, h, Wx, Wh, b)[1]
+        step_bwd = getattr(R, cell + "_step_backward")
+        step_grads = (h, c) if cell == "lstm" else (h,)
+        seq_bwd = getattr(R, cell + "_backward")
+        for foreign in (step_p, ("not", "a", "cache"), None):
+            with pytest.raises(TypeError, match=r"^cache must .*(rnn_step_forward|matching step forward)"):
+                step_bwd(*step_grads, foreign)
+        for foreign in (seq_p, ("not", "a", "cache"), None):
+            with pytest.raises(TypeError, match=r"^cache must come from the matching forward"):
+                seq_bwd(np.zeros((N, T, H)), foreign)
+        if cell != "rnn":  # the kernel-backed caches: edited fields are named
+            _, cache = getattr(R, cell + "_forward")(xs, h, Wx, Wh, b)
+            with pytest.raises(TypeError, match=r"cache\.reserve must be the Reserve64"):
+                seq_bwd(np.zeros((N, T, H)), dataclasses.replace(cache, reserve=None))
+            cache = getattr(R, cell + "_step_forward")(*step, Wx, Wh, b)[-1]
+            with pytest.raises(ValueError, match=r"cache\.Wx must be a C-contiguous float64"):
+                step_bwd(*step_grads, dataclasses.replace(cache, Wx=Wx.T))
+    ids, W = np.array([[0, 2]]), rng.standard_normal((3, 4))
+    for foreign in (P.word_embedding_forward(ids, W)[1], (ids, W.shape), None):
+        with pytest.raises(TypeError, match=r"^cache must be the cache word_embedding_forward returned, got"):
+            R.word_embedding_backward(np.zeros((1, 2, 4)), foreign)
+    xa, w, ba = rng.standard_normal((N, T, D)), rng.standard_normal((D, 3)), np.zeros(3)
+    for foreign in (P.temporal_affine_forward(xa, w, ba)[1], R.word_embedding_forward(ids, W)[1]):
+        with pytest.raises(TypeError, match=r"^cache must be the cache temporal_affine_forward returned, got"):
+            R.temporal_affine_backward(np.zeros((N, T, 3)), foreign)
+
+
 def test_temporal_softmax_loss_bad_input():
     x = np.zeros((2, 3, 4))
     y = np.zeros((2, 3), dtype=np.int64)

@@ -150,7 +150,11 @@ template <typename T>
 void bind_reserve(py::module_& m, const char* name) {
   py::class_<Reserve<T>, std::shared_ptr<Reserve<T>>>(m, name,
       "Opaque buffers a training-mode forward keeps for backward")
-      .def_property_readonly("nbytes", &Reserve<T>::nbytes);
+      .def_property_readonly("nbytes", &Reserve<T>::nbytes)
+      .def_property_readonly(
+          "dims",
+          [](const Reserve<T>& r) { return py::make_tuple(r.dims.T, r.dims.B, r.dims.I, r.dims.H); },
+          "(T, B, I, H) of the forward that filled it, so a cache's arrays can be checked against it");
 }
 
 }  // namespace
