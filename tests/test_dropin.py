@@ -221,6 +221,42 @@ def test_sequence_and_steps_agree(cell):
         assert_close(h, h_seq[:, t], TOL64, f"t={t}")
 
 
+def _read_only(a):
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_read_only_inputs_give_the_same_result(cell):
+    """Read-only arrays (np.load(mmap_mode="r"), np.frombuffer, np.broadcast_to) are accepted by
+    every step and sequence function, forward and backward, with unchanged results."""
+    rng = np.random.default_rng(9)
+    N, T, D, H = 2, 3, 4, 5
+    Wx, Wh, b = make_params(rng, D, H, CELLS[cell])
+    step = [rng.standard_normal(s) for s in ((N, D), (N, H), (N, H))] + [Wx, Wh, b] + \
+        [rng.standard_normal((N, H)) for _ in range(2)]
+    seq = [rng.standard_normal((N, T, D)), rng.standard_normal((N, H)), Wx, Wh, b,
+           rng.standard_normal((N, T, H))]
+    for run, args in ((_run_step, step), (_run_seq, seq)):
+        want = _flat(run(R, cell, *args))
+        got = _flat(run(R, cell, *[_read_only(a) for a in args]))
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    # a zero-stride h0: one state row repeated over the batch
+    h0 = np.broadcast_to(seq[1][:1], (N, H))
+    want = _flat(_run_seq(R, cell, seq[0], np.array(h0), *seq[2:]))
+    for g, w in zip(_flat(_run_seq(R, cell, seq[0], h0, *seq[2:])), want):
+        np.testing.assert_array_equal(g, w)
+
+
+def _flat(result):
+    """(outputs, grads) of _run_step / _run_seq as one list of arrays."""
+    out, grads = result
+    return list(out if isinstance(out, tuple) else (out,)) + list(grads)
+
+
 # ----------------------------------------------------------------------------- embedding, affine, loss
 
 @pytest.mark.parametrize("N,T,V,D", [(1, 1, 1, 1), (2, 3, 4, 5), (5, 7, 3, 9), (4, 6, 50, 17)])
@@ -239,6 +275,40 @@ def test_word_embedding_matches_numpy(N, T, V, D, dtype, tol):
     # float64: the same additions in the same order as np.add.at; float32: <= N*T rows summed
     # in float32, relative error well under TOL32.
     assert_close(dW_r, dW_p, tol, "dW")
+
+
+def test_word_embedding_read_only_inputs():
+    rng = np.random.default_rng(11)
+    x, W, dout = rng.integers(0, 6, size=(2, 3)), rng.standard_normal((6, 4)), rng.standard_normal((2, 3, 4))
+    out_p, cache_p = P.word_embedding_forward(x, W)
+    dW_p = P.word_embedding_backward(dout, cache_p)
+    out, cache = R.word_embedding_forward(_read_only(x), _read_only(W))
+    np.testing.assert_array_equal(out, out_p)
+    assert_close(R.word_embedding_backward(_read_only(dout), cache), dW_p, TOL64)
+
+
+def test_word_embedding_zero_dim():
+    x, W = np.array([[0, 3], [2, 2]]), np.zeros((4, 0))
+    out_r, cache_r = R.word_embedding_forward(x, W)
+    out_p, cache_p = P.word_embedding_forward(x, W)
+    assert out_r.shape == out_p.shape == (2, 2, 0)
+    dW = R.word_embedding_backward(np.zeros((2, 2, 0)), cache_r)
+    assert dW.shape == P.word_embedding_backward(np.zeros((2, 2, 0)), cache_p).shape == (4, 0)
+
+
+def test_word_embedding_broadcast_ids():
+    """A broadcast x is checked over its stored ids; a lookup larger than memory fails fast."""
+    W = np.random.default_rng(12).standard_normal((6, 3))
+    x = np.broadcast_to(np.array([[2], [5]]), (2, 4))
+    out, cache = R.word_embedding_forward(x, W)
+    np.testing.assert_array_equal(out, W[np.array(x)])
+    dout = np.ones((2, 4, 3))
+    np.testing.assert_array_equal(R.word_embedding_backward(dout, cache),
+                                  P.word_embedding_backward(dout, P.word_embedding_forward(np.array(x), W)[1]))
+    with pytest.raises(IndexError, match=r"\bx\b.*6 at position \(0, 0\)"):
+        R.word_embedding_forward(np.broadcast_to(np.int64(6), (10**6, 10**6)), W)
+    with pytest.raises(MemoryError, match=r"\bx\b of shape \(1000000, 1000000\)"):
+        R.word_embedding_forward(np.broadcast_to(np.int64(5), (10**6, 10**6)), W)
 
 
 @pytest.mark.parametrize("N,T,D,M", [(1, 1, 1, 1), (2, 3, 4, 5), (4, 7, 17, 9)])
@@ -393,6 +463,47 @@ def test_temporal_affine_bad_input():
     _, cache = R.temporal_affine_forward(x, w, b)
     with pytest.raises(ValueError, match="dout"):
         R.temporal_affine_backward(np.zeros((2, 3, 4)), cache)
+
+
+def test_foreign_or_edited_caches_are_named():
+    """A cache from the classic NumPy code (another library's tuple), a cache of another
+    function or an edited cache gives a TypeError/ValueError naming cache, not an unpacking
+    error, AttributeError or pybind11's 'Unable to cast'."""
+    import dataclasses
+
+    rng = np.random.default_rng(13)
+    N, T, D, H = 2, 3, 4, 5
+    x, h, c = rng.standard_normal((N, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    xs = rng.standard_normal((N, T, D))
+    for cell, G in CELLS.items():
+        Wx, Wh, b = make_params(rng, D, H, G)
+        step = (x, h, c) if cell == "lstm" else (x, h)
+        step_p = getattr(P, cell + "_step_forward")(*step, Wx, Wh, b)[-1]
+        seq_p = getattr(P, cell + "_forward")(xs, h, Wx, Wh, b)[1]
+        step_bwd = getattr(R, cell + "_step_backward")
+        step_grads = (h, c) if cell == "lstm" else (h,)
+        seq_bwd = getattr(R, cell + "_backward")
+        for foreign in (step_p, ("not", "a", "cache"), None):
+            with pytest.raises(TypeError, match=r"^cache must .*(rnn_step_forward|matching step forward)"):
+                step_bwd(*step_grads, foreign)
+        for foreign in (seq_p, ("not", "a", "cache"), None):
+            with pytest.raises(TypeError, match=r"^cache must come from the matching forward"):
+                seq_bwd(np.zeros((N, T, H)), foreign)
+        if cell != "rnn":  # the kernel-backed caches: edited fields are named
+            _, cache = getattr(R, cell + "_forward")(xs, h, Wx, Wh, b)
+            with pytest.raises(TypeError, match=r"cache\.reserve must be the Reserve64"):
+                seq_bwd(np.zeros((N, T, H)), dataclasses.replace(cache, reserve=None))
+            cache = getattr(R, cell + "_step_forward")(*step, Wx, Wh, b)[-1]
+            with pytest.raises(ValueError, match=r"cache\.Wx must be a C-contiguous float64"):
+                step_bwd(*step_grads, dataclasses.replace(cache, Wx=Wx.T))
+    ids, W = np.array([[0, 2]]), rng.standard_normal((3, 4))
+    for foreign in (P.word_embedding_forward(ids, W)[1], (ids, W.shape), None):
+        with pytest.raises(TypeError, match=r"^cache must be the cache word_embedding_forward returned, got"):
+            R.word_embedding_backward(np.zeros((1, 2, 4)), foreign)
+    xa, w, ba = rng.standard_normal((N, T, D)), rng.standard_normal((D, 3)), np.zeros(3)
+    for foreign in (P.temporal_affine_forward(xa, w, ba)[1], R.word_embedding_forward(ids, W)[1]):
+        with pytest.raises(TypeError, match=r"^cache must be the cache temporal_affine_forward returned, got"):
+            R.temporal_affine_backward(np.zeros((N, T, 3)), foreign)
 
 
 def test_temporal_softmax_loss_bad_input():

@@ -1,4 +1,6 @@
 """embedding_forward / embedding_backward / most_similar."""
+import time
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,74 @@ def test_most_similar_bad_input():
         most_similar(W, vocab, np.zeros(3))
     with pytest.raises(ValueError, match="k must be"):
         most_similar(W, vocab, "a", k=0)
+
+
+def test_read_only_inputs():
+    """ids, W and dout from np.load(mmap_mode="r") / np.frombuffer / np.broadcast_to are
+    read-only: the lookup and the scatter-add only read them."""
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((9, 4))
+    ids = rng.integers(0, 9, size=(3, 5))
+    dout = rng.standard_normal((3, 5, 4))
+    out_ref, cache_ref = embedding_forward(ids, W, padding_idx=2)
+    dW_ref = embedding_backward(dout, cache_ref)
+    for a in (W, ids, dout):
+        a.setflags(write=False)
+    out, cache = embedding_forward(ids, W, padding_idx=2)
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(embedding_backward(dout, cache), dW_ref)
+    # zero strides: one id and one gradient row repeated over the whole batch
+    ids_b, dout_b = np.broadcast_to(np.int64(4), (3, 5)), np.broadcast_to(dout[0, 0], (3, 5, 4))
+    out, cache = embedding_forward(ids_b, W)
+    np.testing.assert_array_equal(out, np.broadcast_to(W[4], (3, 5, 4)))
+    np.testing.assert_array_equal(embedding_backward(dout_b, cache),
+                                  _reference_dW(np.array(ids_b), np.array(dout_b), 9))
+
+
+def test_zero_embedding_dim():
+    """D = 0 is accepted by the forward, so the backward gives the (V, 0) zero gradient."""
+    W = np.zeros((5, 0), np.float32)
+    out, cache = embedding_forward(np.array([[1, 2, 4]]), W)
+    assert out.shape == (1, 3, 0)
+    dW = embedding_backward(np.zeros((1, 3, 0), np.float32), cache)
+    assert dW.shape == (5, 0) and dW.dtype == np.float32
+    buf = np.zeros((5, 0), np.float32)
+    assert embedding_backward(np.zeros((1, 3, 0), np.float32), cache, out=buf) is buf
+
+
+def test_check_ids_of_a_broadcast_view_reads_only_its_stored_elements():
+    """np.broadcast_to can show 10**12 ids held in one int64: the check looks at the memory,
+    not the view (timing asserts are avoided elsewhere; this bound is loose on purpose: a
+    full scan takes minutes)."""
+    from rnnkit._checks import check_ids
+
+    for dtype in (np.int64, np.int32, np.uint8):
+        big = np.broadcast_to(dtype(3), (10**6, 10**6))
+        start = time.perf_counter()
+        ids = check_ids(big, 5)
+        assert time.perf_counter() - start < 5
+        assert ids.shape == big.shape and ids.dtype == np.int64 and ids[123456, 654321] == 3
+    # a bad id is reported at a valid position of the caller's view, holding that id
+    rows = np.array([[0, 1, 2, 1], [3, 4, 7, 1], [1, 1, 9, 1]])
+    view = np.broadcast_to(rows[:, None, :], (3, 1000, 4))
+    with pytest.raises(IndexError, match=r"id 7 at position \(1, 0, 2\), out of range for 5") as e:
+        check_ids(view, 5)
+    assert view[1, 0, 2] == 7 and "7" in str(e.value)
+    with pytest.raises(IndexError, match=r"negative id -2 at position \(0, 1\)"):
+        check_ids(np.broadcast_to(np.array([1, -2]), (7, 2)), 5)
+    # the first offending position in C order, as for an ordinary array
+    view = np.broadcast_to(np.array([[0], [6], [8]]), (3, 50))
+    with pytest.raises(IndexError, match=r"id 6 at position \(1, 0\)"):
+        check_ids(view, 5)
+    with pytest.raises(IndexError, match=r"id 6 at position \(1, 0\)"):
+        check_ids(np.array(view), 5)
+
+
+def test_lookup_larger_than_memory_fails_fast():
+    """The checked lookup of a huge broadcast view would need terabytes: a MemoryError naming
+    ids says so before anything is allocated, whatever the kernel's overcommit policy."""
+    big = np.broadcast_to(np.int64(3), (10**6, 10**6))
+    with pytest.raises(MemoryError, match=r"ids of shape \(1000000, 1000000\) .* GiB"):
+        embedding_forward(big, np.zeros((5, 4), np.float32))
+    out, _ = embedding_forward(np.broadcast_to(np.array([1, 4]), (50, 2)), np.eye(5))
+    np.testing.assert_array_equal(out, np.eye(5)[np.tile([1, 4], (50, 1))])

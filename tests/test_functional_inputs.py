@@ -329,3 +329,144 @@ def test_results_do_not_depend_on_threads():
                 np.testing.assert_allclose(u, v, rtol=0, atol=1e-12)
     finally:
         rnnkit.set_num_threads(n)
+
+
+def _forward_backward(cell, a, kw, dy, dhT, dcT):
+    """Every output of the cell's forward and backward with every optional array given."""
+    if cell == "lstm":
+        y, hT, cT, cache = F.lstm_forward(a["x"], a["h0"], a["c0"], a["Wx"], a["Wh"], a["b"],
+                                          a["bh"], **kw)
+        return (y, hT, cT) + F.lstm_backward(dy, dhT, dcT, cache)
+    fwd, bwd = (F.rnn_forward, F.rnn_backward) if cell == "rnn" else (F.gru_forward, F.gru_backward)
+    y, hT, cache = fwd(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"], **kw)
+    return (y, hT) + bwd(dy, dhT, cache)
+
+
+def _read_only(a):
+    a = np.array(a)
+    a.setflags(write=False)
+    return a
+
+
+def _one_row_broadcast(a):
+    """A read-only zero-stride view (np.broadcast_to) repeating a's first row along axis 0."""
+    return np.broadcast_to(a[:1], a.shape)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("segment", [None, 2])
+@pytest.mark.parametrize("view", [_read_only, _one_row_broadcast])
+def test_read_only_inputs_give_the_same_result(cell, segment, view):
+    """np.load(mmap_mode="r"), np.frombuffer and np.broadcast_to give read-only arrays: every
+    array argument of forward and backward must accept them (the kernel only reads inputs)."""
+    rng = np.random.default_rng(4)
+    a = make(cell)
+    a["c0"] = rng.standard_normal((B, H))
+    arrays = dict(a, dy=rng.standard_normal((T, B, H)), dhT=rng.standard_normal((B, H)),
+                  dcT=rng.standard_normal((B, H)), recurrent_mask=rng.random((B, H)) + 0.5,
+                  lengths=np.array([T, 2, 3], dtype=np.int64))
+    views = {k: view(v) for k, v in arrays.items()}
+    assert not any(v.flags.writeable for v in views.values())
+    if view is _one_row_broadcast:
+        assert views["h0"].strides[0] == 0
+    # the reference: writeable contiguous copies of the same values
+    ref = {k: np.array(v) for k, v in views.items()}
+
+    def run(d):
+        kw = dict(lengths=d["lengths"], recurrent_mask=d["recurrent_mask"], segment=segment)
+        return _forward_backward(cell, d, kw, d["dy"], d["dhT"], d["dcT"] if cell == "lstm" else None)
+
+    got, want = run(views), run(ref)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            np.testing.assert_array_equal(g, w)
+    for k, v in views.items():  # the inputs are untouched
+        np.testing.assert_array_equal(v, ref[k])
+
+
+def test_core_accepts_read_only_inputs_and_names_an_unwriteable_output():
+    """The binding itself: read-only inputs pass straight to the kernel (no copy in between),
+    an in-place output that is read-only is named."""
+    a = make("gru")
+    ro = {k: _read_only(v) for k, v in a.items()}
+    y, hT, _, reserve = _core.forward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], ro["b"],
+                                      ro["bh"], None, False, None, True, [0, 1, 2], True)
+    y_ref, hT_ref, _ = F.gru_forward(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"])
+    np.testing.assert_array_equal(y, y_ref)
+    grads = _core.backward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], True, None, False,
+                           None, True, [0, 1, 2], reserve, _read_only(np.ones_like(y)), None, None)
+    assert grads[0].shape == a["x"].shape
+    ids, dout = _read_only(np.array([0, 2, 2])), _read_only(np.ones((3, 4)))
+    dW = np.zeros((3, 4))
+    _core.embedding_backward(ids, dout, dW, -1)
+    np.testing.assert_array_equal(dW, [[1] * 4, [0] * 4, [2] * 4])
+    with pytest.raises(ValueError, match=r"dW must be writeable"):
+        _core.embedding_backward(ids, dout, _read_only(dW), -1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_edited_or_foreign_cache_is_named(cell):
+    """Caches are opaque, but an edited or foreign one must give a TypeError/ValueError naming
+    cache and what was expected - never AttributeError, pybind11's 'Unable to cast' or a crash."""
+    import dataclasses
+
+    a = make(cell)
+    a["c0"] = a["h0"] * 0.5
+    y, hT, cache = forward(cell, a, lengths=np.array([T, 1, 2]))
+    x32 = a["x"].astype(np.float32)
+    _, _, cache32 = forward(cell, {k: v.astype(np.float32) for k, v in a.items()})
+    edits = [
+        (dict(reserve=None), TypeError,
+         r"cache\.reserve must be the Reserve64 a float64 training forward returns, got NoneType"),
+        (dict(reserve=object()), TypeError, r"cache\.reserve must be the Reserve64 .* got object"),
+        (dict(reserve=cache32.reserve), TypeError, r"cache\.reserve must be the Reserve64 .* got Reserve32"),
+        (dict(x=x32), TypeError, r"cache\.reserve must be the Reserve32 .* got Reserve64"),
+        (dict(x=np.zeros((T + 1, B, I))), ValueError, r"cache\.x and cache\.Wh give \(T, B, I, H\) = "
+         r"\(5, 3, 5, 6\) but cache\.reserve comes from a forward with \(4, 3, 5, 6\)"),
+        (dict(x=a["x"].tolist()), ValueError,
+         r"cache\.x must be the forward's 3-D float32/float64 input x, got list"),
+        (dict(x=a["x"].astype(np.float16)), ValueError, r"cache\.x must be .* got float16 array"),
+        (dict(Wh=None), ValueError, r"cache\.Wh must be the forward's 2-D Wh, got NoneType"),
+        (dict(Wx=a["Wx"][:-1]), ValueError, r"cache\.Wx must be a C-contiguous float64 array of shape "
+         r"\(5, \d+\), got float64 array of shape \(4, \d+\)"),
+        (dict(h0=np.asfortranarray(a["h0"])), ValueError,
+         r"cache\.h0 must be a C-contiguous float64 array of shape \(3, 6\)"),
+        (dict(recurrent_mask=np.ones((B, H), np.float32)), ValueError,
+         r"cache\.recurrent_mask must be a C-contiguous float64"),
+        (dict(lengths=np.array([T, 1, T + 1])), ValueError,
+         r"cache\.lengths must be None or a C-contiguous int64 array of shape \(3,\) with values in \[0, 4\]"),
+        (dict(lengths=[T, 1, 2]), ValueError, r"cache\.lengths must be .* got list"),
+    ]
+    if cell == "rnn":  # the other nonlinearity: the kernel's own check names cache
+        edits.append((dict(cell="rnn_relu"), ValueError, r"cache does not belong to these inputs"))
+    dy = np.ones_like(y)
+    for edit, err, pattern in edits:
+        with pytest.raises(err, match=pattern):
+            backward(cell, dy, None, dataclasses.replace(cache, **edit))
+    # the untouched cache still works
+    assert backward(cell, dy, None, cache)[0].shape == a["x"].shape
+    # a cache of another cell, of another kind, or no cache object at all
+    other = "gru" if cell == "lstm" else "lstm"
+    _, _, other_cache = forward(other, make(other))
+    want = {"rnn": "rnn_tanh/rnn_relu", "lstm": "lstm", "gru": "gru"}[cell]
+    for foreign, kind in ((other_cache, other), (object(), "object"), ((cache.x, cache.reserve), "tuple")):
+        pattern = rf"cache must come from the matching forward \({want}\), got {kind}"
+        with pytest.raises(TypeError, match=pattern):
+            backward(cell, dy, None, foreign)
+
+
+def test_edited_segmented_cache_is_named():
+    import dataclasses
+
+    a = make("lstm")
+    y, _, cache = forward("lstm", a, segment=2)
+    assert type(cache).__name__ == "SegmentedCache"
+    with pytest.raises(ValueError, match=r"cache\.b must be .* float64 array of shape \(24,\), got NoneType"):
+        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, b=None))
+    with pytest.raises(ValueError, match=r"cache\.x must be"):
+        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, x=None))
+    with pytest.raises(TypeError, match=r"cache must come from the matching forward \(gru\), got lstm"):
+        F.gru_backward(np.ones_like(y), None, cache)

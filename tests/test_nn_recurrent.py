@@ -346,3 +346,38 @@ def test_bad_constructor_arguments(kwargs, match):
 def test_backward_before_forward():
     with pytest.raises(RuntimeError, match="before forward"):
         nn.GRU(I, H).backward(np.zeros((T, B, H), np.float32))
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+@pytest.mark.parametrize("norm", [None, "layer"])
+def test_read_only_inputs_give_the_same_result(kind, norm):
+    """x, lengths, initial states and the output gradient may be read-only (np.load with
+    mmap_mode="r", np.frombuffer, np.broadcast_to): the layers only read them."""
+    rng = np.random.default_rng(2)
+    m = CLASSES[kind](I, H, num_layers=2, bidirectional=True, skip="residual", norm=norm,
+                      return_state=True, dtype=np.float64, seed=0)
+    state = [rng.standard_normal((B, H)) for _ in range(4)]
+    if kind == "lstm":
+        state = [(h, rng.standard_normal((B, H))) for h in state]
+    x, dy = x_(), rng.standard_normal((T, B, 2 * H))
+
+    def read_only(a):
+        a = np.array(a)
+        a.setflags(write=False)
+        return a
+
+    def run(x, lengths, state, dy):
+        out, states = m.forward(x, lengths=lengths, initial_state=state)
+        m.zero_grad()
+        dx = m.backward((dy, None))
+        return [out, dx] + [g.copy() for g in m.grads().values()]  # copies: grads are live
+
+    want = run(x, LENGTHS, state, dy)
+    ro_state = [tuple(map(read_only, s)) if kind == "lstm" else read_only(s) for s in state]
+    got = run(read_only(x), read_only(LENGTHS), ro_state, read_only(dy))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    # zero strides: one input row repeated over time and batch
+    xb = np.broadcast_to(x[:1, :1], x.shape)
+    for g, w in zip(run(xb, None, None, dy), run(np.array(xb), None, None, dy)):
+        np.testing.assert_array_equal(g, w)

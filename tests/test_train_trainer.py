@@ -171,6 +171,53 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         load_checkpoint(tmp_path / "junk")
 
 
+def test_stale_temp_files_are_removed_after_a_successful_write(tmp_path):
+    """A writer killed between mkstemp and os.replace leaves c.ckpt.<8 chars>.tmp behind; the
+    next successful write of c.ckpt removes it, and nothing that is not its own."""
+    path = tmp_path / "c.ckpt"
+    stale = [tmp_path / "c.ckpt.k1ll3d_x.tmp", tmp_path / "c.ckpt.abcdefgh.tmp"]
+    others = [tmp_path / n for n in ("c.ckpt.b.abcdefgh.tmp",  # checkpoint "c.ckpt.b"'s temp file
+                                     "d.ckpt.abcdefgh.tmp", "c.ckpt.notes.tmp", "c.ckpt.ABCDEFGH.tmp",
+                                     "xc.ckpt.abcdefgh.tmp", "c.ckpt.abcdefgh.tmp.bak")]
+    for f in stale + others:
+        f.write_bytes(b"\x80\x05partial")
+
+    def broken_dump(obj, f, protocol=None):
+        raise OSError("disk full")
+
+    with pytest.MonkeyPatch.context() as mp:  # a failed write removes nothing else
+        mp.setattr(trainer_mod.pickle, "dump", broken_dump)
+        with pytest.raises(OSError, match="disk full"):
+            save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 0})
+    assert all(f.exists() for f in stale + others)
+    save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 1})
+    assert load_checkpoint(path)["v"] == 1
+    assert sorted(os.listdir(tmp_path)) == sorted(["c.ckpt"] + [f.name for f in others])
+
+
+def test_unwritable_checkpoint_is_reported_before_training(tmp_path):
+    """Tests run as root, where a chmod'ed directory stays writable: the path goes under a
+    regular file instead, which no user can write below."""
+    X, y, L = make_data(40)
+    (tmp_path / "file").write_bytes(b"")
+    calls = []
+
+    def counting_loss(out, y, mask=None):
+        calls.append(1)
+        return CrossEntropy()(out, y, mask)
+
+    for path, err in ((tmp_path / "file" / "m.ckpt", FileExistsError),
+                      (tmp_path / "file" / "sub" / "m.ckpt", NotADirectoryError),
+                      (tmp_path, IsADirectoryError)):
+        with pytest.raises(err, match=r"checkpoint='.*' cannot be written") as e:
+            fit(make_model(), (X, y, L), loss=counting_loss, checkpoint=path, quiet=True)
+        assert repr(str(path)) in str(e.value)
+    assert not calls  # no batch ran
+    assert sorted(os.listdir(tmp_path)) == ["file"]  # the probe leaves nothing behind
+    fit(make_model(), (X, y, L), checkpoint=tmp_path / "new" / "m.ckpt", quiet=True)
+    assert os.listdir(tmp_path / "new") == ["m.ckpt"]
+
+
 def test_bucketing_limits_padding_and_covers_every_sample():
     lengths = np.random.default_rng(0).integers(1, 100, 1000)
     rng = np.random.default_rng(0)

@@ -22,15 +22,11 @@ inline std::string shape_str(const std::vector<int64_t>& s) {
   return o.str();
 }
 
-// Returns the data pointer of `obj` after checking it is a C-contiguous array of T with exactly
-// `shape`; None gives nullptr when `optional`. Throws ValueError/TypeError naming `name`.
+// Returns `obj` as an array after checking it is a C-contiguous array of T with exactly
+// `shape`. Throws ValueError/TypeError naming `name`.
 template <typename T>
-T* checked_data(const py::handle& obj, const char* name, const std::vector<int64_t>& shape,
-                bool optional = false) {
-  if (obj.is_none()) {
-    if (optional) return nullptr;
-    throw py::type_error(std::string(name) + " must be an array, got None");
-  }
+py::array checked_array(const py::handle& obj, const char* name, const std::vector<int64_t>& shape) {
+  if (obj.is_none()) throw py::type_error(std::string(name) + " must be an array, got None");
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array");
   py::array arr = py::reinterpret_borrow<py::array>(obj);
@@ -44,6 +40,24 @@ T* checked_data(const py::handle& obj, const char* name, const std::vector<int64
   if (actual != shape)
     throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) + ", got " +
                           shape_str(actual));
+  return arr;
+}
+
+// An array the core only reads: read-only arrays (np.load mmap_mode="r", np.frombuffer,
+// np.broadcast_to, other libraries' exports) are accepted, so no mutable_data() here.
+// None gives nullptr when `optional`.
+template <typename T>
+const T* checked_input(const py::handle& obj, const char* name, const std::vector<int64_t>& shape,
+                       bool optional = false) {
+  if (optional && obj.is_none()) return nullptr;
+  return static_cast<const T*>(checked_array<T>(obj, name, shape).data());
+}
+
+// An array the core writes into in place: it must also be writeable.
+template <typename T>
+T* checked_output(const py::handle& obj, const char* name, const std::vector<int64_t>& shape) {
+  py::array arr = checked_array<T>(obj, name, shape);
+  if (!arr.writeable()) throw py::value_error(std::string(name) + " must be writeable");
   return static_cast<T*>(arr.mutable_data());
 }
 

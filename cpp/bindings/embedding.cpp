@@ -12,9 +12,9 @@ void embedding_backward_impl(const py::array& ids, const py::array& dout, py::ar
   const int64_t N = ids.size();
   if (dW.ndim() != 2) throw py::value_error("dW must be 2-D (V, D)");
   const int64_t V = dW.shape(0), D = dW.shape(1);
-  const int64_t* id = checked_data<int64_t>(ids, "ids", {N});
-  const T* g = checked_data<T>(dout, "dout", {N, D});
-  T* out = checked_data<T>(dW, "dW", {V, D});
+  const int64_t* id = checked_input<int64_t>(ids, "ids", {N});
+  const T* g = checked_input<T>(dout, "dout", {N, D});
+  T* out = checked_output<T>(dW, "dW", {V, D});
   for (int64_t n = 0; n < N; ++n)  // bounds are checked before any write
     if (id[n] < 0 || id[n] >= V)
       throw py::index_error("ids[" + std::to_string(n) + "] = " + std::to_string(id[n]) +

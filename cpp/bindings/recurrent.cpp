@@ -58,21 +58,21 @@ CheckedInputs<T> check_inputs(const CellSpec& spec, const py::array& x, const py
   d.H = Wh.shape(0);
   const int64_t GH = spec.gates() * d.H;
   LayerInputs<T>& in = r.in;
-  in.x = checked_data<T>(x, "x", {d.T, d.B, d.I});
-  in.h0 = checked_data<T>(h0, "h0", {d.B, d.H}, true);
-  in.c0 = spec.has_cell_state() ? checked_data<T>(c0, "c0", {d.B, d.H}, true) : nullptr;
-  in.Wx = checked_data<T>(Wx, "Wx", {d.I, GH});
-  in.Wh = checked_data<T>(Wh, "Wh", {d.H, GH});
-  in.b = b.is_none() ? nullptr : checked_data<T>(b, "b", {GH});  // None only from backward
-  in.bh = checked_data<T>(bh, "bh", {GH}, true);
-  in.lengths = checked_data<int64_t>(lengths, "lengths", {d.B}, true);
+  in.x = checked_input<T>(x, "x", {d.T, d.B, d.I});
+  in.h0 = checked_input<T>(h0, "h0", {d.B, d.H}, true);
+  in.c0 = spec.has_cell_state() ? checked_input<T>(c0, "c0", {d.B, d.H}, true) : nullptr;
+  in.Wx = checked_input<T>(Wx, "Wx", {d.I, GH});
+  in.Wh = checked_input<T>(Wh, "Wh", {d.H, GH});
+  in.b = b.is_none() ? nullptr : checked_input<T>(b, "b", {GH});  // None only from backward
+  in.bh = checked_input<T>(bh, "bh", {GH}, true);
+  in.lengths = checked_input<int64_t>(lengths, "lengths", {d.B}, true);
   if (in.lengths)
     for (int64_t i = 0; i < d.B; ++i)
       if (in.lengths[i] < 0 || in.lengths[i] > d.T)
         throw py::value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(in.lengths[i]) +
                               " is outside [0, T=" + std::to_string(d.T) + "]");
   in.reverse = reverse;
-  in.recurrent_mask = checked_data<T>(recurrent_mask, "recurrent_mask", {d.B, d.H}, true);
+  in.recurrent_mask = checked_input<T>(recurrent_mask, "recurrent_mask", {d.B, d.H}, true);
   return r;
 }
 
@@ -117,9 +117,9 @@ py::tuple backward_impl(const CellSpec& spec, const py::array& x, const py::obje
       reserve.spec.linear_before_reset != spec.linear_before_reset)
     throw py::value_error("cache does not belong to these inputs (shapes or cell differ)");
   LayerGrads<T> g;
-  g.dy = checked_data<T>(dy, "dy", {d.T, d.B, d.H}, true);
-  g.dhT = checked_data<T>(dhT, "dhT", {d.B, d.H}, true);
-  g.dcT = spec.has_cell_state() ? checked_data<T>(dcT, "dcT", {d.B, d.H}, true) : nullptr;
+  g.dy = checked_input<T>(dy, "dy", {d.T, d.B, d.H}, true);
+  g.dhT = checked_input<T>(dhT, "dhT", {d.B, d.H}, true);
+  g.dcT = spec.has_cell_state() ? checked_input<T>(dcT, "dcT", {d.B, d.H}, true) : nullptr;
   py::array_t<T> dx = new_array<T>({d.T, d.B, d.I}), dh0 = new_array<T>({d.B, d.H});
   py::array_t<T> dWx = new_array<T>({d.I, GH}), dWh = new_array<T>({d.H, GH});
   py::array_t<T> db = new_array<T>({GH});
@@ -150,7 +150,11 @@ template <typename T>
 void bind_reserve(py::module_& m, const char* name) {
   py::class_<Reserve<T>, std::shared_ptr<Reserve<T>>>(m, name,
       "Opaque buffers a training-mode forward keeps for backward")
-      .def_property_readonly("nbytes", &Reserve<T>::nbytes);
+      .def_property_readonly("nbytes", &Reserve<T>::nbytes)
+      .def_property_readonly(
+          "dims",
+          [](const Reserve<T>& r) { return py::make_tuple(r.dims.T, r.dims.B, r.dims.I, r.dims.H); },
+          "(T, B, I, H) of the forward that filled it, so a cache's arrays can be checked against it");
 }
 
 }  // namespace

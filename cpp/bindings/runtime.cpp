@@ -20,7 +20,7 @@ Isa parse_isa(const std::string& name) {
 template <typename T>
 py::array elementwise_impl(const std::string& fn, py::array x, Isa isa) {
   const int64_t n = x.size();
-  const T* src = checked_data<T>(x, "x", {n});
+  const T* src = checked_input<T>(x, "x", {n});
   py::array_t<T> y = new_array<T>({n});
   const PointwiseKernels<T>& k = kernels_for<T>(isa);
   auto f = fn == "exp" ? k.exp : fn == "sigmoid" ? k.sigmoid : fn == "tanh" ? k.tanh : nullptr;

@@ -2,6 +2,9 @@
 says what was expected, so bad input fails in Python before it reaches the C++ core."""
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -73,26 +76,60 @@ def _position(shape, flat_index: int):
     return pos[0] if len(pos) == 1 else pos
 
 
+def _stored(arr: np.ndarray) -> np.ndarray:
+    """The part of `arr` that is distinct in memory: an axis with stride 0 (np.broadcast_to)
+    repeats one element, so it is cut to length 1. Any index of the result is an index of arr
+    with the same value, and checking it costs what the memory holds, not what the view shows."""
+    if 0 not in arr.strides:
+        return arr
+    return arr[tuple(slice(0, 1) if st == 0 else slice(None) for st in arr.strides)]
+
+
 def check_ids(ids, num_embeddings: int, name: str = "ids") -> np.ndarray:
     """``ids`` as an int64 array, or TypeError (not integers) / IndexError (naming the first
-    offending id and its position) when an id is negative or >= ``num_embeddings``."""
+    offending id and its position) when an id is negative or >= ``num_embeddings``.
+
+    A broadcast view (zero strides) is checked, and converted, over its stored elements only;
+    positions are reported in ``ids``' own shape."""
     arr = np.asarray(ids)
     if arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)  # np.asarray([]) is float64; an empty batch is fine
     if arr.dtype == bool or arr.dtype.kind not in "iu":
         hint = " (cast with .astype(np.int64) if they are whole numbers)" if arr.dtype.kind == "f" else ""
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}{hint}")
-    if arr.size:
-        if arr.dtype.kind == "i" and arr.min() < 0:
-            flat = int(np.argmax(arr.reshape(-1) < 0))
-            raise IndexError(f"{name} contains a negative id {int(arr.reshape(-1)[flat])} at position "
-                             f"{_position(arr.shape, flat)}; ids must be in [0, {num_embeddings})")
-        if arr.max() >= num_embeddings:
-            flat = int(np.argmax(arr.reshape(-1) >= num_embeddings))
-            raise IndexError(f"{name} contains id {int(arr.reshape(-1)[flat])} at position "
-                             f"{_position(arr.shape, flat)}, out of range for {num_embeddings} "
-                             f"embeddings (valid ids: 0..{num_embeddings - 1})")
+    if arr.size == 0:
+        return arr.astype(np.int64, copy=False)
+    core = _stored(arr)
+    # core's first offending element in C order is arr's too: it sits at index 0 of every cut axis
+    if core.dtype.kind == "i" and core.min() < 0:
+        flat = int(np.argmax(core.reshape(-1) < 0))
+        raise IndexError(f"{name} contains a negative id {int(core.reshape(-1)[flat])} at position "
+                         f"{_position(core.shape, flat)}; ids must be in [0, {num_embeddings})")
+    if core.max() >= num_embeddings:
+        flat = int(np.argmax(core.reshape(-1) >= num_embeddings))
+        raise IndexError(f"{name} contains id {int(core.reshape(-1)[flat])} at position "
+                         f"{_position(core.shape, flat)}, out of range for {num_embeddings} "
+                         f"embeddings (valid ids: 0..{num_embeddings - 1})")
+    if core.size < arr.size:  # cast the stored ids only, then broadcast them back
+        return np.broadcast_to(core.astype(np.int64, copy=False), arr.shape)
     return arr.astype(np.int64, copy=False)
+
+
+def check_lookup_size(ids_shape, width: int, dtype, name: str) -> None:
+    """MemoryError naming ``name`` when an embedding lookup's output ids_shape + (width,) plus
+    the int64 copy of its ids exceed this machine's memory (a broadcast ``ids`` can be huge
+    while holding one element). NumPy's own MemoryError comes at once only where the kernel
+    refuses to overcommit; elsewhere such a request swaps or hangs."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): NumPy decides
+        return
+    need = math.prod(ids_shape) * (8 + width * np.dtype(dtype).itemsize)
+    if need > memory:
+        raise MemoryError(f"{name} of shape {shape_str(ids_shape)} gives a lookup output of shape "
+                          f"{shape_str(tuple(ids_shape) + (width,))} {np.dtype(dtype)}: "
+                          f"{need / 2**30:.1f} GiB with the ids, more than this machine's "
+                          f"{memory / 2**30:.1f} GiB of memory")
 
 
 def token_ids(value, name: str, vocab_size: int) -> np.ndarray:

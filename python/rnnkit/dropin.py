@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from ._checks import check_ids, expect_shape, float_array, shape_str
+from ._checks import check_ids, check_lookup_size, expect_shape, float_array, shape_str
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -61,6 +61,14 @@ def _state(value, name: str, N: int, H: int, dtype) -> np.ndarray:
     arr = float_array(value, name, ndim=2, dtype=dtype)
     expect_shape(arr, name, (N, H), "(N, H)")
     return arr
+
+
+def _own_cache(cache, kind, forward: str):
+    """``cache`` if it is what ``forward`` returned (a ``kind``), else a TypeError naming it:
+    another library's cache tuple would otherwise fail somewhere inside with a vague error."""
+    if not isinstance(cache, kind):
+        raise TypeError(f"cache must be the cache {forward} returned, got {type(cache).__name__}")
+    return cache
 
 
 def _hidden_size(Wh, G: int) -> int:
@@ -108,9 +116,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
 
 def rnn_step_backward(dnext_h, cache):
     """dnext_h (N, H) -> (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,))."""
-    if not isinstance(cache, RNNStepCache):
-        raise TypeError(f"cache must come from rnn_step_forward, got {type(cache).__name__}")
-    x, prev_h, Wx, Wh, next_h = cache
+    x, prev_h, Wx, Wh, next_h = _own_cache(cache, RNNStepCache, "rnn_step_forward")
     dnext_h = _state(dnext_h, "dnext_h", *next_h.shape, x.dtype)
     da = next_h * next_h           # tanh' = 1 - next_h^2, built in place
     np.subtract(1.0, da, out=da)
@@ -161,9 +167,7 @@ def gru_step_backward(dnext_h, cache):
 
 
 def _step_grad(value, name, cache, cells):
-    if not isinstance(cache, F.RecurrentCache) or cache.cell not in cells:
-        kind = cache.cell if isinstance(cache, F.RecurrentCache) else type(cache).__name__
-        raise TypeError(f"cache must come from the matching step forward ({cells[0]}), got {kind}")
+    F.check_cache(cache, cells, "the matching step forward")
     if cache.x.shape[0] != 1:
         raise TypeError("cache comes from a sequence forward; use the sequence backward")
     return _state(value, name, cache.x.shape[1], cache.Wh.shape[0], cache.x.dtype)
@@ -177,9 +181,7 @@ def _time_major(x):
 
 
 def _seq_grad(dh, cache, cells):
-    if not isinstance(cache, F.RecurrentCache) or cache.cell not in cells:
-        kind = cache.cell if isinstance(cache, F.RecurrentCache) else type(cache).__name__
-        raise TypeError(f"cache must come from the matching forward ({cells[0]}), got {kind}")
+    F.check_cache(cache, cells)
     T, N, _ = cache.x.shape
     dh = float_array(dh, "dh", ndim=3, dtype=cache.x.dtype)
     expect_shape(dh, "dh", (N, T, cache.Wh.shape[0]), "(N, T, H)")
@@ -239,6 +241,14 @@ def gru_backward(dh, cache):
 
 # ----------------------------------------------------------------------------- embedding
 
+class WordEmbeddingCache(NamedTuple):
+    """What word_embedding_backward needs: the checked ids (N, T) and W's shape and dtype."""
+
+    ids: np.ndarray
+    table_shape: tuple
+    dtype: np.dtype
+
+
 def word_embedding_forward(x, W):
     """Looks up word vectors. x (N, T) integer ids in [0, V), W (V, D).
 
@@ -247,21 +257,30 @@ def word_embedding_forward(x, W):
     x = _ndim(x, "x", 2, "(N, T) integer ids")
     W = float_array(W, "W", ndim=2)
     ids = check_ids(x, W.shape[0], "x")
-    return W.take(ids, axis=0), (ids, W.shape, W.dtype)
+    check_lookup_size(ids.shape, W.shape[1], W.dtype, "x")
+    return W.take(ids, axis=0), WordEmbeddingCache(ids, W.shape, W.dtype)
 
 
 def word_embedding_backward(dout, cache):
     """dout (N, T, D) -> dW (V, D): rows of dout summed into the rows their ids name
     (a C++ scatter-add, deterministic order)."""
-    ids, (V, D), dtype = cache
+    ids, (V, D), dtype = _own_cache(cache, WordEmbeddingCache, "word_embedding_forward")
     dout = float_array(dout, "dout", ndim=3, dtype=dtype)
     expect_shape(dout, "dout", ids.shape + (D,), "(N, T, D)")
     dW = np.zeros((V, D), dtype=dtype)
-    _core.embedding_backward(ids.reshape(-1), dout.reshape(-1, D), dW, -1)
+    # explicit row count: reshape(-1, 0) is ambiguous for an embedding size D = 0
+    _core.embedding_backward(ids.reshape(-1), dout.reshape(ids.size, D), dW, -1)
     return dW
 
 
 # ----------------------------------------------------------------------------- affine and loss
+
+class TemporalAffineCache(NamedTuple):
+    """What temporal_affine_backward needs: x (N, T, D) and w (D, M)."""
+
+    x: np.ndarray
+    w: np.ndarray
+
 
 def temporal_affine_forward(x, w, b):
     """Affine map at every time step. x (N, T, D), w (D, M), b (M,).
@@ -278,12 +297,12 @@ def temporal_affine_forward(x, w, b):
     expect_shape(b, "b", (M,), "(M,)")
     out = x.reshape(N * T, D) @ w
     out += b
-    return out.reshape(N, T, M), (x, w)
+    return out.reshape(N, T, M), TemporalAffineCache(x, w)
 
 
 def temporal_affine_backward(dout, cache):
     """dout (N, T, M) -> (dx (N, T, D), dw (D, M), db (M,))."""
-    x, w = cache
+    x, w = _own_cache(cache, TemporalAffineCache, "temporal_affine_forward")
     N, T, D = x.shape
     M = w.shape[1]
     dout = float_array(dout, "dout", ndim=3, dtype=x.dtype)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import check_ids, check_positive_int
+from ._checks import check_ids, check_lookup_size, check_positive_int
 
 __all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
 
@@ -50,6 +50,7 @@ def embedding_forward(ids, W, *, padding_idx: int | None = None):
     W = _table(W)
     V, D = W.shape
     ids = check_ids(ids, V)
+    check_lookup_size(ids.shape, D, W.dtype, "ids")
     if padding_idx is not None:
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
             raise TypeError(f"padding_idx must be None or an int, got {type(padding_idx).__name__}")
@@ -85,7 +86,8 @@ def embedding_backward(dout, cache: EmbeddingCache, *, out: np.ndarray | None = 
     expected = cache.ids_shape + (cache.embedding_dim,)
     if dout.shape != expected:
         raise ValueError(f"dout must have shape ids.shape + (D,) = {expected}, got {dout.shape}")
-    dout2 = np.ascontiguousarray(dout.reshape(-1, cache.embedding_dim))
+    # explicit row count: reshape(-1, 0) is ambiguous for an embedding size D = 0
+    dout2 = np.ascontiguousarray(dout.reshape(cache.ids.shape[0], cache.embedding_dim))
     table_shape = (cache.num_embeddings, cache.embedding_dim)
     if out is None:
         dW = np.zeros(table_shape, dtype=cache.dtype)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import expect_shape, float_array, lengths_array, optional_float
+from ._checks import FLOAT_DTYPES, expect_shape, float_array, lengths_array, optional_float, shape_str
 from .embedding import embedding_backward, embedding_forward  # noqa: F401 (part of this API)
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 _CANONICAL_GATES = {"lstm": "ifgo", "gru": "rzn"}
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _gate_block(cell: str, gate_order) -> list:
 
 def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, gate_order,
              inference, recurrent_mask, segment=None):
-    gates = 4 if cell == "lstm" else 3 if cell == "gru" else 1
+    gates = _GATES[cell]
     x = float_array(x, "x", ndim=3)
     dtype = x.dtype
     T, B, I = x.shape
@@ -206,16 +207,66 @@ def _segmented_backward(cache, dy, dhT, dcT):
     return dx, dh, dc if cache.cell == "lstm" else None, dWx, dWh, db, dbh
 
 
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {shape_str(value.shape)}"
+    return type(value).__name__
+
+
+def check_cache(cache, cells, forward: str = "the matching forward") -> None:
+    """TypeError/ValueError naming ``cache`` unless it is the cache a training forward of one of
+    ``cells`` returned, with arrays that still fit each other and the kernel's reserve. Caches
+    are opaque, but a caller can edit one or pass another's; the kernel must never see that."""
+    caches = (RecurrentCache, SegmentedCache)
+    if not isinstance(cache, caches) or cache.cell not in cells:
+        kind = cache.cell if isinstance(cache, caches) else type(cache).__name__
+        raise TypeError(f"cache must come from {forward} ({'/'.join(cells)}), got {kind}")
+    unchanged = "; pass backward the cache its forward returned, unchanged"
+    x, Wh = cache.x, cache.Wh
+    if not (isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES and x.ndim == 3):
+        raise ValueError(f"cache.x must be the forward's 3-D float32/float64 input x, "
+                         f"got {_describe(x)}{unchanged}")
+    if not (isinstance(Wh, np.ndarray) and Wh.ndim == 2):
+        raise ValueError(f"cache.Wh must be the forward's 2-D Wh, got {_describe(Wh)}{unchanged}")
+    T, B, I = x.shape
+    H = Wh.shape[0]
+    GH = _GATES[cache.cell] * H
+    if isinstance(cache, RecurrentCache):
+        want = _core.Reserve32 if x.dtype == np.float32 else _core.Reserve64
+        if not isinstance(cache.reserve, want):
+            raise TypeError(f"cache.reserve must be the {want.__name__} a {x.dtype} training forward "
+                            f"returns, got {type(cache.reserve).__name__}{unchanged}")
+        if cache.reserve.dims != (T, B, I, H):
+            raise ValueError(f"cache.x and cache.Wh give (T, B, I, H) = {(T, B, I, H)} but cache.reserve "
+                             f"comes from a forward with {cache.reserve.dims}{unchanged}")
+        arrays = [("h0", (B, H), False), ("c0", (B, H), False)]
+    else:
+        arrays = [("b", (GH,), True), ("bh", (GH,), False)]
+    arrays += [("x", (T, B, I), True), ("Wx", (I, GH), True), ("Wh", (H, GH), True),
+               ("recurrent_mask", (B, H), False)]
+    for name, shape, required in arrays:
+        value = getattr(cache, name)
+        if value is None and not required:
+            continue
+        if not (isinstance(value, np.ndarray) and value.dtype == x.dtype and value.shape == shape
+                and value.flags.c_contiguous):
+            raise ValueError(f"cache.{name} must be a C-contiguous {x.dtype} array of shape "
+                             f"{shape_str(shape)}, got {_describe(value)}{unchanged}")
+    lengths = cache.lengths
+    if lengths is not None and not (
+            isinstance(lengths, np.ndarray) and lengths.dtype == np.int64 and lengths.shape == (B,)
+            and lengths.flags.c_contiguous and np.all((lengths >= 0) & (lengths <= T))):
+        raise ValueError(f"cache.lengths must be None or a C-contiguous int64 array of shape ({B},) "
+                         f"with values in [0, {T}], got {_describe(lengths)}{unchanged}")
+
+
 def _backward(expected_cells, dy, dhT, dcT, cache):
     if cache is None:
         raise ValueError(
             "cache is None: the forward ran with inference=True, which stores nothing for "
             "backward; run the forward with inference=False (the default) to train"
         )
-    caches = (RecurrentCache, SegmentedCache)
-    if not isinstance(cache, caches) or cache.cell not in expected_cells:
-        kind = cache.cell if isinstance(cache, caches) else type(cache).__name__
-        raise TypeError(f"cache must come from the matching forward ({'/'.join(expected_cells)}), got {kind}")
+    check_cache(cache, expected_cells)
     T, B, _ = cache.x.shape
     H = cache.Wh.shape[0]
     dtype = cache.x.dtype
