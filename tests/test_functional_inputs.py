@@ -312,6 +312,56 @@ def test_thread_pool_survives_fork():
         rnnkit.set_num_threads(n)
 
 
+def _run_python(code, timeout=120, shell_prefix=""):
+    """Runs `code` in a fresh interpreter (after `shell_prefix`, e.g. a ulimit, in sh) that
+    imports this rnnkit; returns (exit status, stdout + stderr). A hang fails the test."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(rnnkit.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    command = ["sh", "-c", shell_prefix + 'exec "$0" "$@"', sys.executable, "-c", code]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the child hung (no exit within {timeout} s)")
+    return done.returncode, done.stdout + done.stderr
+
+
+_FORKED_CHILD_EXITS = """
+import os, sys, time
+import numpy as np
+import rnnkit
+from rnnkit import functional as F
+
+rng = np.random.default_rng(0)
+T, B, I, H = 40, 32, 8, 64  # big enough for the pool
+rnnkit.set_num_threads(2)
+F.lstm_forward(rng.standard_normal((T, B, I)), None, None, rng.standard_normal((I, 4 * H)),
+               rng.standard_normal((H, 4 * H)) * 0.1, np.zeros(4 * H), inference=True)
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a normal exit: runs the extension's static destructors
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, 9)
+sys.exit("the forked child hung at exit")
+"""
+
+
+def test_forked_child_exits_without_touching_the_parents_pool():
+    """At exit a forked child must not stop the pool it inherited: joining threads that do
+    not exist in it, or destroying condition variables they waited on, hangs."""
+    status, output = _run_python(_FORKED_CHILD_EXITS)
+    assert status == 0, output
+
+
 def test_results_do_not_depend_on_threads():
     """Rows are split across threads and big GEMMs into row/column panels. OpenBLAS may take
     a different edge kernel for a narrower panel, which reorders a few float64 sums:

@@ -10,7 +10,6 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -102,9 +101,14 @@ class ThreadPool {
   bool stop_ = false;
 };
 
-std::mutex g_pool_mutex;        // one parallel region at a time; others run inline
-std::unique_ptr<ThreadPool> g_pool;
-pid_t g_pool_pid = 0;
+std::mutex g_pool_mutex;  // one parallel region at a time; others run inline
+
+// Never destroyed, so never stopped at exit: exit() can come while a region runs, even from a
+// pool thread (OpenBLAS exits when it cannot map a buffer), and stopping the workers then
+// would wait for a job that never ends, or make a thread join itself (std::terminate). The OS
+// ends them. A forked child inherits the pointer but none of the threads.
+ThreadPool* g_pool = nullptr;
+pid_t g_pool_pid = 0;  // the process that started g_pool
 
 }  // namespace
 
@@ -130,10 +134,13 @@ void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
     for (int64_t i = 0; i < tasks; ++i) fn(i);
     return;
   }
-  // A forked child has none of the parent's workers: start a pool of its own.
-  if (!g_pool || g_pool->workers() != threads - 1 || g_pool_pid != getpid()) {
-    if (g_pool_pid != getpid()) (void)g_pool.release();  // the parent's threads do not exist here
-    g_pool.reset(new ThreadPool(threads - 1));
+  // A forked child leaks its copy: joining threads that do not exist there, or destroying
+  // the condition variables they waited on, hangs. It starts a pool of its own.
+  if (g_pool_pid != getpid()) g_pool = nullptr;
+  if (!g_pool || g_pool->workers() != threads - 1) {
+    delete g_pool;  // first: its threads count against the same limits as the new ones
+    g_pool = nullptr;
+    g_pool = new ThreadPool(threads - 1);
     g_pool_pid = getpid();
   }
   g_pool->run(tasks, fn);
