@@ -1,6 +1,9 @@
 """Bad and unusual input to rnnkit.functional and the runtime controls: clear exceptions that
 name the argument, never a crash; unusual-but-valid input (non-contiguous, empty, non-finite)
 gives correct results."""
+import platform
+import sys
+
 import numpy as np
 import pytest
 
@@ -310,6 +313,116 @@ def test_thread_pool_survives_fork():
         assert queue.get(timeout=5) == want
     finally:
         rnnkit.set_num_threads(n)
+
+
+def _run_python(code, timeout=120, shell_prefix=""):
+    """Runs `code` in a fresh interpreter (after `shell_prefix`, e.g. a ulimit, in sh) that
+    imports this rnnkit; returns (exit status, stdout + stderr). A hang fails the test."""
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(rnnkit.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    command = ["sh", "-c", shell_prefix + 'exec "$0" "$@"', sys.executable, "-c", code]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the child hung (no exit within {timeout} s)")
+    return done.returncode, done.stdout + done.stderr
+
+
+_FORKED_CHILD_EXITS = """
+import os, sys, time
+import numpy as np
+import rnnkit
+from rnnkit import functional as F
+
+rng = np.random.default_rng(0)
+T, B, I, H = 40, 32, 8, 64  # big enough for the pool
+rnnkit.set_num_threads(2)
+F.lstm_forward(rng.standard_normal((T, B, I)), None, None, rng.standard_normal((I, 4 * H)),
+               rng.standard_normal((H, 4 * H)) * 0.1, np.zeros(4 * H), inference=True)
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a normal exit: runs the extension's static destructors
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, 9)
+sys.exit("the forked child hung at exit")
+"""
+
+
+def test_forked_child_exits_without_touching_the_parents_pool():
+    """At exit a forked child must not stop the pool it inherited: joining threads that do
+    not exist in it, or destroying condition variables they waited on, hangs."""
+    status, output = _run_python(_FORKED_CHILD_EXITS)
+    assert status == 0, output
+
+
+# In a process whose address space has room for only a few thread stacks, a pool of 64
+# threads cannot start. glibc sizes thread stacks by RLIMIT_STACK: at 64 MiB, 160 MiB of room
+# holds 2 workers' stacks and leaves ~30 MiB for the computation.
+_THREAD_LIMITED_CHILD = """
+import resource, warnings
+import numpy as np
+import rnnkit
+from rnnkit import functional as F
+
+rng = np.random.default_rng(0)
+# T*B*H*4H multiply-adds put the recurrence on the pool; I = 1 keeps the input projection
+# under the parallel threshold, so OpenBLAS (which exits when it cannot map its buffer) runs
+# on this thread only.
+T, B, I, H = 50, 64, 1, 256
+args = (rng.standard_normal((T, B, I)).astype(np.float32), None, None,
+        (rng.standard_normal((I, 4 * H)) * 0.5).astype(np.float32),
+        (rng.standard_normal((H, 4 * H)) * 0.05).astype(np.float32),
+        (rng.standard_normal(4 * H) * 0.1).astype(np.float32))
+rnnkit.set_num_threads(1)
+want = F.lstm_forward(*args, inference=True)[0]
+with open("/proc/self/status") as f:
+    in_use = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+resource.setrlimit(resource.RLIMIT_AS, (in_use + (160 << 20), hard))
+rnnkit.set_num_threads(64)
+for call in (1, 2):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = F.lstm_forward(*args, inference=True)[0]
+    print("call", call, "max_error", float(np.abs(got - want).max()))
+    for w in caught:
+        print("call", call, w.category.__name__ + ":", w.message)
+print("threads", rnnkit.get_num_threads(), rnnkit.info()["threads"])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="needs glibc (thread stacks sized by RLIMIT_STACK) and /proc")
+def test_pool_runs_with_the_threads_it_could_start():
+    """When the process's limits let only some threads start, the call runs on those, returns
+    the right result, and one RuntimeWarning says how many of how many started and why
+    (before: a hang in pthread_cond_destroy, or std::terminate)."""
+    import re
+
+    status, output = _run_python(_THREAD_LIMITED_CHILD, shell_prefix="ulimit -s 65536 && ")
+    assert status == 0, output
+    threads = re.search(r"^threads (\d+) (\d+)$", output, re.M)
+    assert threads, output
+    started = int(threads[1])
+    assert 1 <= started < 64 and int(threads[2]) == started, output
+    for call in (1, 2):
+        error = re.search(rf"^call {call} max_error (\S+)$", output, re.M)
+        assert error and float(error[1]) <= 1e-6, output
+    warnings = re.findall(r"^call (\d) (.*)$", output, re.M)
+    warnings = [(call, text) for call, text in warnings if not text.startswith("max_error")]
+    assert len(warnings) == 1 and warnings[0][0] == "1", output  # once, when the pool started
+    text = warnings[0][1]
+    assert text.startswith(f"RuntimeWarning: rnnkit could start only {started} of the 64 "), output
+    assert "Resource temporarily unavailable" in text, output
 
 
 def test_results_do_not_depend_on_threads():

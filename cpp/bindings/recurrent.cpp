@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "bindings/checks.h"
+#include "bindings/without_gil.h"
 #include "rnnkit/recurrent.h"
 
 namespace rnnkit::bindings {
@@ -94,10 +95,7 @@ py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::objec
     cT = c;
   }
   std::shared_ptr<Reserve<T>> reserve = training ? std::make_shared<Reserve<T>>() : nullptr;
-  {
-    py::gil_scoped_release release;
-    forward<T>(spec, d, ci.in, out, reserve.get());
-  }
+  without_gil([&] { forward<T>(spec, d, ci.in, out, reserve.get()); });
   py::object res = reserve ? py::cast(reserve) : py::none();
   return py::make_tuple(y, hT, cT, res);
 }
@@ -139,10 +137,7 @@ py::tuple backward_impl(const CellSpec& spec, const py::array& x, const py::obje
     g.dbh = a.mutable_data();
     dbh = a;
   }
-  {
-    py::gil_scoped_release release;
-    backward<T>(spec, d, ci.in, reserve, g);
-  }
+  without_gil([&] { backward<T>(spec, d, ci.in, reserve, g); });
   return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh);
 }
 

@@ -45,7 +45,13 @@ if _blas_error:  # pragma: no cover - only on broken installs
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads of every pool rnnkit uses (its own and OpenBLAS's)."""
+    """Sets the number of threads of every pool rnnkit uses (its own and OpenBLAS's).
+
+    The pool starts at the first call big enough to use it. If the process's limits (threads,
+    address space for their stacks) let only k < n threads start, rnnkit runs with those k,
+    get_num_threads() reports k from then on, and that call emits one RuntimeWarning saying
+    so; calling set_num_threads again tries again.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
@@ -54,7 +60,8 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Number of threads rnnkit uses (default: the cores this process may run on)."""
+    """Number of threads rnnkit uses (default: the cores this process may run on); lowered to
+    the threads that could be started if the pool could not start them all."""
     return _core.get_num_threads()
 
 

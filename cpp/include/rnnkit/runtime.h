@@ -24,8 +24,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 // One setting governs every pool the package uses: rnnkit's own pool runs with n threads and
 // OpenBLAS is kept at one thread, called in parallel from that pool (gemm() splits big
 // products), so the two pools never oversubscribe the cores.
+// The pool starts at the first parallel region. When the process's limits let it start only
+// k < n threads, it runs with those k, get_num_threads() returns k from then on, and
+// take_thread_warning() returns (once) a message saying so; "" when there is none.
 void set_num_threads(int n);
 int get_num_threads();
+std::string take_thread_warning();
 int blas_num_threads();  // what the BLAS reports (1 by design, see above)
 int default_num_threads();  // usable cores (sched affinity)
 // Work (multiply-adds) below which a parallel region costs more than it saves.

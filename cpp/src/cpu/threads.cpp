@@ -10,8 +10,8 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
-#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -27,8 +27,17 @@ thread_local bool t_inside_pool_job = false;
 
 class ThreadPool {
  public:
+  // Starts as many of `workers` threads as the process's limits allow (thread count, address
+  // space for stacks) and never throws: unwinding a half-built pool would destroy the
+  // condition variable its started workers wait on (a hang) and joinable threads
+  // (std::terminate). Why it stopped short is left in start_error().
   explicit ThreadPool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { work(); });
+    try {
+      threads_.reserve(size_t(workers));  // so emplace_back cannot reallocate (and throw) below
+      while (int(threads_.size()) < workers) threads_.emplace_back([this] { work(); });
+    } catch (const std::exception& e) {  // std::system_error (EAGAIN), std::bad_alloc
+      start_error_ = e.what();
+    }
   }
   ~ThreadPool() {
     {
@@ -39,6 +48,7 @@ class ThreadPool {
     for (auto& t : threads_) t.join();
   }
   int workers() const { return int(threads_.size()); }
+  const std::string& start_error() const { return start_error_; }
 
   // Runs fn(0..tasks-1) on the workers and the calling thread; returns when all are done.
   // An exception thrown by a task (e.g. std::bad_alloc) is rethrown here, in the caller, so it
@@ -100,11 +110,33 @@ class ThreadPool {
   uint64_t generation_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;
+  std::string start_error_;
 };
 
-std::mutex g_pool_mutex;        // one parallel region at a time; others run inline
-std::unique_ptr<ThreadPool> g_pool;
-pid_t g_pool_pid = 0;
+std::mutex g_pool_mutex;  // one parallel region at a time; others run inline
+
+// Never destroyed, so never stopped at exit: exit() can come while a region runs, even from a
+// pool thread (OpenBLAS exits when it cannot map a buffer), and stopping the workers then
+// would wait for a job that never ends, or make a thread join itself (std::terminate). The OS
+// ends them. A forked child inherits the pointer but none of the threads.
+ThreadPool* g_pool = nullptr;
+pid_t g_pool_pid = 0;  // the process that started g_pool
+
+std::mutex g_warning_mutex;
+std::string g_warning;  // why the pool has fewer threads than asked for, until taken
+
+// The pool could not start every thread: it runs with those it has, get_num_threads() says so
+// from now on (unless the setting changed meanwhile) and the warning waits for the bindings.
+void note_short_pool(int setting, int asked, const ThreadPool& pool) {
+  const int started = pool.workers() + 1;  // the calling thread is one of them
+  g_num_threads.compare_exchange_strong(setting, started);
+  const std::string n = std::to_string(started);
+  std::lock_guard<std::mutex> lock(g_warning_mutex);
+  g_warning = "rnnkit could start only " + n + " of the " + std::to_string(asked) +
+              " threads it was asked to use (" + pool.start_error() +
+              "; a limit on threads or address space, e.g. ulimit -u / -v or a container's "
+              "pids limit); it runs with " + n + " threads (get_num_threads() reports " + n + ")";
+}
 
 }  // namespace
 
@@ -121,8 +153,14 @@ int get_num_threads() {
   return n > 0 ? n : default_num_threads();
 }
 
+std::string take_thread_warning() {
+  std::lock_guard<std::mutex> lock(g_warning_mutex);
+  return std::exchange(g_warning, std::string());
+}
+
 void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
-  const int threads = get_num_threads();
+  const int setting = g_num_threads.load();
+  const int threads = setting > 0 ? setting : default_num_threads();
   std::unique_lock<std::mutex> lock(g_pool_mutex, std::defer_lock);
   // Serial when there is nothing to share, when called from inside a job (nested regions),
   // or while another caller (a second Python thread, the GIL being released) holds the pool.
@@ -130,11 +168,15 @@ void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
     for (int64_t i = 0; i < tasks; ++i) fn(i);
     return;
   }
-  // A forked child has none of the parent's workers: start a pool of its own.
-  if (!g_pool || g_pool->workers() != threads - 1 || g_pool_pid != getpid()) {
-    if (g_pool_pid != getpid()) (void)g_pool.release();  // the parent's threads do not exist here
-    g_pool.reset(new ThreadPool(threads - 1));
+  // A forked child leaks its copy: joining threads that do not exist there, or destroying
+  // the condition variables they waited on, hangs. It starts a pool of its own.
+  if (g_pool_pid != getpid()) g_pool = nullptr;
+  if (!g_pool || g_pool->workers() != threads - 1) {
+    delete g_pool;  // first: its threads count against the same limits as the new ones
+    g_pool = nullptr;
+    g_pool = new ThreadPool(threads - 1);
     g_pool_pid = getpid();
+    if (g_pool->workers() != threads - 1) note_short_pool(setting, threads, *g_pool);
   }
   g_pool->run(tasks, fn);
 }
