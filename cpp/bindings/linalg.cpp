@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "bindings/checks.h"
+#include "bindings/without_gil.h"
 #include "rnnkit/runtime.h"
 
 namespace rnnkit::bindings {
@@ -22,15 +23,15 @@ void gemm_impl(const py::array& A, bool trans_a, const py::array& B, bool trans_
   const int64_t K = trans_a ? A.shape(0) : A.shape(1);
   if (M > INT_MAX || N > INT_MAX || K > INT_MAX)
     throw py::value_error("gemm: dimensions must be below 2^31 (the BLAS takes int sizes)");
-  const T* a = checked_data<T>(A, "A", trans_a ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
-  const T* b = checked_data<T>(B, "B", trans_b ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
-  if (!C.writeable()) throw py::value_error("gemm: C must be writeable");
-  T* c = checked_data<T>(C, "C", {M, N});
+  const T* a = checked_input<T>(A, "A", trans_a ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
+  const T* b = checked_input<T>(B, "B", trans_b ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
+  T* c = checked_output<T>(C, "C", {M, N});
   if (M == 0 || N == 0) return;
-  py::gil_scoped_release release;
   // ld = the stored row length; never 0 (BLAS requires ld >= 1 even for empty operands).
-  gemm<T>(trans_a, trans_b, M, N, K, alpha, a, std::max<int64_t>(1, A.shape(1)), b,
-          std::max<int64_t>(1, B.shape(1)), beta, c, N);
+  without_gil([&] {
+    gemm<T>(trans_a, trans_b, M, N, K, alpha, a, std::max<int64_t>(1, A.shape(1)), b,
+            std::max<int64_t>(1, B.shape(1)), beta, c, N);
+  });
 }
 
 }  // namespace

@@ -13,9 +13,8 @@ import contextlib
 import threading
 
 _lock = threading.Lock()
-_depth = 0          # nesting depth over all Python threads: the outermost entry limits,
-_limiter = None     # the outermost exit restores
-_controller = None  # threadpoolctl's view of the loaded BLAS libraries, found once
+_depth = 0       # nesting depth over all Python threads: the outermost entry limits,
+_limiter = None  # the outermost exit restores
 
 
 @contextlib.contextmanager
@@ -27,17 +26,16 @@ def govern_blas():
     wrap your own NumPy training loops that call ``rnnkit.functional`` in it too. Nestable; the
     limit holds until the last of several Python threads inside it leaves. Enter it from the
     thread that starts the work (OpenBLAS 0.3.31 was seen to ignore a thread-count change made
-    from a second thread). BLAS libraries loaded after its first use (e.g. a framework imported
-    later) are not governed.
+    from a second thread).
     """
-    global _depth, _limiter, _controller
+    global _depth, _limiter
     with _lock:
         if _depth == 0:
             from threadpoolctl import ThreadpoolController
 
-            if _controller is None:
-                _controller = ThreadpoolController()
-            _limiter = _controller.limit(limits=1, user_api="blas")
+            # The libraries are looked up on every outermost entry (~2 ms), so one loaded since
+            # (e.g. by a framework imported later) is governed too.
+            _limiter = ThreadpoolController().limit(limits=1, user_api="blas")
         _depth += 1
     try:
         yield
