@@ -8,6 +8,8 @@ import pytest
 
 from rnnkit.cli import main
 
+from child_process import run_python
+
 
 def test_info(capsys):
     assert main(["info"]) == 0
@@ -117,3 +119,24 @@ def test_bench_gemm_floor_does_exactly_the_cells_products():
             fn()
             assert seen == expected
             assert flops == sum(2 * a[0] * a[1] * b[1] for a, b in expected)
+
+
+def test_bench_e2e_quick_reports_tokens_per_second(tmp_path, capsys):
+    pytest.importorskip("google_benchmark")
+    from rnnkit.cli import main
+
+    csv, md = tmp_path / "e2e.csv", tmp_path / "e2e.md"
+    # A process of its own: google_benchmark keeps every benchmark registered in a process and
+    # crashes when its main() runs a second time (the recurrent smoke test above ran it).
+    status, output = run_python(["-m", "rnnkit.cli", "bench", "--quick", "--suite", "e2e", "--impls", "rnnkit",
+                                 "--repetitions", "2", "--csv", str(csv), "--markdown", str(md)], timeout=300)
+    assert status == 0, output
+    text = md.read_text()
+    rows = [[v.strip() for v in line.split("|")[1:-1]] for line in text.splitlines()
+            if line.startswith("| lm ") or line.startswith("| classifier ")]
+    assert [r[0] for r in rows] == ["lm", "classifier"]
+    for r in rows:
+        assert float(r[2].replace(",", "")) > 0 and r[3] == "-"  # no torch asked for
+    with pytest.raises(SystemExit):  # whole epochs need their own process (torch's defaults)
+        main(["bench", "--suite", "e2e,recurrent"])
+    assert "runs alone" in capsys.readouterr().err

@@ -11,6 +11,8 @@ import rnnkit
 from rnnkit import _core
 from rnnkit import functional as F
 
+from child_process import run_python
+
 T, B, I, H = 4, 3, 5, 6
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -315,23 +317,6 @@ def test_thread_pool_survives_fork():
         rnnkit.set_num_threads(n)
 
 
-def _run_python(code, timeout=120, shell_prefix=""):
-    """Runs `code` in a fresh interpreter (after `shell_prefix`, e.g. a ulimit, in sh) that
-    imports this rnnkit; returns (exit status, stdout + stderr). A hang fails the test."""
-    import os
-    import subprocess
-
-    env = dict(os.environ)
-    package_root = os.path.dirname(os.path.dirname(rnnkit.__file__))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    command = ["sh", "-c", shell_prefix + 'exec "$0" "$@"', sys.executable, "-c", code]
-    try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the child hung (no exit within {timeout} s)")
-    return done.returncode, done.stdout + done.stderr
-
-
 _FORKED_CHILD_EXITS = """
 import os, sys, time
 import numpy as np
@@ -360,7 +345,7 @@ sys.exit("the forked child hung at exit")
 def test_forked_child_exits_without_touching_the_parents_pool():
     """At exit a forked child must not stop the pool it inherited: joining threads that do
     not exist in it, or destroying condition variables they waited on, hangs."""
-    status, output = _run_python(_FORKED_CHILD_EXITS)
+    status, output = run_python(["-c", _FORKED_CHILD_EXITS])
     assert status == 0, output
 
 
@@ -408,7 +393,7 @@ def test_pool_runs_with_the_threads_it_could_start():
     (before: a hang in pthread_cond_destroy, or std::terminate)."""
     import re
 
-    status, output = _run_python(_THREAD_LIMITED_CHILD, shell_prefix="ulimit -s 65536 && ")
+    status, output = run_python(["-c", _THREAD_LIMITED_CHILD], shell_prefix="ulimit -s 65536 && ")
     assert status == 0, output
     threads = re.search(r"^threads (\d+) (\d+)$", output, re.M)
     assert threads, output
