@@ -1,6 +1,6 @@
 """Text pipeline and embedding-gradient benchmarks; prints a markdown table of medians.
 
-    PYTHONPATH=python python bench/bench_text.py [--repeats 7]
+    python bench/bench_text.py [--repeats 7]
 
 Corpus (offline, ships with CPython): the paragraphs of ``pydoc_data.topics`` plus the
 paragraphs of the docstrings of ~110 standard-library modules and their classes and functions
@@ -26,7 +26,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout()
 
 from rnnkit import _core  # noqa: E402
 from rnnkit.embedding import embedding_backward, embedding_forward  # noqa: E402

@@ -4,11 +4,15 @@ the minimum activations BPTT needs without recomputation, per cell and shape (fl
 Minimum per time step and batch row, H hidden units: RNN h (H); LSTM i, f, g, o, c (5H; h is
 o * tanh(c)); GRU r, z, n, the reset term (h Wh_n + bh_n, or r * h_{t-1}) and h (5H).
 
-    PYTHONPATH=python python bench/memory.py
+    python bench/memory.py
 """
 import numpy as np
 
-from rnnkit import functional as F
+from checkout import use_checkout
+
+use_checkout()
+
+from rnnkit import functional as F  # noqa: E402
 
 SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 650, 650),
           (100, 128, 1024, 1024)]

@@ -2,7 +2,7 @@
 perplexity against the unigram baseline, and samples. Same setup as `rnnkit demo`, with more
 training by default.
 
-    PYTHONPATH=python python examples/char_lm.py [--epochs 4] [--cell lstm]
+    python examples/char_lm.py [--epochs 4] [--cell lstm]
 """
 from __future__ import annotations
 

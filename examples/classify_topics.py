@@ -10,7 +10,7 @@ with numpy's default_rng(0), after sorting the documents by (label, qualified na
 Compares rnnkit's TextClassifier (LSTM) and BagOfWordsClassifier (tf-idf -> linear) with
 scikit-learn's TfidfVectorizer + LogisticRegression on the same split.
 
-    PYTHONPATH=python python examples/classify_topics.py [--epochs 20] [--threads 1]
+    python examples/classify_topics.py [--epochs 20] [--threads 1]
 """
 from __future__ import annotations
 

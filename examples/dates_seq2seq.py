@@ -10,7 +10,7 @@ is held out with all of its phrasings). Trains ``rnnkit.models.Seq2Seq`` without
 with attention on the same split and reports held-out exact-match accuracy (the whole ISO
 string right) with greedy decoding and with beam search.
 
-    PYTHONPATH=python python examples/dates_seq2seq.py [--attention none dot additive] [--train 2000] [--epochs 6]
+    python examples/dates_seq2seq.py [--attention none dot additive] [--train 2000] [--epochs 6]
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ Reports MAE / RMSE of one-step forecasts and of 5-step forecasts (recursive and 
 against the naive last-value forecast (and, for reference, the seasonal-naive forecast one
 pitch period back).
 
-    PYTHONPATH=python python examples/forecast.py [--epochs 40] [--threads 1]
+    python examples/forecast.py [--epochs 40] [--threads 1]
 """
 from __future__ import annotations
 

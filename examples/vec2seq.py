@@ -8,7 +8,7 @@ vector is the binary bag of words of a sentence (which words, not their order); 
 (seeded); reports per-token accuracy of teacher-forced prediction and the share of test
 sentences reproduced exactly by greedy and beam decoding, and prints some generations.
 
-    PYTHONPATH=python python examples/vec2seq.py [--epochs 30] [--threads 1]
+    python examples/vec2seq.py [--epochs 30] [--threads 1]
 """
 from __future__ import annotations
 

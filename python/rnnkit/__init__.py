@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import os
 
-from . import _core
+try:
+    from . import _core
+except ImportError as exc:  # the sources without their compiled core, e.g. PYTHONPATH=python
+    raise ImportError(
+        f"rnnkit's compiled core (_core) is missing from {os.path.dirname(__file__)}: {exc}. "
+        "Use the installed package (pip install .; run without PYTHONPATH=python), or build the "
+        "core into this source tree first (cmake -S . -B build/dev && cmake --build build/dev)"
+    ) from exc
 from ._runtime import govern_blas
 
 __version__ = "0.1.0"

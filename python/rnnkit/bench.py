@@ -1,7 +1,7 @@
 """Recurrent-layer and drop-in benchmarks: rnnkit vs plain NumPy vs torch.nn, same run, same threads.
 
     rnnkit bench [--threads 2] [--quick]                  (installed: pip install "rnnkit[bench]")
-    PYTHONPATH=python python bench/bench_rnn.py [...]     (from a checkout; also runs "dropin")
+    python bench/bench_rnn.py [...]     (from a checkout; also runs "dropin")
 
 Options: [--threads 2] [--quick]
         [--suite recurrent,dropin] [--cells rnn,lstm,gru] [--modes inference,train]

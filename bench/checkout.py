@@ -1,0 +1,18 @@
+"""Lets the scripts in bench/ run from a checkout either way: against a developer build (cmake
+puts the compiled core into python/rnnkit, which is then put first on sys.path) or, without
+one, against the installed rnnkit (`pip install .`). Putting python/ on the path without a
+compiled core there would shadow the installed package with sources that cannot import."""
+import glob
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def use_checkout(with_tests: bool = False) -> None:
+    """Puts the checkout's python/ first when it holds a built core; tests/ too if asked."""
+    package = os.path.join(ROOT, "python")
+    if glob.glob(os.path.join(package, "rnnkit", "_core*")):
+        sys.path.insert(0, package)
+    if with_tests:
+        sys.path.insert(0, os.path.join(ROOT, "tests"))

@@ -1,0 +1,32 @@
+"""Every script in examples/ runs as the README shows it (python examples/NAME.py, with the
+installed package or a developer build), here with a quick configuration; each must print its
+result lines. A process per script, as a user runs them."""
+import os
+
+import pytest
+
+from child_process import run_python
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+QUICK = {
+    "char_lm.py": (["--epochs", "1", "--max-chars", "4000", "--hidden", "16", "--quiet",
+                    "--sample-chars", "20"], "sample after training"),
+    "classify_topics.py": (["--epochs", "1"], "TextClassifier"),
+    "dates_seq2seq.py": (["--train", "100", "--test", "20", "--epochs", "1", "--hidden", "16",
+                          "--attention", "dot", "--beam", "2"], "exact"),
+    "forecast.py": (["--epochs", "1"], "LSTM direct"),
+    "vec2seq.py": (["--epochs", "1"], "written exactly"),
+}
+
+
+def test_every_example_is_listed():
+    assert sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py")) == sorted(QUICK)
+
+
+@pytest.mark.parametrize("script", sorted(QUICK))
+def test_example_runs(script):
+    args, expected = QUICK[script]
+    status, output = run_python([os.path.join(EXAMPLES, script), *args], timeout=600)
+    assert status == 0, output
+    assert expected in output, output
