@@ -51,7 +51,7 @@ def test_demo_rejects_too_short_corpus(tmp_path, capsys, restore_isa_and_threads
     assert "too short" in capsys.readouterr().err
 
 
-def test_bench_quick_runs_and_writes_csv(tmp_path, capsys):
+def test_bench_quick_runs_and_writes_csv(tmp_path, capfd):
     pytest.importorskip("google_benchmark")
     import csv as csv_module
 
@@ -60,9 +60,10 @@ def test_bench_quick_runs_and_writes_csv(tmp_path, capsys):
     csv, md = tmp_path / "bench.csv", tmp_path / "bench.md"
     assert main(["bench", "--quick", "--suite", "recurrent", "--cells", "gru", "--impls", "rnnkit,numpy",
                  "--shapes", "0", "--repetitions", "2", "--csv", str(csv), "--markdown", str(md)]) == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     text = md.read_text()
     assert text in out
+    assert "Run on" not in out + err  # google_benchmark's raw console report is kept aside
     # header: both GEMM peaks and how the floors were measured
     assert "- sgemm: " in text and "- dgemm: " in text and "- GEMM floors: " in text
     # one recurrent table per dtype (both by default), each with the GEMM-floor columns
@@ -140,3 +141,21 @@ def test_bench_e2e_quick_reports_tokens_per_second(tmp_path, capsys):
     with pytest.raises(SystemExit):  # whole epochs need their own process (torch's defaults)
         main(["bench", "--suite", "e2e,recurrent"])
     assert "runs alone" in capsys.readouterr().err
+
+
+def test_bare_command_prints_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rnnkit") and "demo" in out and "bench" in out
+
+
+def test_bench_help_names_the_subcommand_and_writes_no_csv_by_default(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rnnkit bench") and "none written" in out
+    from rnnkit.bench import parse_args
+
+    assert parse_args(["--quick"]).csv is None  # rnnkit bench: no file unless --csv
+    assert parse_args(["--quick"], csv_dir=str(tmp_path)).csv == str(tmp_path / "bench_rnn_quick.csv")

@@ -84,8 +84,8 @@ DROPIN_SIZE = dict(N=50, T=20, D=128, H=128, V=1000)
 QUICK_DROPIN_SIZE = dict(N=4, T=3, D=8, H=8, V=20)
 
 
-def parse_args(argv=None, csv_dir="."):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, csv_dir=None, prog="rnnkit bench"):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repetitions (smoke test)")
     p.add_argument("--suite", default="recurrent,dropin",
@@ -100,7 +100,9 @@ def parse_args(argv=None, csv_dir="."):
     p.add_argument("--min-time", type=float, default=None,
                    help="target seconds per repetition (default 0.3, quick 0.01)")
     p.add_argument("--csv", default=None,
-                   help=f"CSV path (default {os.path.join(csv_dir, 'bench_rnn[_quick].csv')})")
+                   help="CSV path (default: " + (os.path.join(csv_dir, "bench_rnn[_quick].csv") if csv_dir
+                                                 else "none written") + ")")
+    p.add_argument("--verbose", action="store_true", help="also print google_benchmark's own report")
     p.add_argument("--markdown", default=None, help="also write the markdown tables here")
     p.add_argument("--interleave", action="store_true",
                    help="randomly interleave the repetitions of all benchmarks (default: each "
@@ -148,7 +150,8 @@ def parse_args(argv=None, csv_dir="."):
         p.error("--repetitions must be >= 2 (the medians are google_benchmark's aggregates)")
     args.min_time = args.min_time if args.min_time is not None else (0.01 if args.quick else 0.3)
     args.warmup = args.warmup if args.warmup is not None else (0.02 if args.quick else 0.2)
-    args.csv = args.csv or os.path.join(csv_dir, "bench_rnn_quick.csv" if args.quick else "bench_rnn.csv")
+    if args.csv is None and csv_dir:
+        args.csv = os.path.join(csv_dir, "bench_rnn_quick.csv" if args.quick else "bench_rnn.csv")
     return args
 
 
@@ -464,7 +467,28 @@ def run(gb, cases, args):
     argv = [sys.argv[0], f"--benchmark_out={path}", "--benchmark_out_format=json"]
     if args.interleave:
         argv.append("--benchmark_enable_random_interleaving=true")
-    gb.main(argv)
+    print(f"timing {len(cases)} benchmarks{' (randomly interleaved)' if args.interleave else ''}...",
+          flush=True)
+    if args.verbose:
+        gb.main(argv)
+    else:  # google_benchmark's own console report is raw (the tables follow): kept aside, and
+        # shown only if the run fails
+        with tempfile.TemporaryFile() as log:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            saved = [os.dup(1), os.dup(2)]
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                gb.main(argv)
+            except BaseException:
+                log.seek(0)
+                os.write(saved[1], log.read())
+                raise
+            finally:
+                for fd, copy in zip((1, 2), saved):
+                    os.dup2(copy, fd)
+                    os.close(copy)
     with open(path) as f:
         report = json.load(f)
     os.unlink(path)
@@ -541,8 +565,30 @@ def dropin_table(cases):
     return "\n".join(lines)
 
 
-def main(argv=None, csv_dir=".", prog="rnnkit bench"):
-    args = parse_args(argv, csv_dir)
+def write_csv(path, header, cases):
+    """The header lines as comments, then one row per benchmark."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        for line in header:
+            f.write(f"# {line}\n")
+        f.write("suite,cell,shape,dtype,mode,impl,median_ms,mean_ms,stddev_ms,iterations,repetitions,"
+                "gemm_gflops,gemm_floor_ms,pct_of_gemm_rate,note\n")
+        for c in cases:
+            med = getattr(c, "median_ms", None)
+            gf = c.flops / (med * 1e-3) / 1e9 if c.flops and med else ""
+            f.write(",".join(str(v) for v in (
+                c.suite, c.cell, c.shape, c.dtype, c.mode, c.impl,
+                "" if med is None else f"{med:.6g}",
+                f"{getattr(c, 'mean_ms', float('nan')):.6g}", f"{getattr(c, 'stddev_ms', float('nan')):.6g}",
+                c.iterations, c.repetitions, f"{gf:.4g}" if gf != "" else "",
+                "" if c.gemm_ms is None else f"{c.gemm_ms:.6g}",
+                f"{100 * c.gemm_ms / med:.4g}" if c.gemm_ms and med else "",
+                c.note.replace(",", ";"))) + "\n")
+
+
+def main(argv=None, csv_dir=None, prog="rnnkit bench"):
+    """csv_dir: where the CSV goes without --csv (None: no CSV unless asked for)."""
+    args = parse_args(argv, csv_dir, prog)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before NumPy/torch load their BLAS
     # torch's OpenMP workers spin at barriers by default; on a machine shared with other work
@@ -625,23 +671,8 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
         f"{', randomly interleaved' if args.interleave else ''}, {args.warmup} s untimed warm-up each",
         f"command: {command}",
     ]
-    os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
-    with open(args.csv, "w") as f:
-        for line in header:
-            f.write(f"# {line}\n")
-        f.write("suite,cell,shape,dtype,mode,impl,median_ms,mean_ms,stddev_ms,iterations,repetitions,"
-                "gemm_gflops,gemm_floor_ms,pct_of_gemm_rate,note\n")
-        for c in cases:
-            med = getattr(c, "median_ms", None)
-            gf = c.flops / (med * 1e-3) / 1e9 if c.flops and med else ""
-            f.write(",".join(str(v) for v in (
-                c.suite, c.cell, c.shape, c.dtype, c.mode, c.impl,
-                "" if med is None else f"{med:.6g}",
-                f"{getattr(c, 'mean_ms', float('nan')):.6g}", f"{getattr(c, 'stddev_ms', float('nan')):.6g}",
-                c.iterations, c.repetitions, f"{gf:.4g}" if gf != "" else "",
-                "" if c.gemm_ms is None else f"{c.gemm_ms:.6g}",
-                f"{100 * c.gemm_ms / med:.4g}" if c.gemm_ms and med else "",
-                c.note.replace(",", ";"))) + "\n")
+    if args.csv:
+        write_csv(args.csv, header, cases)
     parts = ["\n".join(f"- {line}" for line in header)]
     if "recurrent" in args.suite:
         for dtype in args.dtypes:
@@ -660,7 +691,8 @@ def main(argv=None, csv_dir=".", prog="rnnkit bench"):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
-    print(f"CSV: {args.csv}")
+    if args.csv:
+        print(f"CSV: {args.csv}")
 
 
 if __name__ == "__main__":

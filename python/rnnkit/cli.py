@@ -134,7 +134,7 @@ def cmd_demo(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rnnkit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
     sub.add_parser("info", help="version, build flags, SIMD ISA, threads and BLAS")
     demo = sub.add_parser("demo", help="train a small character-level language model and sample from it")
     demo.add_argument("--corpus", metavar="FILE", help="UTF-8 text file (default: CPython's pydoc topics)")
@@ -166,6 +166,9 @@ def main(argv=None) -> int:
         bench_main(argv[1:])
         return 0
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `rnnkit`: what it can do
+        parser.print_help()
+        return 0
     return {"info": cmd_info, "demo": cmd_demo, "check": cmd_check}[args.command](args)
 
 
