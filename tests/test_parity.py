@@ -33,7 +33,7 @@ VECTOR_ISAS = [isa for isa in rnnkit.supported_isas() if isa != "scalar"]
 # float64 kernel vs float64 reference: both evaluate the same expressions with ~1e-16 unit
 # round-off; they differ in summation order (BLAS blocking, FMA) and the kernels' exp/tanh are
 # within a few ulp. Over T=5 steps with contracting O(1) Jacobians and H <= 64 term dot
-# products that is ~1e-15 (measured <= 1.1e-15); DESIGN.md promises ~1e-12, which we assert.
+# products that is ~1e-15 (measured <= 1.1e-15); docs/design.md promises ~1e-12, which we assert.
 TOL_F64 = 1e-12
 # float32 kernel vs float64 reference: float32 unit round-off is 6e-8; each output passes
 # through ~T * (dot products of up to H + I terms + a few pointwise ops) roundings, and

@@ -3,7 +3,7 @@
 1. Gradients: float64 central finite differences of a random scalar loss
    L = sum(y Gy) + sum(hT GhT) (+ sum(cT GcT)) for every argument, every cell and every
    combination of lengths / reverse / initial states / recurrent bias.
-2. Forward: the cell equations of DESIGN.md, restated independently per time step below.
+2. Forward: the cell equations of docs/design.md, restated independently per time step below.
 3. Variable-length semantics: zero outputs past lengths, final state at each row's last valid
    step, reverse = running the reversed valid prefix, padding never leaking.
 """
@@ -79,7 +79,7 @@ def _sig(a):
 
 
 def _equations_forward(cell, inputs):
-    """DESIGN.md's cell equations, one time step at a time, each gate from its own weight
+    """The cell equations of docs/design.md, one time step at a time, each gate from its own weight
     column block: an independent restatement of the forward pass (no lengths, no reverse)."""
     x, Wx, Wh, b = inputs["x"], inputs["Wx"], inputs["Wh"], inputs["b"]
     bh = inputs["bh"] if inputs["bh"] is not None else np.zeros_like(b)

@@ -2,7 +2,7 @@
 float64: forward outputs, final states and every gradient (autograd on torch's side),
 unidirectional and bidirectional, with and without variable lengths (packed sequences).
 
-Mapping (DESIGN.md): torch's weight_ih_l0 is (G*H, I), so Wx = weight_ih_l0.T,
+Mapping (docs/design.md): torch's weight_ih_l0 is (G*H, I), so Wx = weight_ih_l0.T,
 Wh = weight_hh_l0.T, b = bias_ih_l0, bh = bias_hh_l0; the *_reverse parameters drive the
 reverse=True call. Gate orders match (LSTM i,f,g,o; GRU r,z,n) and torch's GRU applies the
 reset gate after the recurrent product (our linear_before_reset=True).
@@ -22,7 +22,7 @@ T, B, I = 5, 4, 6
 TORCH_LENGTHS = np.array([5, 3, 1, 4])  # torch's packing needs every length >= 1; includes T
 # Both sides compute in float64 with the same equations but different summation orders and
 # exp/tanh implementations (a few ulp each): measured differences are ~1e-15 of the values'
-# scale. DESIGN.md promises float64 agreement to ~1e-12; asserted on the scaled error
+# scale. docs/design.md promises float64 agreement to ~1e-12; asserted on the scaled error
 # max|a - b| / max(1, max|b|) (absolute for O(1) values, relative for larger gradient sums).
 TOL = 1e-12
 

@@ -14,15 +14,10 @@ Letters: N batch, T time steps, D input features, H hidden units, V vocabulary, 
 - Vanilla RNN: ``next_h = tanh(x Wx + prev_h Wh + b)``.
 - LSTM: gate column blocks **i, f, o, g** (the classic order; the kernel reads it in place),
   ``c0 = 0`` in :func:`lstm_forward`, single bias ``b`` of shape ``(4H,)``.
-- GRU (rnnkit's cell, DESIGN.md): gate column blocks **r, z, n**, reset applied after the
-  recurrent product, single bias ``b`` of shape ``(3H,)`` (no recurrent bias)::
-
-      r = sigmoid(x Wx_r + h Wh_r + b_r)
-      z = sigmoid(x Wx_z + h Wh_z + b_z)
-      n = tanh(x Wx_n + b_n + r * (h Wh_n))
-      next_h = (1 - z) * n + z * h
-
-  (The lecture's ``h_t = (1 - z') h_{t-1} + z' h~`` has ``z' = 1 - z``.)
+- GRU (rnnkit's cell, docs/design.md): gate column blocks **r, z, n**, reset applied after the
+  recurrent product, single bias ``b`` of shape ``(3H,)`` (no recurrent bias):
+  ``n = tanh(x Wx_n + b_n + r * (h Wh_n))``, ``next_h = (1 - z) * n + z * h``; the lecture's
+  update gate ``z'`` is ``1 - z``.
 - Caches are opaque objects: pass them back to the matching backward unchanged.
 - float32 and float64 are both supported; all floating arguments of one call must share one
   dtype (a mismatch raises TypeError rather than silently upcasting).

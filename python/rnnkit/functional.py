@@ -1,6 +1,6 @@
 """Array-in / array-out recurrent layers over the C++ core (time-major, one layer, one direction).
 
-Shapes (DESIGN.md): x (T, B, I), y (T, B, H), states (B, H), Wx (I, G*H), Wh (H, G*H),
+Shapes (docs/design.md): x (T, B, I), y (T, B, H), states (B, H), Wx (I, G*H), Wh (H, G*H),
 b and bh (G*H,), with G = 1 (RNN), 4 (LSTM, gates i, f, g, o), 3 (GRU, gates r, z, n).
 
 Every forward returns a cache for its backward. Pass ``inference=True`` to skip storing it

@@ -1,10 +1,10 @@
 """Readable plain-NumPy forward and backward passes for every cell: the oracle for tests.
 
-Written straight from the equations in DESIGN.md, one small function per cell step, one
+Written straight from the equations in docs/design.md, one small function per cell step, one
 per-time-step loop, vectorised over the batch. It is meant to be read and trusted, not to be
 fast; benchmarks also use it as "the plain NumPy implementation".
 
-Shapes (DESIGN.md): x (T, B, I) time-major, y (T, B, H), states (B, H), Wx (I, G*H),
+Shapes (docs/design.md): x (T, B, I) time-major, y (T, B, H), states (B, H), Wx (I, G*H),
 Wh (H, G*H), b and bh (G*H,), with G = 1 (RNN), 4 (LSTM, gates i, f, g, o) and
 3 (GRU, gates r, z, n); gate blocks are contiguous H-wide column blocks.
 

@@ -1,7 +1,7 @@
 // Public C++ API of the recurrent core: cell specs, shapes, forward pass with an explicit
 // reserve, and backpropagation through time. Knows nothing of Python.
 //
-// Letters (DESIGN.md): T time steps, B batch, I input features, H hidden units,
+// Letters (docs/design.md): T time steps, B batch, I input features, H hidden units,
 // G gates (RNN 1, GRU 3, LSTM 4). All arrays are dense row-major; sequences are time-major.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Time loops of the recurrent cells (DESIGN.md "Kernels"):
+// Time loops of the recurrent cells (docs/design.md "Kernels (CPU)"):
 //  1. one GEMM projects the inputs of all steps: XW = x @ Wx + biases, [T*B, G*H];
 //  2. per step, one GEMM h_{t-1} @ Wh followed by the fused pointwise gate kernel of the
 //     active ISA, row by row, storing what backward needs in the reserve (training only);

@@ -1,7 +1,7 @@
 """Recurrent layers RNN, LSTM and GRU: stacked, (bi)directional, with dropout between layers,
 variational recurrent dropout, skip connections and normalisation inside the recurrence.
 
-Shapes (DESIGN.md): input (T, B, I) time-major, or (B, T, I) with ``batch_first=True``.
+Shapes (docs/design.md): input (T, B, I) time-major, or (B, T, I) with ``batch_first=True``.
 Each layer l and direction d (``fwd``, ``bwd``) owns ``Wx`` (I_l, G*H), ``Wh`` (H, G*H), ``b``
 and ``bh`` (G*H,) with gate blocks RNN 1, LSTM i, f, g, o, GRU r, z, n, named
 ``l{l}.{fwd|bwd}.{Wx|Wh|b|bh}`` (with normalisation also ``norm_x.gamma``, ``norm_h.gamma``,
