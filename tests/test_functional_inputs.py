@@ -568,3 +568,33 @@ def test_edited_segmented_cache_is_named():
         backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, x=None))
     with pytest.raises(TypeError, match=r"cache must come from the matching forward \(gru\), got lstm"):
         F.gru_backward(np.ones_like(y), None, cache)
+
+
+_REPORT_ISA = "import warnings; warnings.simplefilter('always'); import rnnkit; print('isa', rnnkit.get_isa())"
+
+
+@pytest.mark.parametrize("value", ["SCALAR", "Scalar", "scalar"])
+def test_isa_environment_override_in_any_case(value, monkeypatch):
+    monkeypatch.setenv("RNNKIT_ISA", value)
+    status, output = run_python(["-c", _REPORT_ISA])
+    assert status == 0, output
+    assert "isa scalar" in output and "RuntimeWarning" not in output
+
+
+def test_unknown_isa_environment_value_warns_and_keeps_the_best(monkeypatch):
+    monkeypatch.setenv("RNNKIT_ISA", "bogus")
+    status, output = run_python(["-c", _REPORT_ISA])
+    assert status == 0, output
+    best = rnnkit.supported_isas()[-1]
+    assert f"isa {best}" in output
+    assert "RuntimeWarning" in output and "RNNKIT_ISA='bogus' is not one of scalar, avx2, avx512" in output
+
+
+def test_unsupported_isa_environment_value_warns_and_falls_back(monkeypatch):
+    missing = [isa for isa in ("avx2", "avx512") if isa not in rnnkit.supported_isas()]
+    if not missing:
+        pytest.skip("this CPU and build support every ISA")
+    monkeypatch.setenv("RNNKIT_ISA", missing[-1].upper())
+    status, output = run_python(["-c", _REPORT_ISA])
+    assert status == 0, output
+    assert f"isa {rnnkit.supported_isas()[-1]}" in output and "is not supported by this CPU" in output

@@ -51,6 +51,7 @@ void runtime_init(py::module_& m) {
   m.def("get_num_threads", &get_num_threads);
   m.def("default_num_threads", &default_num_threads);
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("isa_environment_note", &isa_environment_note);
   m.def("supported_isas", [] {
     std::vector<std::string> out;
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512})

@@ -44,6 +44,11 @@ def _load_openblas() -> str:
     return "" if ok else error
 
 
+if _core.isa_environment_note():
+    import warnings
+
+    warnings.warn(f"rnnkit: {_core.isa_environment_note()}", RuntimeWarning, stacklevel=2)
+
 _blas_error = _load_openblas()
 if _blas_error:  # pragma: no cover - only on broken installs
     import warnings

@@ -45,5 +45,7 @@ bool isa_supported(Isa isa);   // compiled in and usable on this CPU/OS
 Isa active_isa();
 // Selects the ISA used from now on. Returns false (and changes nothing) when unsupported.
 bool set_isa(Isa isa);
+// Why RNNKIT_ISA was not followed as given (an unknown value, or an ISA this CPU lacks), or "".
+std::string isa_environment_note();
 
 }  // namespace rnnkit

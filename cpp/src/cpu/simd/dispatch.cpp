@@ -1,9 +1,10 @@
 // ISA selection. Compiled for the baseline ISA and without LTO: nothing here may run a vector
 // instruction before the CPU check. The chosen table is picked once (at import, from cpuid,
-// or by RNNKIT_ISA=scalar|avx2|avx512) and read by every public call afterwards.
+// or by RNNKIT_ISA=scalar|avx2|avx512 in any case) and read by every public call afterwards.
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
-#include <cstring>
+#include <string>
 
 #include "cpu/simd/kernels.h"
 
@@ -46,17 +47,34 @@ Isa best_supported() {
   return Isa::Scalar;
 }
 
-// The environment override asks for an ISA; an unsupported request falls back down the chain
-// avx512 -> avx2 -> scalar rather than failing the import.
+std::string& environment_note() {
+  static std::string note;
+  return note;
+}
+
+// The environment override asks for an ISA, in any case; an unsupported request falls back down
+// the chain avx512 -> avx2 -> scalar rather than failing the import, and an unknown value keeps
+// the best supported ISA. Either leaves a note that Python turns into a warning.
 Isa initial_isa() {
   const char* env = std::getenv("RNNKIT_ISA");
   if (!env || !*env) return best_supported();
-  int wanted = 2;
-  if (!std::strcmp(env, "scalar")) wanted = 0;
-  else if (!std::strcmp(env, "avx2")) wanted = 1;
-  for (int i = wanted; i > 0; --i)
-    if (tables().supported[i]) return Isa(i);
-  return Isa::Scalar;
+  std::string value(env);
+  for (char& ch : value) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  int wanted = -1;
+  for (int i = 0; i < 3; ++i)
+    if (value == isa_name(Isa(i))) wanted = i;
+  if (wanted < 0) {
+    environment_note() = "RNNKIT_ISA='" + std::string(env) +
+                         "' is not one of scalar, avx2, avx512 (any case); using " +
+                         isa_name(best_supported()) + ", the best this CPU supports";
+    return best_supported();
+  }
+  int chosen = wanted;
+  while (chosen > 0 && !tables().supported[chosen]) --chosen;
+  if (chosen != wanted)
+    environment_note() = "RNNKIT_ISA=" + std::string(env) + " is not supported by this CPU or build; using " +
+                         isa_name(Isa(chosen)) + " instead";
+  return Isa(chosen);
 }
 
 std::atomic<int>& active() {
@@ -76,6 +94,11 @@ const char* isa_name(Isa isa) {
 
 bool isa_supported(Isa isa) { return tables().supported[int(isa)]; }
 Isa active_isa() { return Isa(active().load()); }
+
+std::string isa_environment_note() {
+  active_isa();  // the note is written when the initial ISA is chosen
+  return environment_note();
+}
 
 bool set_isa(Isa isa) {
   if (!isa_supported(isa)) return false;
