@@ -95,3 +95,11 @@ def test_scikit_learn_interop():
     assert pipe.score(texts, labels) > 0.85
     pipe.set_params(clf__epochs=1)
     assert pipe.named_steps["clf"].epochs == 1
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5])
+def test_estimators_reject_fits_that_learn_nothing(epochs):
+
+    for est in (TextClassifier(epochs=epochs), BagOfWordsClassifier(epochs=epochs)):
+        with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+            est.fit(["a b", "c d", "a c", "b d"], [0, 1, 0, 1])

@@ -136,3 +136,9 @@ def test_real_corpus_round_trip():
         assert (row[n:] == 0).all() and (row[:n] > 0).all()
         expected = [t if t in v else "<unk>" for t in tok(text)][:64]
         assert v.decode(row) == expected
+
+
+def test_from_texts_rejects_an_empty_corpus_as_to_sequences_does():
+    with pytest.raises(ValueError, match="texts is empty"):
+        Vocabulary.from_texts([])
+    assert len(Vocabulary()) == 2  # building from no token streams on purpose still works

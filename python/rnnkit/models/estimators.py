@@ -15,6 +15,8 @@ import inspect
 
 import numpy as np
 
+from .._checks import check_positive_int
+
 from ..text import BagOfWords, NotFittedError, Vocabulary, to_sequences
 from ..text.vocabulary import _check_texts
 from ..train.losses import softmax
@@ -71,6 +73,8 @@ class _TextEstimator:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(texts, labels) first")
 
     def _trainer(self, model):
+        # an estimator's fit must learn something (the Trainer itself allows epochs=0: resume)
+        check_positive_int(self.epochs, "epochs")
         return Trainer(model, loss="cross_entropy", optimizer=self.optimizer, lr=self.lr,
                        clip_norm=self.clip_norm, metrics=["accuracy"], seed=self.seed, quiet=not self.verbose)
 

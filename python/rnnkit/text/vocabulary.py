@@ -87,6 +87,8 @@ class Vocabulary:
             raise TypeError("give either tokenizer= or tokenizer options, not both")
         tok = _as_tokenizer(tokenizer if tokenizer is not None else tokenizer_options)
         texts = _check_texts(texts)
+        if not texts:  # as to_sequences: an empty corpus is a mistake, not a 2-token vocabulary
+            raise ValueError("texts is empty: need at least one text to build a vocabulary from")
         return cls((tok(t) for t in texts), min_freq=min_freq, max_size=max_size, bos=bos, eos=eos,
                    tokenizer=tok)
 
