@@ -99,7 +99,6 @@ def test_scikit_learn_interop():
 
 @pytest.mark.parametrize("epochs", [0, -1, 1.5])
 def test_estimators_reject_fits_that_learn_nothing(epochs):
-
     for est in (TextClassifier(epochs=epochs), BagOfWordsClassifier(epochs=epochs)):
         with pytest.raises(ValueError, match="epochs must be an int >= 1"):
             est.fit(["a b", "c d", "a c", "b d"], [0, 1, 0, 1])
