@@ -8,6 +8,7 @@ from .. import nn
 from .._runtime import govern_blas
 from .._checks import check_positive_int
 from ..train.losses import softmax
+from ._decoding import check_sampling, decode
 
 __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "lm_windows", "unigram_perplexity",
            "char_vocabulary"]
@@ -106,6 +107,11 @@ class LanguageModel(nn.Module):
         y, states = self.rnn.forward(x, lengths=lengths, training=training, initial_state=state)
         return self.fc.forward(self.drop.forward(y, training=training), lengths=lengths), states
 
+    def _step(self, tokens, state):
+        """The decoding step: tokens (N,) -> (logits (N, V), state)."""
+        logits, state = self._logits(np.asarray(tokens, np.int64)[None, :], None, False, state)
+        return logits[0], state
+
     def forward(self, ids, *, lengths=None, training=False):
         ids = _check_ids(ids)
         logits, _ = self._logits(ids.T, lengths, training, None)
@@ -141,30 +147,12 @@ class LanguageModel(nn.Module):
         when the model has a vocab and the prompt was text, else a list of ids.
         """
         n = check_positive_int(n, "n", 0)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        check_sampling(temperature, top_k)
         ids = self._encode(prompt)
-        rng = np.random.default_rng(seed)
         logits, state = self._logits(np.asarray(ids, np.int64)[:, None], None, False, None)
-        last = logits[-1, 0].astype(np.float64)
-        out = []
-        for _ in range(int(n)):
-            z = last.copy()
-            z[0] = -np.inf  # never emit padding
-            if greedy:
-                nxt = int(np.argmax(z))
-            else:
-                z = z / temperature
-                if top_k is not None and top_k < z.size:
-                    cut = np.partition(z, -top_k)[-top_k]
-                    z[z < cut] = -np.inf
-                p = softmax(z)
-                nxt = int(rng.choice(z.size, p=p))
-            out.append(nxt)
-            logits, state = self._logits(np.array([[nxt]], np.int64), None, False, state)
-            last = logits[-1, 0].astype(np.float64)
+        out, _ = decode(self._step, logits[-1], state, max_len=n, greedy=greedy, temperature=temperature,
+                        top_k=top_k, rng=np.random.default_rng(seed), banned=(0,))  # 0: padding
+        out = out[0]
         if isinstance(prompt, str) and self.vocab is not None:
             toks = [self.vocab.id_to_token(i) for i in out]
             return ("" if self.level == "char" else " ").join(toks)

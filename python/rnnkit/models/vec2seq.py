@@ -22,7 +22,7 @@ from .._checks import token_ids
 from ..nn.module import check_positive_int, float_input
 from ..train.losses import cross_entropy
 from ..train.optim import clip_grad_norm, get_optimizer
-from ._decoding import beam_search, check_decoding, choose_next
+from ._decoding import beam_search, check_decoding, decode
 from .networks import _cell_class
 
 __all__ = ["VectorToSequence"]
@@ -243,10 +243,16 @@ class VectorToSequence(nn.Module):
         return history
 
     # ------------------------------------------------------------------ generation
-    def _step(self, tokens, state, ctx):
+    def _step(self, tokens, state):
+        """The decoding step: state = (recurrent state, per-step context or None), both by row.
+        Padding and <bos> get logit -inf: generation scores (beam search) and samples from the
+        distribution over the tokens it may produce."""
+        rnn_state, ctx = state
         inp = self._step_input(np.asarray(tokens, np.int64)[None, :], ctx)
-        y, state = self.rnn.forward(inp, initial_state=state)
-        return self.fc.forward(y)[0], state
+        y, rnn_state = self.rnn.forward(inp, initial_state=rnn_state)
+        logits = self.fc.forward(y)[0].astype(np.float64)
+        logits[:, [self.pad_id, self.bos_id]] = -np.inf
+        return logits, (rnn_state, ctx)
 
     @govern_blas()
     def generate(self, x, *, max_len=20, method="greedy", temperature=1.0, top_k=None, beam_width=4,
@@ -260,39 +266,19 @@ class VectorToSequence(nn.Module):
         Returns a list of id lists, or of strings when the model has a vocab; a single one for
         a 1-D x.
         """
-        check_decoding(method, temperature, top_k, beam_width, max_len)
+        check_decoding(method, temperature, top_k, beam_width, max_len, length_penalty)
         x = np.asarray(x)
         single = x.ndim == 1
         x = self._check_x(x[None, :] if single else x)
-        banned = (self.pad_id, self.bos_id)
         init, ctx, _ = self._condition(x)
-        B = x.shape[0]
+        logits, state = self._step(np.full(x.shape[0], self.bos_id, np.int64), (init, ctx))
         if method == "beam":
-            outs = []
-            for b in range(B):
-                st = None if init is None else [
-                    (s[0][b:b + 1], None) if isinstance(s, tuple) else s[b:b + 1] for s in init]
-                cb = None if ctx is None else ctx[b:b + 1]
-                ids, _ = beam_search(lambda tok, s, cb=cb: self._step(tok, s, None if cb is None else
-                                                                       np.repeat(cb, len(tok), axis=0)),
-                                     st, bos_id=self.bos_id, eos_id=self.eos_id, beam_width=beam_width,
-                                     max_len=max_len, banned=banned, length_penalty=length_penalty)
-                outs.append(ids)
+            outs, _ = beam_search(self._step, logits, state, eos_id=self.eos_id, beam_width=beam_width,
+                                  max_len=max_len, length_penalty=length_penalty)
         else:
-            rng = np.random.default_rng(seed)
-            tokens = np.full(B, self.bos_id, np.int64)
-            state, outs, done = init, [[] for _ in range(B)], np.zeros(B, bool)
-            for _ in range(max_len):
-                logits, state = self._step(tokens, state, ctx)
-                tokens = choose_next(logits, greedy=method == "greedy", temperature=temperature,
-                                     top_k=top_k, rng=rng, banned=banned)
-                for b in np.flatnonzero(~done):
-                    if tokens[b] == self.eos_id:
-                        done[b] = True
-                    else:
-                        outs[b].append(int(tokens[b]))
-                if done.all():
-                    break
+            outs, _ = decode(self._step, logits, state, max_len=max_len, eos_id=self.eos_id,
+                             greedy=method == "greedy", temperature=temperature, top_k=top_k,
+                             rng=np.random.default_rng(seed))
         if self.vocab is not None:
             sep = "" if self.level == "char" else " "
             outs = [sep.join(self.vocab.id_to_token(i) for i in o) for o in outs]
