@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import nn
 from .._runtime import govern_blas
-from .._checks import check_positive_int
+from .._checks import check_ids, check_positive_int
 from ..train.losses import softmax
 from ._decoding import check_sampling, decode
 
@@ -21,15 +21,6 @@ def _cell_class(cell):
     if cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
     return _CELLS[cell]
-
-
-def _check_ids(ids, name="ids") -> np.ndarray:
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {ids.dtype}")
-    if ids.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {ids.shape}")
-    return ids
 
 
 class SequenceClassifier(nn.Module):
@@ -62,7 +53,8 @@ class SequenceClassifier(nn.Module):
         self.fc = nn.Linear(self.rnn.output_size, self.num_classes, dtype=dtype, seed=int(ss[3].generate_state(1)[0]))
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = _check_ids(ids)
+        # checked batch-first, so a bad id is reported at its position in the caller's array
+        ids = check_ids(ids, self.embed.num_embeddings, batch_first=True, vocabulary="vocab_size")
         x = self.embed.forward(ids.T)                              # (T, B, E)
         y = self.rnn.forward(x, lengths=lengths, training=training)  # (T, B, H)
         h = self.drop.forward(self.pool.forward(y, lengths=lengths), training=training)
@@ -113,7 +105,7 @@ class LanguageModel(nn.Module):
         return logits[0], state
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = _check_ids(ids)
+        ids = check_ids(ids, self.vocab_size, batch_first=True, vocabulary="vocab_size")
         logits, _ = self._logits(ids.T, lengths, training, None)
         return logits.transpose(1, 0, 2)
 

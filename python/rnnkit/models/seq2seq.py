@@ -33,7 +33,7 @@ import numpy as np
 from .. import nn
 from .._runtime import govern_blas
 from ..nn.layers import glorot_uniform
-from .._checks import check_positive_int, shape_str
+from .._checks import check_ids, check_positive_int, lengths_array, shape_str
 from ..train.losses import cross_entropy, log_softmax
 from ._decoding import beam_search, check_beam, choose_next, decode
 
@@ -44,39 +44,10 @@ ATTENTIONS = (None, "dot", "additive")
 BRIDGES = ("concat", "sum")
 
 
-def _check_ids(ids, name, vocab_size, vocab_arg, pad_id, lengths=None):
-    arr = np.asarray(ids)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {shape_str(arr.shape)}")
-    arr = arr.astype(np.int64, copy=False)
-    valid = np.ones(arr.shape, bool)
-    if lengths is not None:
-        valid = np.arange(arr.shape[1])[None, :] < lengths[:, None]
-    bad = valid & ((arr < 0) | (arr >= vocab_size))
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise IndexError(f"{name} contains id {int(arr[pos])} at position {pos}, out of range for "
-                         f"the vocabulary of {vocab_arg}={vocab_size} tokens; is {name} encoded with "
-                         f"the vocabulary this model was built for?")
-    return np.where(valid, arr, pad_id)
-
-
-def _check_lengths(lengths, name, B, T):
-    if lengths is None:
-        return np.full(B, T, np.int64)
-    arr = np.asarray(lengths)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of shape (B,), got dtype {arr.dtype}")
-    if arr.shape != (B,):
-        raise ValueError(f"{name} must have shape (B,) = ({B},), got {shape_str(arr.shape)}")
-    bad = np.flatnonzero((arr < 0) | (arr > T))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{name}[{i}] = {int(arr[i])} is outside [0, T={T}] (T = the padded length "
-                         f"of the id array)")
-    return arr.astype(np.int64)
+def _lengths(lengths, name, B, T):
+    """Checked lengths; None means every sequence fills all T steps."""
+    arr = lengths_array(lengths, B, T, name)
+    return np.full(B, T, np.int64) if arr is None else arr
 
 
 class LuongAttention(nn.Module):
@@ -270,12 +241,13 @@ class Seq2Seq(nn.Module):
         if arr.ndim != 2:
             raise ValueError(f"src must be 2-D (B, S) batch-first token ids, got shape {shape_str(arr.shape)}")
         B, S = arr.shape
-        lengths = _check_lengths(src_lengths, "src_lengths", B, S)
+        lengths = _lengths(src_lengths, "src_lengths", B, S)
         if (lengths == 0).any():
             i = int(np.flatnonzero(lengths == 0)[0])
             raise ValueError(f"src_lengths[{i}] = 0: source sequence {i} is empty; every source needs "
                              f"at least one token")
-        ids = _check_ids(arr, "src", self.src_vocab_size, "src_vocab_size", self.pad_id, lengths)
+        ids = check_ids(arr, self.src_vocab_size, "src", batch_first=True, vocabulary="src_vocab_size",
+                        lengths=lengths, pad_id=self.pad_id)
         return ids, lengths
 
     def _encode(self, src, src_lengths, training):
@@ -358,8 +330,9 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"tgt has {arr.shape[0]} sequences but src has {B}")
         if arr.shape[1] == 0:
             raise ValueError("tgt is empty (T = 0): targets need at least the eos token")
-        lengths = _check_lengths(tgt_lengths, "tgt_lengths", B, arr.shape[1])
-        ids = _check_ids(arr, "tgt", self.tgt_vocab_size, "tgt_vocab_size", self.pad_id, lengths)
+        lengths = _lengths(tgt_lengths, "tgt_lengths", B, arr.shape[1])
+        ids = check_ids(arr, self.tgt_vocab_size, "tgt", batch_first=True, vocabulary="tgt_vocab_size",
+                        lengths=lengths, pad_id=self.pad_id)
         return ids, lengths
 
     def forward(self, src, tgt, *, src_lengths=None, tgt_lengths=None, training=False):
@@ -474,8 +447,8 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"src and tgt must be 2-D with the same number of rows, got "
                              f"{shape_str(src.shape)} and {shape_str(tgt.shape)}")
         N = src.shape[0]
-        sl = _check_lengths(src_lengths, "src_lengths", N, src.shape[1])
-        tl = _check_lengths(tgt_lengths, "tgt_lengths", N, tgt.shape[1])
+        sl = _lengths(src_lengths, "src_lengths", N, src.shape[1])
+        tl = _lengths(tgt_lengths, "tgt_lengths", N, tgt.shape[1])
         epochs = check_positive_int(epochs, "epochs", 1)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
         opt = Adam(self.parameters(), lr=lr)

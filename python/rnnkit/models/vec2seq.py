@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import nn
 from .._runtime import govern_blas
-from .._checks import token_ids
+from .._checks import check_ids, lengths_array
 from ..nn.module import check_positive_int, float_input
 from ..train.losses import cross_entropy
 from ..train.optim import clip_grad_norm, get_optimizer
@@ -131,7 +131,7 @@ class VectorToSequence(nn.Module):
         if targets is None:
             raise TypeError("forward needs targets (B, T) for teacher forcing; use generate() to decode")
         x = self._check_x(x)
-        t = token_ids(targets, "targets", self.vocab_size)
+        t = check_ids(targets, self.vocab_size, "targets", batch_first=True, vocabulary="vocab_size")
         B, T = t.shape
         if B != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but targets has {B}; they must match")
@@ -208,16 +208,10 @@ class VectorToSequence(nn.Module):
         """Teacher-forced training with an ``rnnkit.train`` optimiser: shuffled mini-batches,
         gradient clipping. Returns the list of per-epoch mean token losses."""
         x = self._check_x(x)
-        t = token_ids(targets, "targets", self.vocab_size)
+        t = check_ids(targets, self.vocab_size, "targets", batch_first=True, vocabulary="vocab_size")
         if t.shape[0] != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but targets has {t.shape[0]}; they must match")
-        if lengths is not None:
-            lengths = np.asarray(lengths)
-            if lengths.shape != (t.shape[0],) or lengths.dtype.kind not in "iu":
-                raise ValueError(f"lengths must be an int array of shape ({t.shape[0]},)")
-            if lengths.min() < 1 or lengths.max() > t.shape[1]:
-                raise ValueError(f"lengths must lie in [1, T={t.shape[1]}], got values in "
-                                 f"[{lengths.min()}, {lengths.max()}]")
+        lengths = lengths_array(lengths, t.shape[0], t.shape[1], minimum=1)  # every target has its <eos>
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         opt = get_optimizer(optimizer, self.parameters(), lr)
