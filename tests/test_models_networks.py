@@ -115,3 +115,15 @@ def test_bad_arguments():
         SequenceClassifier(5, 2).forward(np.zeros((2, 3)))
     with pytest.raises(IndexError):
         SequenceClassifier(5, 2).forward(np.full((2, 3), 7))
+
+
+def test_bad_id_is_reported_at_its_position_in_the_batch_first_input():
+    # the models embed ids.T (time-major); the position must still be the caller's (b, t)
+    clf = SequenceClassifier(5, 2, embedding_dim=3, hidden_size=4, seed=0)
+    ids = np.ones((2, 4), np.int64)
+    ids[1, 3] = 5
+    with pytest.raises(IndexError, match=r"ids contains id 5 at position \(1, 3\).*vocab_size=5"):
+        clf.forward(ids)
+    lm = LanguageModel(5, embedding_dim=3, hidden_size=4, seed=0)
+    with pytest.raises(IndexError, match=r"position \(1, 3\)"):
+        lm.forward(ids)

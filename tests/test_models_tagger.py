@@ -106,7 +106,7 @@ def test_bidirectional_by_default_sees_the_future():
 
 def test_bad_input():
     m = SequenceTagger(6, 3, hidden_size=4, seed=0)
-    with pytest.raises(IndexError, match=r"ids\[0, 1\] = 6 .*vocabulary of 6"):
+    with pytest.raises(IndexError, match=r"ids contains id 6 at position \(0, 1\).*vocabulary of vocab_size=6"):
         m.forward(np.array([[1, 6]]))
     with pytest.raises(ValueError, match="ids is empty"):
         m.forward(np.zeros((0, 3), np.int64))

@@ -90,8 +90,13 @@ def test_beam_search_finds_better_sequence_than_greedy():
                 rows.append(np.log([1e-9, 1e-9, 1e-9, 1.0]))
         return np.array(rows), state
 
-    greedy, _ = beam_search(step, None, bos_id=0, eos_id=eos, beam_width=1, max_len=5, banned=(0,))
-    best, score = beam_search(step, None, bos_id=0, eos_id=eos, beam_width=2, max_len=5, banned=(0,))
+    def search(width):  # one source, started from the step on bos
+        logits, state = step(np.array([0]), None)
+        seqs, scores = beam_search(step, logits, state, eos_id=eos, beam_width=width, max_len=5, banned=(0,))
+        return seqs[0], scores[0]
+
+    greedy, _ = search(1)
+    best, score = search(2)
     assert greedy == [1] and best == [2]
     assert score == pytest.approx(np.log(0.4), abs=1e-6)
 

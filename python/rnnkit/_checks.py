@@ -56,18 +56,20 @@ def optional_float(value, name: str, shape, meaning: str, dtype) -> np.ndarray |
     return arr
 
 
-def lengths_array(lengths, batch: int, steps: int) -> np.ndarray | None:
-    """Checks `lengths`: integers, shape (B,), each in [0, T]. None means all T."""
+def lengths_array(lengths, batch: int, steps: int, name: str = "lengths", minimum: int = 0) -> np.ndarray | None:
+    """Checks `lengths` (the argument called `name`): integers, shape (B,), each in
+    [minimum, T]. None means all T (returned as None)."""
     if lengths is None:
         return None
     arr = np.asarray(lengths)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"lengths must be an integer array of shape (B,), got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be an integer array of shape (B,), got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths must have shape (B,) = ({batch},), got {shape_str(arr.shape)}")
-    if batch and (arr.min() < 0 or arr.max() > steps):
-        bad = int(np.flatnonzero((arr < 0) | (arr > steps))[0])
-        raise ValueError(f"lengths[{bad}] = {int(arr[bad])} is outside [0, T={steps}]")
+        raise ValueError(f"{name} must have shape (B,) = ({batch},), got {shape_str(arr.shape)}")
+    if batch and (arr.min() < minimum or arr.max() > steps):
+        bad = int(np.flatnonzero((arr < minimum) | (arr > steps))[0])
+        raise ValueError(f"{name}[{bad}] = {int(arr[bad])} is outside [{minimum}, T={steps}]; {name} must lie "
+                         f"in that range (T = the padded length of the array)")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -85,31 +87,49 @@ def _stored(arr: np.ndarray) -> np.ndarray:
     return arr[tuple(slice(0, 1) if st == 0 else slice(None) for st in arr.strides)]
 
 
-def check_ids(ids, num_embeddings: int, name: str = "ids") -> np.ndarray:
+def check_ids(ids, num_embeddings: int, name: str = "ids", *, batch_first: bool = False,
+              vocabulary: str | None = None, lengths=None, pad_id: int = 0) -> np.ndarray:
     """``ids`` as an int64 array, or TypeError (not integers) / IndexError (naming the first
     offending id and its position) when an id is negative or >= ``num_embeddings``.
 
-    A broadcast view (zero strides) is checked, and converted, over its stored elements only;
-    positions are reported in ``ids``' own shape."""
+    Positions are reported in ``ids``' own layout, so a model checks its batch-first input
+    before transposing it. ``batch_first``: ids must be (B, T) token ids with at least one
+    token. ``vocabulary``: the argument that sized the vocabulary (e.g. "vocab_size"), named
+    when an id is out of range. ``lengths`` (B,), already checked: steps past them are padding,
+    neither checked nor kept (returned as ``pad_id``).
+
+    A broadcast view (zero strides) is checked, and converted, over its stored elements only."""
     arr = np.asarray(ids)
-    if arr.size == 0 and arr.dtype.kind == "f":
+    if arr.size == 0 and arr.dtype.kind == "f" and not batch_first:
         arr = arr.astype(np.int64)  # np.asarray([]) is float64; an empty batch is fine
     if arr.dtype == bool or arr.dtype.kind not in "iu":
         hint = " (cast with .astype(np.int64) if they are whole numbers)" if arr.dtype.kind == "f" else ""
         raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}{hint}")
+    if batch_first:
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {shape_str(arr.shape)}")
+        if arr.size == 0:
+            raise ValueError(f"{name} is empty (shape {shape_str(arr.shape)}); need at least one sequence "
+                             f"of at least one token")
     if arr.size == 0:
         return arr.astype(np.int64, copy=False)
+    if lengths is not None:
+        arr = np.where(np.arange(arr.shape[1])[None, :] < lengths[:, None], arr, pad_id)
+    if vocabulary is None:
+        valid = f"{num_embeddings} embeddings (valid ids: 0..{num_embeddings - 1})"
+    else:
+        valid = (f"the vocabulary of {vocabulary}={num_embeddings} tokens; is {name} encoded with the "
+                 f"vocabulary this model was built for?")
     core = _stored(arr)
     # core's first offending element in C order is arr's too: it sits at index 0 of every cut axis
     if core.dtype.kind == "i" and core.min() < 0:
         flat = int(np.argmax(core.reshape(-1) < 0))
         raise IndexError(f"{name} contains a negative id {int(core.reshape(-1)[flat])} at position "
-                         f"{_position(core.shape, flat)}; ids must be in [0, {num_embeddings})")
+                         f"{_position(core.shape, flat)}, out of range for {valid}")
     if core.max() >= num_embeddings:
         flat = int(np.argmax(core.reshape(-1) >= num_embeddings))
         raise IndexError(f"{name} contains id {int(core.reshape(-1)[flat])} at position "
-                         f"{_position(core.shape, flat)}, out of range for {num_embeddings} "
-                         f"embeddings (valid ids: 0..{num_embeddings - 1})")
+                         f"{_position(core.shape, flat)}, out of range for {valid}")
     if core.size < arr.size:  # cast the stored ids only, then broadcast them back
         return np.broadcast_to(core.astype(np.int64, copy=False), arr.shape)
     return arr.astype(np.int64, copy=False)
@@ -130,21 +150,3 @@ def check_lookup_size(ids_shape, width: int, dtype, name: str) -> None:
                           f"{shape_str(tuple(ids_shape) + (width,))} {np.dtype(dtype)}: "
                           f"{need / 2**30:.1f} GiB with the ids, more than this machine's "
                           f"{memory / 2**30:.1f} GiB of memory")
-
-
-def token_ids(value, name: str, vocab_size: int) -> np.ndarray:
-    """(B, T) batch-first token ids as int64: integer, 2-D, not empty, every id in
-    [0, vocab_size); an IndexError names the first offending position (a vocabulary mismatch)."""
-    arr = np.asarray(value)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one sequence of at least one token")
-    bad = (arr < 0) | (arr >= vocab_size)
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise IndexError(f"{name}{list(pos)} = {int(arr[pos])} is out of range for the model's vocabulary of "
-                         f"{vocab_size} tokens (vocabulary mismatch?)")
-    return arr.astype(np.int64)

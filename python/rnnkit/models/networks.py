@@ -6,8 +6,9 @@ import numpy as np
 
 from .. import nn
 from .._runtime import govern_blas
-from .._checks import check_positive_int
+from .._checks import check_ids, check_positive_int
 from ..train.losses import softmax
+from ._decoding import check_sampling, decode
 
 __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "lm_windows", "unigram_perplexity",
            "char_vocabulary"]
@@ -20,15 +21,6 @@ def _cell_class(cell):
     if cell not in _CELLS:
         raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
     return _CELLS[cell]
-
-
-def _check_ids(ids, name="ids") -> np.ndarray:
-    ids = np.asarray(ids)
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {ids.dtype}")
-    if ids.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {ids.shape}")
-    return ids
 
 
 class SequenceClassifier(nn.Module):
@@ -61,7 +53,8 @@ class SequenceClassifier(nn.Module):
         self.fc = nn.Linear(self.rnn.output_size, self.num_classes, dtype=dtype, seed=int(ss[3].generate_state(1)[0]))
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = _check_ids(ids)
+        # checked batch-first, so a bad id is reported at its position in the caller's array
+        ids = check_ids(ids, self.embed.num_embeddings, batch_first=True, vocabulary="vocab_size")
         x = self.embed.forward(ids.T)                              # (T, B, E)
         y = self.rnn.forward(x, lengths=lengths, training=training)  # (T, B, H)
         h = self.drop.forward(self.pool.forward(y, lengths=lengths), training=training)
@@ -106,8 +99,13 @@ class LanguageModel(nn.Module):
         y, states = self.rnn.forward(x, lengths=lengths, training=training, initial_state=state)
         return self.fc.forward(self.drop.forward(y, training=training), lengths=lengths), states
 
+    def _step(self, tokens, state):
+        """The decoding step: tokens (N,) -> (logits (N, V), state)."""
+        logits, state = self._logits(np.asarray(tokens, np.int64)[None, :], None, False, state)
+        return logits[0], state
+
     def forward(self, ids, *, lengths=None, training=False):
-        ids = _check_ids(ids)
+        ids = check_ids(ids, self.vocab_size, batch_first=True, vocabulary="vocab_size")
         logits, _ = self._logits(ids.T, lengths, training, None)
         return logits.transpose(1, 0, 2)
 
@@ -141,30 +139,12 @@ class LanguageModel(nn.Module):
         when the model has a vocab and the prompt was text, else a list of ids.
         """
         n = check_positive_int(n, "n", 0)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        check_sampling(temperature, top_k)
         ids = self._encode(prompt)
-        rng = np.random.default_rng(seed)
         logits, state = self._logits(np.asarray(ids, np.int64)[:, None], None, False, None)
-        last = logits[-1, 0].astype(np.float64)
-        out = []
-        for _ in range(int(n)):
-            z = last.copy()
-            z[0] = -np.inf  # never emit padding
-            if greedy:
-                nxt = int(np.argmax(z))
-            else:
-                z = z / temperature
-                if top_k is not None and top_k < z.size:
-                    cut = np.partition(z, -top_k)[-top_k]
-                    z[z < cut] = -np.inf
-                p = softmax(z)
-                nxt = int(rng.choice(z.size, p=p))
-            out.append(nxt)
-            logits, state = self._logits(np.array([[nxt]], np.int64), None, False, state)
-            last = logits[-1, 0].astype(np.float64)
+        out, _ = decode(self._step, logits[-1], state, max_len=n, greedy=greedy, temperature=temperature,
+                        top_k=top_k, rng=np.random.default_rng(seed), banned=(0,))  # 0: padding
+        out = out[0]
         if isinstance(prompt, str) and self.vocab is not None:
             toks = [self.vocab.id_to_token(i) for i in out]
             return ("" if self.level == "char" else " ").join(toks)

@@ -33,8 +33,9 @@ import numpy as np
 from .. import nn
 from .._runtime import govern_blas
 from ..nn.layers import glorot_uniform
-from .._checks import check_positive_int, shape_str
+from .._checks import check_ids, check_positive_int, lengths_array, shape_str
 from ..train.losses import cross_entropy, log_softmax
+from ._decoding import beam_search, check_beam, choose_next, decode
 
 __all__ = ["Seq2Seq", "LuongAttention"]
 
@@ -43,45 +44,10 @@ ATTENTIONS = (None, "dot", "additive")
 BRIDGES = ("concat", "sum")
 
 
-def _check_ids(ids, name, vocab_size, vocab_arg, pad_id, lengths=None):
-    arr = np.asarray(ids)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of token ids (B, T), got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (B, T) batch-first token ids, got shape {shape_str(arr.shape)}")
-    arr = arr.astype(np.int64, copy=False)
-    valid = np.ones(arr.shape, bool)
-    if lengths is not None:
-        valid = np.arange(arr.shape[1])[None, :] < lengths[:, None]
-    bad = valid & ((arr < 0) | (arr >= vocab_size))
-    if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise IndexError(f"{name} contains id {int(arr[pos])} at position {pos}, out of range for "
-                         f"the vocabulary of {vocab_arg}={vocab_size} tokens; is {name} encoded with "
-                         f"the vocabulary this model was built for?")
-    return np.where(valid, arr, pad_id)
-
-
-def _check_lengths(lengths, name, B, T):
-    if lengths is None:
-        return np.full(B, T, np.int64)
-    arr = np.asarray(lengths)
-    if arr.dtype == bool or arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of shape (B,), got dtype {arr.dtype}")
-    if arr.shape != (B,):
-        raise ValueError(f"{name} must have shape (B,) = ({B},), got {shape_str(arr.shape)}")
-    bad = np.flatnonzero((arr < 0) | (arr > T))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{name}[{i}] = {int(arr[i])} is outside [0, T={T}] (T = the padded length "
-                         f"of the id array)")
-    return arr.astype(np.int64)
-
-
-def _take_state(state, idx):
-    if isinstance(state, tuple):
-        return tuple(s[idx] for s in state)
-    return state[idx]
+def _lengths(lengths, name, B, T):
+    """Checked lengths; None means every sequence fills all T steps."""
+    arr = lengths_array(lengths, B, T, name)
+    return np.full(B, T, np.int64) if arr is None else arr
 
 
 class LuongAttention(nn.Module):
@@ -275,12 +241,13 @@ class Seq2Seq(nn.Module):
         if arr.ndim != 2:
             raise ValueError(f"src must be 2-D (B, S) batch-first token ids, got shape {shape_str(arr.shape)}")
         B, S = arr.shape
-        lengths = _check_lengths(src_lengths, "src_lengths", B, S)
+        lengths = _lengths(src_lengths, "src_lengths", B, S)
         if (lengths == 0).any():
             i = int(np.flatnonzero(lengths == 0)[0])
             raise ValueError(f"src_lengths[{i}] = 0: source sequence {i} is empty; every source needs "
                              f"at least one token")
-        ids = _check_ids(arr, "src", self.src_vocab_size, "src_vocab_size", self.pad_id, lengths)
+        ids = check_ids(arr, self.src_vocab_size, "src", batch_first=True, vocabulary="src_vocab_size",
+                        lengths=lengths, pad_id=self.pad_id)
         return ids, lengths
 
     def _encode(self, src, src_lengths, training):
@@ -338,25 +305,21 @@ class Seq2Seq(nn.Module):
         return self.fc.forward(h, lengths=lengths)
 
     def _step(self, tokens, state):
-        """One decoding step for N hypotheses: tokens (N,) -> (log-probs (N, V) float64, new state).
+        """One decoding step for N hypotheses: tokens (N,) -> (logits (N, V) float64, new state).
         ``state`` is a dict of the per-hypothesis arrays (states, ctx, enc, mask, keys)."""
         x = self._decoder_inputs(np.asarray(tokens, np.int64)[None, :], state["ctx"])
         y, states = self.decoder.forward(x, initial_state=state["states"])
         logits = self._head(y, state["enc"], state["mask"], state["keys"])[:, 0, :]
         new = dict(state)
         new["states"] = states
-        return log_softmax(logits.astype(np.float64)), new
+        return logits.astype(np.float64), new
 
     def _start(self, src, src_lengths):
+        """Encodes ``src`` and runs the first decoder step (on bos): -> (logits, state)."""
         enc, mask, lengths, init, ctx = self._encode(src, src_lengths, False)
         keys = self.attn.keys(enc) if self.attention is not None else None
-        return dict(states=init, ctx=ctx, enc=enc, mask=mask, keys=keys)
-
-    @staticmethod
-    def _reindex(state, idx):
-        new = {k: (None if v is None else v[idx]) for k, v in state.items() if k != "states"}
-        new["states"] = [_take_state(s, idx) for s in state["states"]]
-        return new
+        state = dict(states=init, ctx=ctx, enc=enc, mask=mask, keys=keys)
+        return self._step(np.full(enc.shape[0], self.bos_id, np.int64), state)
 
     # ------------------------------------------------------------------ training
     def _check_tgt(self, tgt, tgt_lengths, B):
@@ -367,8 +330,9 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"tgt has {arr.shape[0]} sequences but src has {B}")
         if arr.shape[1] == 0:
             raise ValueError("tgt is empty (T = 0): targets need at least the eos token")
-        lengths = _check_lengths(tgt_lengths, "tgt_lengths", B, arr.shape[1])
-        ids = _check_ids(arr, "tgt", self.tgt_vocab_size, "tgt_vocab_size", self.pad_id, lengths)
+        lengths = _lengths(tgt_lengths, "tgt_lengths", B, arr.shape[1])
+        ids = check_ids(arr, self.tgt_vocab_size, "tgt", batch_first=True, vocabulary="tgt_vocab_size",
+                        lengths=lengths, pad_id=self.pad_id)
         return ids, lengths
 
     def forward(self, src, tgt, *, src_lengths=None, tgt_lengths=None, training=False):
@@ -400,9 +364,8 @@ class Seq2Seq(nn.Module):
         use_gold[:, 0] = True
         tok = out[:, 0]
         for t in range(T - 1):
-            logp, state = self._step(tok, state)
-            logp[:, [self.pad_id, self.bos_id]] = -np.inf
-            pred = np.argmax(logp, axis=1)
+            logits, state = self._step(tok, state)
+            pred = choose_next(logits, greedy=True, banned=self._never_decoded)
             tok = np.where(use_gold[:, t + 1], gold_in[:, t + 1], pred)
             out[:, t + 1] = tok
         return out
@@ -484,8 +447,8 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"src and tgt must be 2-D with the same number of rows, got "
                              f"{shape_str(src.shape)} and {shape_str(tgt.shape)}")
         N = src.shape[0]
-        sl = _check_lengths(src_lengths, "src_lengths", N, src.shape[1])
-        tl = _check_lengths(tgt_lengths, "tgt_lengths", N, tgt.shape[1])
+        sl = _lengths(src_lengths, "src_lengths", N, src.shape[1])
+        tl = _lengths(tgt_lengths, "tgt_lengths", N, tgt.shape[1])
         epochs = check_positive_int(epochs, "epochs", 1)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
         opt = Adam(self.parameters(), lr=lr)
@@ -516,88 +479,37 @@ class Seq2Seq(nn.Module):
         return history
 
     # ------------------------------------------------------------------ decoding
+    @property
+    def _never_decoded(self):
+        return (self.pad_id, self.bos_id)
+
     def _check_decode(self, max_len, beam_width=1, length_penalty=0.0):
         max_len = check_positive_int(max_len, "max_len", 1)
-        beam_width = check_positive_int(beam_width, "beam_width")
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
-                or not np.isfinite(length_penalty) or length_penalty < 0:
-            raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
-        return max_len, int(beam_width), float(length_penalty)
-
-    def _mask_special(self, logp):
-        logp[..., self.pad_id] = -np.inf
-        logp[..., self.bos_id] = -np.inf
-        return logp
+        return (max_len,) + check_beam(beam_width, length_penalty)
 
     def greedy_decode(self, src, *, src_lengths=None, max_len=50, return_scores=False):
         """Most likely token at each step until eos or ``max_len`` tokens (eos counted). Returns a
         list of id lists (eos removed) and, with ``return_scores``, their log-probabilities
         (eos included) as a float64 array."""
         max_len, _, _ = self._check_decode(max_len)
-        state = self._start(src, src_lengths)
-        B = state["enc"].shape[0]
-        tok = np.full(B, self.bos_id, np.int64)
-        done = np.zeros(B, bool)
-        scores = np.zeros(B)
-        out = [[] for _ in range(B)]
-        for _ in range(max_len):
-            logp, state = self._step(tok, state)
-            logp = self._mask_special(logp)
-            tok = np.argmax(logp, axis=1)
-            scores += np.where(done, 0.0, logp[np.arange(B), tok])
-            for b in np.flatnonzero(~done & (tok != self.eos_id)):
-                out[b].append(int(tok[b]))
-            done |= tok == self.eos_id
-            if done.all():
-                break
+        logits, state = self._start(src, src_lengths)
+        out, scores = decode(self._step, logits, state, max_len=max_len, eos_id=self.eos_id, greedy=True,
+                             banned=self._never_decoded)
         return (out, scores) if return_scores else out
 
     def beam_search(self, src, *, src_lengths=None, beam_width=4, max_len=50, length_penalty=0.0,
                     return_scores=False):
         """Beam search with ``beam_width`` hypotheses per source, all sources and beams batched in
-        one decoder call per step. A hypothesis ends at eos (later steps extend it at no cost)
-        or after ``max_len`` tokens (eos counted). The best final hypothesis maximises
-        log p / len ** length_penalty (len counts eos; 0 = plain log-probability). Returns id
-        lists (eos removed) and, with ``return_scores``, their log-probabilities (float64)."""
+        one decoder call per step. A hypothesis ends at eos (it leaves the beam, the others go
+        on) or after ``max_len`` tokens (eos counted); a source stops when no live hypothesis can
+        beat its best finished one. The result maximises log p / len ** length_penalty (len
+        counts eos; 0 = plain log-probability). Returns id lists (eos removed) and, with
+        ``return_scores``, their log-probabilities (float64)."""
         max_len, k, alpha = self._check_decode(max_len, beam_width, length_penalty)
-        state = self._start(src, src_lengths)
-        B = state["enc"].shape[0]
-        state = self._reindex(state, np.repeat(np.arange(B), k))
-        V = self.tgt_vocab_size
-        scores = np.full((B, k), -np.inf)
-        scores[:, 0] = 0.0
-        finished = np.zeros((B, k), bool)
-        lengths = np.zeros((B, k), np.int64)
-        tok = np.full(B * k, self.bos_id, np.int64)
-        history = []
-        for _ in range(max_len):
-            logp, state = self._step(tok, state)
-            logp = self._mask_special(logp).reshape(B, k, V)
-            logp[finished] = -np.inf
-            logp[finished, self.eos_id] = 0.0
-            cand = (scores[:, :, None] + logp).reshape(B, k * V)
-            top = np.argsort(-cand, axis=1, kind="stable")[:, :k]
-            beam, tok2 = top // V, top % V
-            scores = np.take_along_axis(cand, top, axis=1)
-            prev_fin = np.take_along_axis(finished, beam, axis=1)
-            lengths = np.take_along_axis(lengths, beam, axis=1) + (~prev_fin)
-            finished = prev_fin | (tok2 == self.eos_id)
-            history.append((tok2, beam, prev_fin))
-            state = self._reindex(state, (np.arange(B)[:, None] * k + beam).ravel())
-            tok = tok2.ravel()
-            if finished.all():
-                break
-        final = scores / np.maximum(lengths, 1) ** alpha if alpha else scores
-        best = np.argmax(final, axis=1)
-        out, best_scores = [], scores[np.arange(B), best]
-        for b in range(B):
-            j, seq = best[b], []
-            for tok2, beam, prev_fin in reversed(history):
-                if not prev_fin[b, j] and tok2[b, j] != self.eos_id:
-                    seq.append(int(tok2[b, j]))
-                j = beam[b, j]
-            out.append(seq[::-1])
-        return (out, best_scores) if return_scores else out
+        logits, state = self._start(src, src_lengths)
+        out, scores = beam_search(self._step, logits, state, eos_id=self.eos_id, beam_width=k,
+                                  max_len=max_len, banned=self._never_decoded, length_penalty=alpha)
+        return (out, scores) if return_scores else out
 
     @govern_blas()
     def predict(self, src, *, src_lengths=None, beam_width=1, max_len=50, length_penalty=0.0):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from .._checks import lengths_array, token_ids
+from .._checks import check_ids, lengths_array
 from ..nn.module import check_positive_int
 from ..train.losses import cross_entropy, softmax
 from .networks import _cell_class
@@ -58,7 +58,7 @@ class SequenceTagger(nn.Module):
         self.fc = nn.Linear(self.rnn.output_size, self.num_tags, dtype=dtype, seed=ss[4])
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = token_ids(ids, "ids", self.vocab_size)
+        ids = check_ids(ids, self.vocab_size, batch_first=True, vocabulary="vocab_size")
         B, T = ids.shape
         lengths = lengths_array(lengths, B, T)
         x = self.drop_in.forward(self.embed.forward(np.ascontiguousarray(ids.T)), training=training)

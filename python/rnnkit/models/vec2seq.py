@@ -18,11 +18,11 @@ import numpy as np
 
 from .. import nn
 from .._runtime import govern_blas
-from .._checks import token_ids
+from .._checks import check_ids, lengths_array
 from ..nn.module import check_positive_int, float_input
 from ..train.losses import cross_entropy
 from ..train.optim import clip_grad_norm, get_optimizer
-from ._decoding import beam_search, check_decoding, choose_next
+from ._decoding import beam_search, check_decoding, decode
 from .networks import _cell_class
 
 __all__ = ["VectorToSequence"]
@@ -131,7 +131,7 @@ class VectorToSequence(nn.Module):
         if targets is None:
             raise TypeError("forward needs targets (B, T) for teacher forcing; use generate() to decode")
         x = self._check_x(x)
-        t = token_ids(targets, "targets", self.vocab_size)
+        t = check_ids(targets, self.vocab_size, "targets", batch_first=True, vocabulary="vocab_size")
         B, T = t.shape
         if B != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but targets has {B}; they must match")
@@ -208,16 +208,10 @@ class VectorToSequence(nn.Module):
         """Teacher-forced training with an ``rnnkit.train`` optimiser: shuffled mini-batches,
         gradient clipping. Returns the list of per-epoch mean token losses."""
         x = self._check_x(x)
-        t = token_ids(targets, "targets", self.vocab_size)
+        t = check_ids(targets, self.vocab_size, "targets", batch_first=True, vocabulary="vocab_size")
         if t.shape[0] != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but targets has {t.shape[0]}; they must match")
-        if lengths is not None:
-            lengths = np.asarray(lengths)
-            if lengths.shape != (t.shape[0],) or lengths.dtype.kind not in "iu":
-                raise ValueError(f"lengths must be an int array of shape ({t.shape[0]},)")
-            if lengths.min() < 1 or lengths.max() > t.shape[1]:
-                raise ValueError(f"lengths must lie in [1, T={t.shape[1]}], got values in "
-                                 f"[{lengths.min()}, {lengths.max()}]")
+        lengths = lengths_array(lengths, t.shape[0], t.shape[1], minimum=1)  # every target has its <eos>
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
         opt = get_optimizer(optimizer, self.parameters(), lr)
@@ -243,10 +237,16 @@ class VectorToSequence(nn.Module):
         return history
 
     # ------------------------------------------------------------------ generation
-    def _step(self, tokens, state, ctx):
+    def _step(self, tokens, state):
+        """The decoding step: state = (recurrent state, per-step context or None), both by row.
+        Padding and <bos> get logit -inf: generation scores (beam search) and samples from the
+        distribution over the tokens it may produce."""
+        rnn_state, ctx = state
         inp = self._step_input(np.asarray(tokens, np.int64)[None, :], ctx)
-        y, state = self.rnn.forward(inp, initial_state=state)
-        return self.fc.forward(y)[0], state
+        y, rnn_state = self.rnn.forward(inp, initial_state=rnn_state)
+        logits = self.fc.forward(y)[0].astype(np.float64)
+        logits[:, [self.pad_id, self.bos_id]] = -np.inf
+        return logits, (rnn_state, ctx)
 
     @govern_blas()
     def generate(self, x, *, max_len=20, method="greedy", temperature=1.0, top_k=None, beam_width=4,
@@ -260,39 +260,19 @@ class VectorToSequence(nn.Module):
         Returns a list of id lists, or of strings when the model has a vocab; a single one for
         a 1-D x.
         """
-        check_decoding(method, temperature, top_k, beam_width, max_len)
+        check_decoding(method, temperature, top_k, beam_width, max_len, length_penalty)
         x = np.asarray(x)
         single = x.ndim == 1
         x = self._check_x(x[None, :] if single else x)
-        banned = (self.pad_id, self.bos_id)
         init, ctx, _ = self._condition(x)
-        B = x.shape[0]
+        logits, state = self._step(np.full(x.shape[0], self.bos_id, np.int64), (init, ctx))
         if method == "beam":
-            outs = []
-            for b in range(B):
-                st = None if init is None else [
-                    (s[0][b:b + 1], None) if isinstance(s, tuple) else s[b:b + 1] for s in init]
-                cb = None if ctx is None else ctx[b:b + 1]
-                ids, _ = beam_search(lambda tok, s, cb=cb: self._step(tok, s, None if cb is None else
-                                                                       np.repeat(cb, len(tok), axis=0)),
-                                     st, bos_id=self.bos_id, eos_id=self.eos_id, beam_width=beam_width,
-                                     max_len=max_len, banned=banned, length_penalty=length_penalty)
-                outs.append(ids)
+            outs, _ = beam_search(self._step, logits, state, eos_id=self.eos_id, beam_width=beam_width,
+                                  max_len=max_len, length_penalty=length_penalty)
         else:
-            rng = np.random.default_rng(seed)
-            tokens = np.full(B, self.bos_id, np.int64)
-            state, outs, done = init, [[] for _ in range(B)], np.zeros(B, bool)
-            for _ in range(max_len):
-                logits, state = self._step(tokens, state, ctx)
-                tokens = choose_next(logits, greedy=method == "greedy", temperature=temperature,
-                                     top_k=top_k, rng=rng, banned=banned)
-                for b in np.flatnonzero(~done):
-                    if tokens[b] == self.eos_id:
-                        done[b] = True
-                    else:
-                        outs[b].append(int(tokens[b]))
-                if done.all():
-                    break
+            outs, _ = decode(self._step, logits, state, max_len=max_len, eos_id=self.eos_id,
+                             greedy=method == "greedy", temperature=temperature, top_k=top_k,
+                             rng=np.random.default_rng(seed))
         if self.vocab is not None:
             sep = "" if self.level == "char" else " "
             outs = [sep.join(self.vocab.id_to_token(i) for i in o) for o in outs]

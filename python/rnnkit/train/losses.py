@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import shape_str
+
 __all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "mse", "log_softmax", "softmax",
            "CrossEntropy", "BinaryCrossEntropy", "MSE", "get_loss"]
-
-
-def _shape(s) -> str:
-    return "(" + ", ".join(str(int(d)) for d in s) + ("," if len(s) == 1 else "") + ")"
 
 
 def _float_outputs(outputs, name: str) -> np.ndarray:
@@ -40,7 +38,7 @@ def _check_mask(mask, shape, name: str = "mask") -> np.ndarray | None:
         return None
     m = np.asarray(mask)
     if m.shape != tuple(shape):
-        raise ValueError(f"{name} must have the targets' shape {_shape(shape)}, got {_shape(m.shape)}")
+        raise ValueError(f"{name} must have the targets' shape {shape_str(shape)}, got {shape_str(m.shape)}")
     if m.dtype == np.bool_:
         return m.astype(np.float64)
     if m.dtype.kind not in "iuf":
@@ -72,8 +70,8 @@ def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index, we
         else:
             raise TypeError(f"targets must be integer class indices, got dtype {t.dtype}")
     if t.shape != tuple(lead_shape):
-        raise ValueError(f"targets must have shape {_shape(lead_shape)} (the logits' shape without the "
-                         f"class axis {_shape(tuple(lead_shape) + (num_classes,))}), got {_shape(t.shape)}")
+        raise ValueError(f"targets must have shape {shape_str(lead_shape)} (the logits' shape without the "
+                         f"class axis {shape_str(tuple(lead_shape) + (num_classes,))}), got {shape_str(t.shape)}")
     t = t.astype(np.int64, copy=False)
     valid = np.ones(t.shape, bool) if ignore_index is None else (t != ignore_index)
     if weights is not None:
@@ -98,7 +96,7 @@ def cross_entropy(logits, targets, *, mask=None, ignore_index: int | None = None
     """
     z = _float_outputs(logits, "logits")
     if z.ndim < 1 or z.shape[-1] < 1:
-        raise ValueError(f"logits must have a class axis last, got shape {_shape(z.shape)}")
+        raise ValueError(f"logits must have a class axis last, got shape {shape_str(z.shape)}")
     if not 0.0 <= float(label_smoothing) < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     C = z.shape[-1]
@@ -134,12 +132,12 @@ def cross_entropy(logits, targets, *, mask=None, ignore_index: int | None = None
     return loss, grad.astype(z.dtype, copy=False), count
 
 
-def _check_same_shape(outputs, targets, what: str) -> np.ndarray:
+def _check_sameshape_str(outputs, targets, what: str) -> np.ndarray:
     t = np.asarray(targets)
     if t.dtype.kind not in "biuf":
         raise TypeError(f"targets must be numeric, got dtype {t.dtype}")
     if t.shape != outputs.shape:
-        raise ValueError(f"targets must have the {what}' shape {_shape(outputs.shape)}, got {_shape(t.shape)}")
+        raise ValueError(f"targets must have the {what}' shape {shape_str(outputs.shape)}, got {shape_str(t.shape)}")
     t = t.astype(np.float64)
     if not np.all(np.isfinite(t)):
         raise ValueError("targets contain NaN or inf")
@@ -151,7 +149,7 @@ def binary_cross_entropy_with_logits(logits, targets, *, mask=None, pos_weight=N
     with the logits' shape (multi-label: one column per label). ``pos_weight`` scales the
     positive term (PyTorch's meaning). Returns ``(mean loss, dlogits, count)``."""
     z = _float_outputs(logits, "logits")
-    t = _check_same_shape(z, targets, "logits")
+    t = _check_sameshape_str(z, targets, "logits")
     if np.any((t < 0) | (t > 1)):
         raise ValueError("binary targets must lie in [0, 1]")
     w = np.ones(z.shape) if mask is None else _check_mask(mask, z.shape)
@@ -177,7 +175,7 @@ def mse(outputs, targets, *, mask=None):
     their shape without trailing feature axes (e.g. (B, T) for outputs (B, T, F)); a masked
     element's features all drop out. Returns ``(mean loss, doutputs, count)``."""
     y = _float_outputs(outputs, "outputs")
-    t = _check_same_shape(y, targets, "outputs")
+    t = _check_sameshape_str(y, targets, "outputs")
     diff = y.astype(np.float64) - t
     if mask is None:
         w = np.ones(y.shape)
