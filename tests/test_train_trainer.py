@@ -286,3 +286,25 @@ def test_progress_bar_shows_loss(capsys):
     assert "epoch 1/1" in err and "loss=" in err and "accuracy=" in err
     fit(make_model(), (X, y, L), epochs=1, batch_size=8, quiet=True)
     assert "epoch" not in capsys.readouterr().err
+
+
+def test_bad_token_id_is_reported_at_its_data_set_row_before_training():
+    from rnnkit.models import SequenceClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(1, 10, size=(80, 6))
+    y = rng.integers(0, 2, size=80)
+    X[57, 2] = 10  # one past the vocabulary
+    model = SequenceClassifier(10, 2, embedding_dim=4, hidden_size=4, seed=0)
+    trainer = Trainer(model, quiet=True)
+    with pytest.raises(IndexError, match=r"train X contains id 10 at position \(57, 2\)"):
+        trainer.fit((X, y), epochs=1, batch_size=8)
+    assert trainer.history.epochs == []  # nothing ran
+    X[57, 2] = 3
+    lengths = np.full(80, 6)
+    lengths[5] = 2
+    Xv = X.copy()
+    Xv[5, 4] = 99  # padding past row 5's length is not checked
+    Xv[9, 0] = -1
+    with pytest.raises(IndexError, match=r"val X contains a negative id -1 at position \(9, 0\)"):
+        trainer.fit((X, y, lengths), (Xv, y, lengths), epochs=1, batch_size=8)

@@ -43,7 +43,7 @@ import tempfile
 
 import numpy as np
 
-from .._checks import check_positive_int
+from .._checks import check_ids, check_positive_int
 from .._runtime import govern_blas
 from .losses import get_loss
 from .optim import clip_grad_norm, clip_grad_value, get_optimizer, global_norm
@@ -424,6 +424,21 @@ class Trainer:
             raise IndexError(f"{name}: y{list(pos)} = {int(y[pos])} is out of range for the model's "
                              f"{num_classes} classes (valid labels: 0..{num_classes - 1})")
 
+    def _check_token_ids(self, data: _Data, name: str) -> None:
+        """Integer inputs of a model whose first Embedding reads them are checked before any
+        batch runs, so a bad id is reported at its row and column of the data set (not of a
+        shuffled, transposed batch)."""
+        x = data.x
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu" or not callable(
+                getattr(self.model, "named_modules", None)):
+            return
+        from ..nn import Embedding
+
+        embedding = next((m for _, m in self.model.named_modules() if isinstance(m, Embedding)), None)
+        if embedding is not None:
+            check_ids(x, embedding.num_embeddings, f"{name} X", lengths=data.lengths,
+                      pad_id=embedding.padding_idx or 0)
+
     def _state(self, epoch: int, batch: int, plan, sums) -> dict:
         model = self.model
         return {
@@ -476,6 +491,9 @@ class Trainer:
         batch_size = check_positive_int(batch_size, "batch_size", 1)
         train = _Data(train, "train")
         val = None if val is None else _Data(val, "val")
+        self._check_token_ids(train, "train")
+        if val is not None:
+            self._check_token_ids(val, "val")
         model, opt = self.model, self.optimizer
         params = model.parameters()
 
