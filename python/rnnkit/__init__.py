@@ -7,13 +7,13 @@ reference (``rnnkit.reference``).
 """
 from __future__ import annotations
 
-import os
+import os as _os
 
 try:
     from . import _core
 except ImportError as exc:  # the sources without their compiled core, e.g. PYTHONPATH=python
     raise ImportError(
-        f"rnnkit's compiled core (_core) is missing from {os.path.dirname(__file__)}: {exc}. "
+        f"rnnkit's compiled core (_core) is missing from {_os.path.dirname(__file__)}: {exc}. "
         "Use the installed package (pip install .; run without PYTHONPATH=python), or build the "
         "core into this source tree first (cmake -S . -B build/dev && cmake --build build/dev)"
     ) from exc
@@ -39,7 +39,7 @@ def _load_openblas() -> str:
         import scipy_openblas32
     except ImportError as exc:  # pragma: no cover - it is a declared dependency
         return f"scipy-openblas32 is not installed ({exc})"
-    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
+    path = _os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True))
     ok, error = _core.load_blas(path)
     return "" if ok else error
 
@@ -103,7 +103,7 @@ def info() -> dict:
         "build": build,
         "isa_supported": supported_isas(),
         "isa_active": get_isa(),
-        "isa_env_override": os.environ.get("RNNKIT_ISA", ""),
+        "isa_env_override": _os.environ.get("RNNKIT_ISA", ""),
         "threads": get_num_threads(),
         "blas": _core.blas_name(),
         "blas_core": _core.blas_corename(),

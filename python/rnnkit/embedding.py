@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import check_ids, check_lookup_size, check_positive_int
+from . import _checks
 
 __all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
 
@@ -49,8 +49,8 @@ def embedding_forward(ids, W, *, padding_idx: int | None = None):
     """
     W = _table(W)
     V, D = W.shape
-    ids = check_ids(ids, V)
-    check_lookup_size(ids.shape, D, W.dtype, "ids")
+    ids = _checks.check_ids(ids, V)
+    _checks.check_lookup_size(ids.shape, D, W.dtype, "ids")
     if padding_idx is not None:
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
             raise TypeError(f"padding_idx must be None or an int, got {type(padding_idx).__name__}")
@@ -124,7 +124,7 @@ def most_similar(W, vocab, word_or_vector, k: int = 10) -> list[tuple[str, float
     if len(tokens) != W.shape[0]:
         raise ValueError(f"W has {W.shape[0]} rows but the vocabulary has {len(tokens)} tokens; "
                          f"they must match (one row per id)")
-    k = check_positive_int(k, "k")
+    k = _checks.check_positive_int(k, "k")
     exclude = None
     if isinstance(word_or_vector, str):
         try:
