@@ -46,4 +46,11 @@ Isa active_isa();
 // Selects the ISA used from now on. Returns false (and changes nothing) when unsupported.
 bool set_isa(Isa isa);
 
+// The vectorised exp/sigmoid/tanh of one ISA's kernels, y[i] = fn(x[i]) for i < n (x: [n],
+// y: [n], assigned). For tests comparing every ISA with the scalar path; an unsupported ISA
+// runs the scalar kernels.
+enum class Elementwise { Exp, Sigmoid, Tanh };
+template <typename T>
+void elementwise(Elementwise fn, Isa isa, const T* x, T* y, int64_t n);
+
 }  // namespace rnnkit
