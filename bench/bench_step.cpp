@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "cpu/simd/kernels.h"
-#include "rnnkit/recurrent.h"
+#include "cpu/recurrent.h"
 #include "rnnkit/runtime.h"
 
 namespace {
@@ -73,7 +73,7 @@ void run_layer(benchmark::State& state) {
     if (!training) {
       rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, nullptr);
     } else {
-      rnnkit::Reserve<float> reserve;
+      rnnkit::CpuReserve<float> reserve;
       rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, &reserve);
       rnnkit::LayerGrads<float> g;
       g.dy = p.dy.data();

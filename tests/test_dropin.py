@@ -491,11 +491,11 @@ def test_foreign_or_edited_caches_are_named():
                 seq_bwd(np.zeros((N, T, H)), foreign)
         if cell != "rnn":  # the kernel-backed caches: edited fields are named
             _, cache = getattr(R, cell + "_forward")(xs, h, Wx, Wh, b)
-            with pytest.raises(TypeError, match=r"cache\.reserve must be the Reserve64"):
-                seq_bwd(np.zeros((N, T, H)), dataclasses.replace(cache, reserve=None))
+            with pytest.raises(TypeError, match=r"cache\.handles must be the tuple of ForwardHandles"):
+                seq_bwd(np.zeros((N, T, H)), dataclasses.replace(cache, handles=None))
             cache = getattr(R, cell + "_step_forward")(*step, Wx, Wh, b)[-1]
-            with pytest.raises(ValueError, match=r"cache\.Wx must be a C-contiguous float64"):
-                step_bwd(*step_grads, dataclasses.replace(cache, Wx=Wx.T))
+            with pytest.raises(ValueError, match=r"cache\.spans .* do not tile \[0, 2\)"):
+                step_bwd(*step_grads, dataclasses.replace(cache, spans=((0, 2),)))
     ids, W = np.array([[0, 2]]), rng.standard_normal((3, 4))
     for foreign in (P.word_embedding_forward(ids, W)[1], (ids, W.shape), None):
         with pytest.raises(TypeError, match=r"^cache must be the cache word_embedding_forward returned, got"):

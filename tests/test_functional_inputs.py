@@ -490,12 +490,11 @@ def test_core_accepts_read_only_inputs_and_names_an_unwriteable_output():
     an in-place output that is read-only is named."""
     a = make("gru")
     ro = {k: _read_only(v) for k, v in a.items()}
-    y, hT, _, reserve = _core.forward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], ro["b"],
-                                      ro["bh"], None, False, None, True, [0, 1, 2], True)
+    y, hT, _, handle = _core.forward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], ro["b"],
+                                     ro["bh"], None, False, None, True, [0, 1, 2], True)
     y_ref, hT_ref, _ = F.gru_forward(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], a["bh"])
     np.testing.assert_array_equal(y, y_ref)
-    grads = _core.backward("gru", ro["x"], ro["h0"], None, ro["Wx"], ro["Wh"], True, None, False,
-                           None, True, [0, 1, 2], reserve, _read_only(np.ones_like(y)), None, None)
+    grads = _core.backward(handle, _read_only(np.ones_like(y)), None, None)
     assert grads[0].shape == a["x"].shape
     ids, dout = _read_only(np.array([0, 2, 2])), _read_only(np.ones((3, 4)))
     dW = np.zeros((3, 4))
@@ -514,32 +513,28 @@ def test_edited_or_foreign_cache_is_named(cell):
     a = make(cell)
     a["c0"] = a["h0"] * 0.5
     y, hT, cache = forward(cell, a, lengths=np.array([T, 1, 2]))
-    x32 = a["x"].astype(np.float32)
     _, _, cache32 = forward(cell, {k: v.astype(np.float32) for k, v in a.items()})
+    other_cell = "gru" if cell == "lstm" else "lstm"
+    _, _, other_cell_cache = forward(other_cell, make(other_cell))
+    _, _, longer = forward(cell, {**a, "x": np.zeros((T + 1, B, I))})
     edits = [
-        (dict(reserve=None), TypeError,
-         r"cache\.reserve must be the Reserve64 a float64 training forward returns, got NoneType"),
-        (dict(reserve=object()), TypeError, r"cache\.reserve must be the Reserve64 .* got object"),
-        (dict(reserve=cache32.reserve), TypeError, r"cache\.reserve must be the Reserve64 .* got Reserve32"),
-        (dict(x=x32), TypeError, r"cache\.reserve must be the Reserve32 .* got Reserve64"),
-        (dict(x=np.zeros((T + 1, B, I))), ValueError, r"cache\.x and cache\.Wh give \(T, B, I, H\) = "
-         r"\(5, 3, 5, 6\) but cache\.reserve comes from a forward with \(4, 3, 5, 6\)"),
-        (dict(x=a["x"].tolist()), ValueError,
-         r"cache\.x must be the forward's 3-D float32/float64 input x, got list"),
-        (dict(x=a["x"].astype(np.float16)), ValueError, r"cache\.x must be .* got float16 array"),
-        (dict(Wh=None), ValueError, r"cache\.Wh must be the forward's 2-D Wh, got NoneType"),
-        (dict(Wx=a["Wx"][:-1]), ValueError, r"cache\.Wx must be a C-contiguous float64 array of shape "
-         r"\(5, \d+\), got float64 array of shape \(4, \d+\)"),
-        (dict(h0=np.asfortranarray(a["h0"])), ValueError,
-         r"cache\.h0 must be a C-contiguous float64 array of shape \(3, 6\)"),
-        (dict(recurrent_mask=np.ones((B, H), np.float32)), ValueError,
-         r"cache\.recurrent_mask must be a C-contiguous float64"),
-        (dict(lengths=np.array([T, 1, T + 1])), ValueError,
-         r"cache\.lengths must be None or a C-contiguous int64 array of shape \(3,\) with values in \[0, 4\]"),
-        (dict(lengths=[T, 1, 2]), ValueError, r"cache\.lengths must be .* got list"),
+        (dict(handles=None), TypeError,
+         r"cache\.handles must be the tuple of ForwardHandles a training forward returns, got NoneType"),
+        (dict(handles=(object(),)), TypeError, r"cache\.handles must be the tuple .* got tuple"),
+        (dict(handles=()), TypeError, r"cache\.handles must be the tuple .* got tuple"),
+        (dict(handles=list(cache.handles)), TypeError, r"cache\.handles must be the tuple .* got list"),
+        (dict(handles=other_cell_cache.handles), ValueError,
+         rf"cache\.cell is '{cache.cell}' but cache\.handles come from a {other_cell} forward"),
+        (dict(handles=cache.handles + cache32.handles, spans=((0, T), (T, 2 * T))), ValueError,
+         r"cache\.handles come from different forwards \(dtype or \(B, I, H\) differ: float64"),
+        (dict(handles=longer.handles), ValueError,
+         rf"cache\.spans \(\(0, {T}\),\) do not tile \[0, {T}\) with the handles' lengths \[{T + 1}\]"),
+        (dict(spans=None), ValueError, r"cache\.spans must be a \(first, end\) pair per handle, got None"),
+        (dict(spans=((1, T + 1),)), ValueError, r"cache\.spans .* do not tile"),
     ]
-    if cell == "rnn":  # the other nonlinearity: the kernel's own check names cache
-        edits.append((dict(cell="rnn_relu"), ValueError, r"cache does not belong to these inputs"))
+    if cell == "rnn":  # the other nonlinearity: named as a cell mismatch
+        edits.append((dict(cell="rnn_relu"), ValueError,
+                      r"cache\.cell is 'rnn_relu' but cache\.handles come from a rnn_tanh forward"))
     dy = np.ones_like(y)
     for edit, err, pattern in edits:
         with pytest.raises(err, match=pattern):
@@ -550,7 +545,7 @@ def test_edited_or_foreign_cache_is_named(cell):
     other = "gru" if cell == "lstm" else "lstm"
     _, _, other_cache = forward(other, make(other))
     want = {"rnn": "rnn_tanh/rnn_relu", "lstm": "lstm", "gru": "gru"}[cell]
-    for foreign, kind in ((other_cache, other), (object(), "object"), ((cache.x, cache.reserve), "tuple")):
+    for foreign, kind in ((other_cache, other), (object(), "object"), ((cache.cell, cache.handles), "tuple")):
         pattern = rf"cache must come from the matching forward \({want}\), got {kind}"
         with pytest.raises(TypeError, match=pattern):
             backward(cell, dy, None, foreign)
@@ -561,11 +556,14 @@ def test_edited_segmented_cache_is_named():
 
     a = make("lstm")
     y, _, cache = forward("lstm", a, segment=2)
-    assert type(cache).__name__ == "SegmentedCache"
-    with pytest.raises(ValueError, match=r"cache\.b must be .* float64 array of shape \(24,\), got NoneType"):
-        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, b=None))
-    with pytest.raises(ValueError, match=r"cache\.x must be"):
-        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, x=None))
+    assert cache.segmented and len(cache.handles) == 2
+    with pytest.raises(ValueError, match=r"cache\.spans \(\(2, 4\), \(0, 2\)\) do not tile|"
+                                         r"cache\.spans must be"):
+        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, spans=((0, 2),)))
+    with pytest.raises(TypeError, match=r"cache\.handles must be"):
+        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, handles=(cache.handles[0], None)))
+    with pytest.raises(ValueError, match=r"cache\.spans \(\(0, 2\), \(1, 3\)\) do not tile"):
+        backward("lstm", np.ones_like(y), None, dataclasses.replace(cache, spans=((0, 2), (1, 3))))
     with pytest.raises(TypeError, match=r"cache must come from the matching forward \(gru\), got lstm"):
         F.gru_backward(np.ones_like(y), None, cache)
 

@@ -22,6 +22,14 @@ inline std::string shape_str(const std::vector<int64_t>& s) {
   return o.str();
 }
 
+// True when `arr` holds native-order T. Not dtype identity (`.is`): an unpickled or
+// otherwise rebuilt array carries an equal but distinct dtype object.
+template <typename T>
+bool has_dtype(const py::array& arr) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(arr.dtype().ptr(),
+                                                         py::dtype::of<T>().ptr());
+}
+
 // Returns `obj` as an array after checking it is a C-contiguous array of T with exactly
 // `shape`. Throws ValueError/TypeError naming `name`.
 template <typename T>
@@ -30,7 +38,7 @@ py::array checked_array(const py::handle& obj, const char* name, const std::vect
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array");
   py::array arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(arr))
     throw py::type_error(std::string(name) + " must have dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(arr.dtype())));

@@ -28,7 +28,7 @@ void embedding_backward_impl(const py::array& ids, const py::array& dout, py::ar
 void embedding_init(py::module_& m) {
   m.def("embedding_backward",
         [](const py::array& ids, const py::array& dout, py::array dW, int64_t skip_id) {
-          if (dW.dtype().is(py::dtype::of<float>()))
+          if (has_dtype<float>(dW))
             embedding_backward_impl<float>(ids, dout, dW, skip_id);
           else
             embedding_backward_impl<double>(ids, dout, dW, skip_id);

@@ -40,9 +40,9 @@ void linalg_init(py::module_& m) {
   m.def("gemm",
         [](const py::array& A, bool trans_a, const py::array& B, bool trans_b, py::array C,
            double alpha, double beta) {
-          if (C.dtype().is(py::dtype::of<float>()))
+          if (has_dtype<float>(C))
             gemm_impl<float>(A, trans_a, B, trans_b, C, float(alpha), float(beta));
-          else if (C.dtype().is(py::dtype::of<double>()))
+          else if (has_dtype<double>(C))
             gemm_impl<double>(A, trans_a, B, trans_b, C, alpha, beta);
           else
             throw py::type_error("gemm: C must be float32 or float64");

@@ -1,12 +1,19 @@
-// Recurrent op family: forward (training or inference) and backward of one layer, one direction.
+// Recurrent op family: forward (training or inference) and backward of one layer, one
+// direction, through the backend seam (rnnkit/backend.h).
+//
+// A training forward returns a ForwardHandle: the checked input arrays (kept alive, so the
+// views in its CallDesc stay valid) and the backend's reserve. Backward takes the handle and
+// the incoming gradients only, so nothing is passed back, re-checked or mismatched.
 // Python (rnnkit.functional) gives friendly errors first; the checks here guard the core.
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <type_traits>
+#include <vector>
 
 #include "bindings/checks.h"
 #include "bindings/without_gil.h"
-#include "rnnkit/recurrent.h"
+#include "rnnkit/backend.h"
 
 namespace rnnkit::bindings {
 
@@ -14,14 +21,12 @@ namespace {
 
 CellSpec make_spec(const std::string& cell, bool linear_before_reset,
                    const std::vector<int>& gate_block) {
+  const CellInfo* info = find_cell(cell);
+  if (!info) throw py::value_error("cell must be " + cell_names() + ", got '" + cell + "'");
   CellSpec spec;
-  if (cell == "rnn_tanh") spec.kind = CellKind::RnnTanh;
-  else if (cell == "rnn_relu") spec.kind = CellKind::RnnRelu;
-  else if (cell == "lstm") spec.kind = CellKind::Lstm;
-  else if (cell == "gru") spec.kind = CellKind::Gru;
-  else throw py::value_error("cell must be 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru', got '" + cell + "'");
+  spec.kind = info->kind;
   spec.linear_before_reset = linear_before_reset;
-  const int G = spec.gates();
+  const int G = info->gates;
   if (!gate_block.empty()) {
     if (int(gate_block.size()) != G)
       throw py::value_error("gate_block must have one entry per gate (" + std::to_string(G) + ")");
@@ -36,35 +41,50 @@ CellSpec make_spec(const std::string& cell, bool linear_before_reset,
   return spec;
 }
 
-// Everything forward and backward share: checked pointers and sizes of the layer's inputs.
-template <typename T>
-struct CheckedInputs {
-  Dims dims;
-  LayerInputs<T> in;
+// What backward needs from its forward: the call as the backend saw it, the arrays its views
+// point into, and the backend's reserve. A checkpoint handle (keep_reserve=false) keeps the
+// inputs only; backward then reruns the forward to rebuild the reserve for its own use.
+struct ForwardHandle {
+  CallDesc call;
+  const Backend* backend = nullptr;
+  bool has_bh = false;
+  std::vector<py::object> arrays;     // the checked inputs (x, h0, c0, Wx, Wh, b, bh, ...)
+  std::unique_ptr<Reserve> reserve;   // null for a checkpoint handle
+  size_t state_nbytes = 0;            // bytes of h0 and c0
+
+  size_t nbytes() const { return reserve ? reserve->nbytes() : state_nbytes; }
 };
 
+size_t dtype_size(DType t) { return t == DType::Float32 ? sizeof(float) : sizeof(double); }
+
+// Checks the arrays of one call and describes it; `keep` receives every array a view points
+// into.
 template <typename T>
-CheckedInputs<T> check_inputs(const CellSpec& spec, const py::array& x, const py::object& h0,
-                              const py::object& c0, const py::array& Wx, const py::array& Wh,
-                              const py::object& b, const py::object& bh,
-                              const py::object& lengths, bool reverse,
-                              const py::object& recurrent_mask) {
+CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::object& h0,
+                       const py::object& c0, const py::array& Wx, const py::array& Wh,
+                       const py::object& b, const py::object& bh, const py::object& lengths,
+                       bool reverse, const py::object& recurrent_mask,
+                       std::vector<py::object>& keep) {
   if (x.ndim() != 3) throw py::value_error("x must be 3-D (T, B, I)");
   if (Wh.ndim() != 2) throw py::value_error("Wh must be 2-D (H, G*H)");
-  CheckedInputs<T> r;
-  Dims& d = r.dims;
+  if (b.is_none()) throw py::type_error("b must be an array, got None");
+  CallDesc call;
+  call.cell = spec;
+  call.dtype = std::is_same_v<T, float> ? DType::Float32 : DType::Float64;
+  call.reverse = reverse;
+  Dims& d = call.dims;
   d.T = x.shape(0);
   d.B = x.shape(1);
   d.I = x.shape(2);
   d.H = Wh.shape(0);
   const int64_t GH = spec.gates() * d.H;
-  LayerInputs<T>& in = r.in;
+  InputViews& in = call.in;
   in.x = checked_input<T>(x, "x", {d.T, d.B, d.I});
   in.h0 = checked_input<T>(h0, "h0", {d.B, d.H}, true);
   in.c0 = spec.has_cell_state() ? checked_input<T>(c0, "c0", {d.B, d.H}, true) : nullptr;
   in.Wx = checked_input<T>(Wx, "Wx", {d.I, GH});
   in.Wh = checked_input<T>(Wh, "Wh", {d.H, GH});
-  in.b = b.is_none() ? nullptr : checked_input<T>(b, "b", {GH});  // None only from backward
+  in.b = checked_input<T>(b, "b", {GH});
   in.bh = checked_input<T>(bh, "bh", {GH}, true);
   in.lengths = checked_input<int64_t>(lengths, "lengths", {d.B}, true);
   if (in.lengths)
@@ -72,52 +92,62 @@ CheckedInputs<T> check_inputs(const CellSpec& spec, const py::array& x, const py
       if (in.lengths[i] < 0 || in.lengths[i] > d.T)
         throw py::value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(in.lengths[i]) +
                               " is outside [0, T=" + std::to_string(d.T) + "]");
-  in.reverse = reverse;
   in.recurrent_mask = checked_input<T>(recurrent_mask, "recurrent_mask", {d.B, d.H}, true);
-  return r;
+  keep = {x, h0, spec.has_cell_state() ? c0 : py::none(), Wx, Wh, b, bh, lengths, recurrent_mask};
+  return call;
+}
+
+// New arrays for the outputs of `call`; cT is None for cells without a cell state.
+template <typename T>
+py::tuple new_outputs(const CallDesc& call, OutputViews& out) {
+  const Dims& d = call.dims;
+  py::array_t<T> y = new_array<T>({d.T, d.B, d.H}), hT = new_array<T>({d.B, d.H});
+  out.y = y.mutable_data();
+  out.hT = hT.mutable_data();
+  py::object cT = py::none();
+  if (call.cell.has_cell_state()) {
+    py::array_t<T> c = new_array<T>({d.B, d.H});
+    out.cT = c.mutable_data();
+    cT = c;
+  }
+  return py::make_tuple(y, hT, cT);
 }
 
 template <typename T>
 py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
-                       bool reverse, const py::object& recurrent_mask, bool training) {
-  if (b.is_none()) throw py::type_error("b must be an array, got None");
-  CheckedInputs<T> ci = check_inputs<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                        recurrent_mask);
-  const Dims& d = ci.dims;
-  py::array_t<T> y = new_array<T>({d.T, d.B, d.H}), hT = new_array<T>({d.B, d.H});
-  py::object cT = py::none();
-  LayerOutputs<T> out{y.mutable_data(), hT.mutable_data(), nullptr};
-  if (spec.has_cell_state()) {
-    py::array_t<T> c = new_array<T>({d.B, d.H});
-    out.cT = c.mutable_data();
-    cT = c;
-  }
-  std::shared_ptr<Reserve<T>> reserve = training ? std::make_shared<Reserve<T>>() : nullptr;
-  without_gil([&] { forward<T>(spec, d, ci.in, out, reserve.get()); });
-  py::object res = reserve ? py::cast(reserve) : py::none();
-  return py::make_tuple(y, hT, cT, res);
+                       bool reverse, const py::object& recurrent_mask, bool training,
+                       bool keep_reserve) {
+  auto handle = std::make_unique<ForwardHandle>();
+  handle->call = describe_call<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
+                                  recurrent_mask, handle->arrays);
+  handle->backend = &cpu_backend();
+  handle->has_bh = !bh.is_none();
+  const CallDesc& call = handle->call;
+  OutputViews out;
+  py::tuple outputs = new_outputs<T>(call, out);
+  const bool store = training && keep_reserve;
+  std::unique_ptr<Reserve> reserve;
+  without_gil([&] { reserve = handle->backend->forward(call, out, store); });
+  if (!training) return py::make_tuple(outputs[0], outputs[1], outputs[2], py::none());
+  handle->reserve = std::move(reserve);
+  const size_t state = size_t(call.dims.B * call.dims.H) * sizeof(T);
+  handle->state_nbytes = (call.in.h0 ? state : 0) + (call.in.c0 ? state : 0);
+  return py::make_tuple(outputs[0], outputs[1], outputs[2], py::cast(std::move(handle)));
 }
 
 template <typename T>
-py::tuple backward_impl(const CellSpec& spec, const py::array& x, const py::object& h0,
-                        const py::object& c0, const py::array& Wx, const py::array& Wh,
-                        bool has_bh, const py::object& lengths, bool reverse,
-                        const py::object& recurrent_mask, const Reserve<T>& reserve,
-                        const py::object& dy, const py::object& dhT, const py::object& dcT) {
-  CheckedInputs<T> ci = check_inputs<T>(spec, x, h0, c0, Wx, Wh, py::none(), py::none(), lengths,
-                                        reverse, recurrent_mask);
-  const Dims& d = ci.dims;
-  const int64_t GH = spec.gates() * d.H;
-  if (reserve.dims.T != d.T || reserve.dims.B != d.B || reserve.dims.I != d.I ||
-      reserve.dims.H != d.H || reserve.spec.kind != spec.kind ||
-      reserve.spec.linear_before_reset != spec.linear_before_reset)
-    throw py::value_error("cache does not belong to these inputs (shapes or cell differ)");
-  LayerGrads<T> g;
+py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const py::object& dhT,
+                        const py::object& dcT) {
+  const CallDesc& call = handle.call;
+  const Dims& d = call.dims;
+  const int64_t GH = call.cell.gates() * d.H;
+  const bool cell_state = call.cell.has_cell_state();
+  GradViews g;
   g.dy = checked_input<T>(dy, "dy", {d.T, d.B, d.H}, true);
   g.dhT = checked_input<T>(dhT, "dhT", {d.B, d.H}, true);
-  g.dcT = spec.has_cell_state() ? checked_input<T>(dcT, "dcT", {d.B, d.H}, true) : nullptr;
+  g.dcT = cell_state ? checked_input<T>(dcT, "dcT", {d.B, d.H}, true) : nullptr;
   py::array_t<T> dx = new_array<T>({d.T, d.B, d.I}), dh0 = new_array<T>({d.B, d.H});
   py::array_t<T> dWx = new_array<T>({d.I, GH}), dWh = new_array<T>({d.H, GH});
   py::array_t<T> db = new_array<T>({GH});
@@ -127,79 +157,90 @@ py::tuple backward_impl(const CellSpec& spec, const py::array& x, const py::obje
   g.dWx = dWx.mutable_data();
   g.dWh = dWh.mutable_data();
   g.db = db.mutable_data();
-  if (spec.has_cell_state()) {
+  if (cell_state) {
     py::array_t<T> a = new_array<T>({d.B, d.H});
     g.dc0 = a.mutable_data();
     dc0 = a;
   }
-  if (has_bh) {
+  if (handle.has_bh) {
     py::array_t<T> a = new_array<T>({GH});
     g.dbh = a.mutable_data();
     dbh = a;
   }
-  without_gil([&] { backward<T>(spec, d, ci.in, reserve, g); });
+  // a checkpoint handle reruns its forward into throw-away outputs to rebuild the reserve
+  std::vector<T> scratch;
+  if (!handle.reserve) scratch.resize(size_t((d.T + 2) * d.B * d.H));
+  without_gil([&] {
+    if (handle.reserve) return handle.backend->backward(call, *handle.reserve, g);
+    T* p = scratch.data();
+    OutputViews out{p, p + d.T * d.B * d.H, cell_state ? p + (d.T + 1) * d.B * d.H : nullptr};
+    std::unique_ptr<Reserve> rebuilt = handle.backend->forward(call, out, true);
+    handle.backend->backward(call, *rebuilt, g);
+  });
   return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh);
-}
-
-template <typename T>
-void bind_reserve(py::module_& m, const char* name) {
-  py::class_<Reserve<T>, std::shared_ptr<Reserve<T>>>(m, name,
-      "Opaque buffers a training-mode forward keeps for backward")
-      .def_property_readonly("nbytes", &Reserve<T>::nbytes)
-      .def_property_readonly(
-          "dims",
-          [](const Reserve<T>& r) { return py::make_tuple(r.dims.T, r.dims.B, r.dims.I, r.dims.H); },
-          "(T, B, I, H) of the forward that filled it, so a cache's arrays can be checked against it");
 }
 
 }  // namespace
 
 void recurrent_init(py::module_& m) {
-  bind_reserve<float>(m, "Reserve32");
-  bind_reserve<double>(m, "Reserve64");
+  py::class_<ForwardHandle>(m, "ForwardHandle",
+      "What a training-mode forward keeps for backward: its checked inputs and the backend's "
+      "reserve. Opaque; pass it to backward.")
+      .def_property_readonly("nbytes", &ForwardHandle::nbytes,
+          "Bytes kept for backward besides the inputs: the reserve, or for a checkpoint handle "
+          "the initial states it holds")
+      .def_property_readonly("dims", [](const ForwardHandle& h) {
+        const Dims& d = h.call.dims;
+        return py::make_tuple(d.T, d.B, d.I, d.H);
+      }, "(T, B, I, H) of the forward")
+      .def_property_readonly("cell", [](const ForwardHandle& h) {
+        return std::string(cell_info(h.call.cell.kind).name);
+      })
+      .def_property_readonly("dtype", [](const ForwardHandle& h) {
+        return h.call.dtype == DType::Float32 ? py::dtype::of<float>() : py::dtype::of<double>();
+      })
+      .def_property_readonly("keeps_reserve", [](const ForwardHandle& h) { return bool(h.reserve); },
+          "False for a checkpoint handle: backward recomputes the forward first")
+      .def_property_readonly("backend", [](const ForwardHandle& h) {
+        return std::string(h.backend->name());
+      })
+      .def("__reduce__", [](const ForwardHandle&) -> py::object {
+        throw py::type_error("a ForwardHandle holds a backend's buffers and cannot be pickled or "
+                             "copied; run the forward again");
+      });
 
   m.def("forward",
         [](const std::string& cell, const py::array& x, const py::object& h0, const py::object& c0,
            const py::array& Wx, const py::array& Wh, const py::object& b, const py::object& bh,
            const py::object& lengths, bool reverse, const py::object& recurrent_mask,
-           bool linear_before_reset, const std::vector<int>& gate_block, bool training) {
+           bool linear_before_reset, const std::vector<int>& gate_block, bool training,
+           bool keep_reserve) {
           CellSpec spec = make_spec(cell, linear_before_reset, gate_block);
-          if (x.dtype().is(py::dtype::of<float>()))
+          if (has_dtype<float>(x))
             return forward_impl<float>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                       recurrent_mask, training);
-          if (x.dtype().is(py::dtype::of<double>()))
+                                       recurrent_mask, training, keep_reserve);
+          if (has_dtype<double>(x))
             return forward_impl<double>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                        recurrent_mask, training);
+                                        recurrent_mask, training, keep_reserve);
           throw py::type_error("x must be float32 or float64");
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("Wx"), py::arg("Wh"),
         py::arg("b"), py::arg("bh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("recurrent_mask"), py::arg("linear_before_reset"), py::arg("gate_block"),
-        py::arg("training"),
-        "One layer, one direction. Returns (y, hT, cT or None, reserve or None).");
+        py::arg("training"), py::arg("keep_reserve") = true,
+        "One layer, one direction. Returns (y, hT, cT or None, handle or None); the handle "
+        "(training only) is backward's input. keep_reserve=False keeps the inputs only and "
+        "backward recomputes the forward (checkpointing).");
 
   m.def("backward",
-        [](const std::string& cell, const py::array& x, const py::object& h0, const py::object& c0,
-           const py::array& Wx, const py::array& Wh, bool has_bh, const py::object& lengths,
-           bool reverse, const py::object& recurrent_mask, bool linear_before_reset,
-           const std::vector<int>& gate_block, const py::object& reserve, const py::object& dy,
-           const py::object& dhT, const py::object& dcT) {
-          CellSpec spec = make_spec(cell, linear_before_reset, gate_block);
-          if (x.dtype().is(py::dtype::of<float>()))
-            return backward_impl<float>(spec, x, h0, c0, Wx, Wh, has_bh, lengths, reverse,
-                                        recurrent_mask, reserve.cast<const Reserve<float>&>(),
-                                        dy, dhT, dcT);
-          if (x.dtype().is(py::dtype::of<double>()))
-            return backward_impl<double>(spec, x, h0, c0, Wx, Wh, has_bh, lengths, reverse,
-                                         recurrent_mask, reserve.cast<const Reserve<double>&>(),
-                                         dy, dhT, dcT);
-          throw py::type_error("x must be float32 or float64");
+        [](const ForwardHandle& handle, const py::object& dy, const py::object& dhT,
+           const py::object& dcT) {
+          if (handle.call.dtype == DType::Float32) return backward_impl<float>(handle, dy, dhT, dcT);
+          return backward_impl<double>(handle, dy, dhT, dcT);
         },
-        py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("Wx"), py::arg("Wh"),
-        py::arg("has_bh"), py::arg("lengths"), py::arg("reverse"), py::arg("recurrent_mask"),
-        py::arg("linear_before_reset"),
-        py::arg("gate_block"), py::arg("reserve"), py::arg("dy"), py::arg("dhT"), py::arg("dcT"),
-        "BPTT of one layer, one direction. Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None).");
+        py::arg("handle"), py::arg("dy"), py::arg("dhT"), py::arg("dcT"),
+        "BPTT of one layer, one direction, over a training forward's handle. "
+        "Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None).");
 }
 
 }  // namespace rnnkit::bindings

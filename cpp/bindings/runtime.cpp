@@ -3,7 +3,6 @@
 #include <pybind11/stl.h>
 
 #include "bindings/checks.h"
-#include "cpu/simd/kernels.h"
 #include "rnnkit/runtime.h"
 
 namespace rnnkit::bindings {
@@ -22,13 +21,15 @@ py::array elementwise_impl(const std::string& fn, py::array x, Isa isa) {
   const int64_t n = x.size();
   const T* src = checked_input<T>(x, "x", {n});
   py::array_t<T> y = new_array<T>({n});
-  const PointwiseKernels<T>& k = kernels_for<T>(isa);
-  auto f = fn == "exp" ? k.exp : fn == "sigmoid" ? k.sigmoid : fn == "tanh" ? k.tanh : nullptr;
-  if (!f) throw py::value_error("fn must be 'exp', 'sigmoid' or 'tanh', got '" + fn + "'");
+  Elementwise which;
+  if (fn == "exp") which = Elementwise::Exp;
+  else if (fn == "sigmoid") which = Elementwise::Sigmoid;
+  else if (fn == "tanh") which = Elementwise::Tanh;
+  else throw py::value_error("fn must be 'exp', 'sigmoid' or 'tanh', got '" + fn + "'");
   T* dst = y.mutable_data();
   {
     py::gil_scoped_release release;
-    f(src, dst, n);
+    elementwise<T>(which, isa, src, dst, n);
   }
   return y;
 }
@@ -75,7 +76,7 @@ void runtime_init(py::module_& m) {
     return d;
   });
   m.def("elementwise", [](const std::string& fn, py::array x, const std::string& isa) -> py::array {
-    if (x.dtype().is(py::dtype::of<float>())) return elementwise_impl<float>(fn, x, parse_isa(isa));
+    if (has_dtype<float>(x)) return elementwise_impl<float>(fn, x, parse_isa(isa));
     return elementwise_impl<double>(fn, x, parse_isa(isa));
   }, py::arg("fn"), py::arg("x"), py::arg("isa"),
      "Vectorised exp/sigmoid/tanh of a 1-D array with the given ISA's kernels (for tests)");

@@ -163,9 +163,10 @@ def gru_step_backward(dnext_h, cache):
 
 def _step_grad(value, name, cache, cells):
     F.check_cache(cache, cells, "the matching step forward")
-    if cache.x.shape[0] != 1:
+    T, N, _, H = cache.dims
+    if T != 1:
         raise TypeError("cache comes from a sequence forward; use the sequence backward")
-    return _state(value, name, cache.x.shape[1], cache.Wh.shape[0], cache.x.dtype)
+    return _state(value, name, N, H, cache.dtype)
 
 
 # ----------------------------------------------------------------------------- sequences
@@ -177,9 +178,9 @@ def _time_major(x):
 
 def _seq_grad(dh, cache, cells):
     F.check_cache(cache, cells)
-    T, N, _ = cache.x.shape
-    dh = float_array(dh, "dh", ndim=3, dtype=cache.x.dtype)
-    expect_shape(dh, "dh", (N, T, cache.Wh.shape[0]), "(N, T, H)")
+    T, N, _, H = cache.dims
+    dh = float_array(dh, "dh", ndim=3, dtype=cache.dtype)
+    expect_shape(dh, "dh", (N, T, H), "(N, T, H)")
     return dh.transpose(1, 0, 2)
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import FLOAT_DTYPES, expect_shape, float_array, lengths_array, optional_float, shape_str
+from ._checks import expect_shape, float_array, lengths_array, optional_float, shape_str
 from .embedding import embedding_backward, embedding_forward  # noqa: F401 (part of this API)
 
 __all__ = [
@@ -51,52 +51,58 @@ _CANONICAL_GATES = {"lstm": "ifgo", "gru": "rzn"}
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecurrentCache:
-    """What a training-mode forward keeps for its backward: the (contiguous) inputs and the
-    core's reserve of gate activations and states. ``nbytes`` is the reserve's size."""
+    """What a training-mode forward keeps for its backward, opaque to callers.
+
+    ``handles`` are the core's forward handles in step order; each owns its checked inputs and
+    the backend's reserve. A plain forward has one. A forward with ``segment=k`` (k < T) has
+    one checkpoint handle per k-step segment, covering time positions ``spans[i]``: it keeps
+    only the states entering its segment, and backward reruns that segment's forward before
+    backpropagating it. ``nbytes`` is what the cache keeps besides the inputs; ``cell``,
+    ``dims`` (T, B, I, H) and ``dtype`` describe the forward that made it."""
 
     cell: str
-    x: np.ndarray
-    h0: np.ndarray | None
-    c0: np.ndarray | None
-    Wx: np.ndarray
-    Wh: np.ndarray
-    has_bh: bool
-    lengths: np.ndarray | None
-    reverse: bool
-    recurrent_mask: np.ndarray | None
-    linear_before_reset: bool
-    gate_block: list
-    reserve: object
+    handles: tuple
+    spans: tuple  # (first, end) time positions of each handle
 
     @property
     def nbytes(self) -> int:
-        return int(self.reserve.nbytes)
-
-
-@dataclass
-class SegmentedCache:
-    """Cache of a forward run with ``segment=k``: only the states at the start of every k-step
-    segment are kept; backward recomputes one segment's activations at a time."""
-
-    cell: str
-    x: np.ndarray
-    Wx: np.ndarray
-    Wh: np.ndarray
-    b: np.ndarray
-    bh: np.ndarray | None
-    lengths: np.ndarray | None
-    reverse: bool
-    recurrent_mask: np.ndarray | None
-    linear_before_reset: bool
-    gate_block: list
-    segments: list  # (first position, end position, lengths within the segment or None)
-    starts: list    # (h, c) entering each segment, in step order
+        return int(sum(h.nbytes for h in self.handles))
 
     @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for state in self.starts for a in state if a is not None)
+    def segmented(self) -> bool:
+        return len(self.handles) > 1
+
+    @property
+    def dims(self) -> tuple:
+        _, B, I, H = self.handles[0].dims
+        return max(t1 for _, t1 in self.spans), B, I, H
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.handles[0].dtype
+
+    def backward(self, dy, dhT, dcT):
+        """Backward over checked gradients (``dy`` time-major and C-contiguous or None);
+        returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None). Callers check the cache
+        first (``check_cache``)."""
+        if not self.segmented:
+            return _core.backward(self.handles[0], dy, dhT, dcT)
+        # One segment at a time, last first: each handle reruns its segment's forward from the
+        # state that entered it, then backpropagates it with the gradients flowing in from the
+        # segment after it.
+        T, B, I, _ = self.dims
+        dx = np.empty((T, B, I), self.dtype)
+        total = None
+        dh, dc = dhT, dcT
+        for handle, (t0, t1) in zip(reversed(self.handles), reversed(self.spans)):
+            seg_dy = None if dy is None else dy[t0:t1]
+            dx[t0:t1], dh, dc, *params = _core.backward(handle, seg_dy, dh, dc)
+            total = params if total is None else [a if g is None else a + g
+                                                  for a, g in zip(total, params)]
+        dWx, dWh, db, dbh = total
+        return dx, dh, dc, dWx, dWh, db, dbh
 
 
 def _segments(T, lengths, reverse, segment):
@@ -154,57 +160,30 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
         if not inference and segment < T:
             return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
                                       recurrent_mask, bool(linear_before_reset), block, int(segment))
-    y, hT, cT, reserve = _core.forward(
+    y, hT, cT, handle = _core.forward(
         cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
         bool(linear_before_reset), block, not inference,
     )
-    cache = None
-    if not inference:
-        cache = RecurrentCache(cell, x, h0, c0, Wx, Wh, bh is not None, lengths, reverse,
-                               recurrent_mask, bool(linear_before_reset), block, reserve)
+    cache = None if inference else RecurrentCache(cell, (handle,), ((0, T),))
     return y, hT, cT, cache
 
 
 def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
                        linear_before_reset, block, segment):
-    """Runs the segments in inference mode, keeping only the states entering each one."""
+    """Runs the segments keeping one checkpoint handle each: the segment's inputs and the
+    states entering it, no reserve."""
     T, B, _ = x.shape
     y = np.empty((T, B, Wh.shape[0]), x.dtype)
-    segments = _segments(T, lengths, reverse, segment)
-    starts = []
+    handles, spans = [], []
     h, c = h0, c0
-    for t0, t1, seg_lengths in segments:
-        starts.append((h, c))
-        y[t0:t1], h, c, _ = _core.forward(
+    for t0, t1, seg_lengths in _segments(T, lengths, reverse, segment):
+        y[t0:t1], h, c, handle = _core.forward(
             cell, x[t0:t1], h, c, Wx, Wh, b, bh, seg_lengths, reverse, recurrent_mask,
-            linear_before_reset, block, False,
+            linear_before_reset, block, True, False,
         )
-    cache = SegmentedCache(cell, x, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
-                           linear_before_reset, block, segments, starts)
-    return y, h, c, cache
-
-
-def _segmented_backward(cache, dy, dhT, dcT):
-    """Backward one segment at a time, last first: recompute its forward from the state that
-    entered it, then backpropagate it with the gradients flowing in from the next segment."""
-    x = cache.x
-    dx = np.empty_like(x)
-    total = None
-    dh, dc = dhT, dcT
-    for (t0, t1, seg_lengths), (h, c) in zip(reversed(cache.segments), reversed(cache.starts)):
-        _, _, _, reserve = _core.forward(
-            cache.cell, x[t0:t1], h, c, cache.Wx, cache.Wh, cache.b, cache.bh, seg_lengths,
-            cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block, True,
-        )
-        seg_dy = None if dy is None else np.ascontiguousarray(dy[t0:t1])
-        dx[t0:t1], dh, dc, *params = _core.backward(
-            cache.cell, x[t0:t1], h, c, cache.Wx, cache.Wh, cache.bh is not None, seg_lengths,
-            cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block,
-            reserve, seg_dy, dh, dc,
-        )
-        total = params if total is None else [a if g is None else a + g for a, g in zip(total, params)]
-    dWx, dWh, db, dbh = total
-    return dx, dh, dc if cache.cell == "lstm" else None, dWx, dWh, db, dbh
+        handles.append(handle)
+        spans.append((t0, t1))
+    return y, h, c, RecurrentCache(cell, tuple(handles), tuple(spans))
 
 
 def _describe(value) -> str:
@@ -215,49 +194,36 @@ def _describe(value) -> str:
 
 def check_cache(cache, cells, forward: str = "the matching forward") -> None:
     """TypeError/ValueError naming ``cache`` unless it is the cache a training forward of one of
-    ``cells`` returned, with arrays that still fit each other and the kernel's reserve. Caches
-    are opaque, but a caller can edit one or pass another's; the kernel must never see that."""
-    caches = (RecurrentCache, SegmentedCache)
-    if not isinstance(cache, caches) or cache.cell not in cells:
-        kind = cache.cell if isinstance(cache, caches) else type(cache).__name__
+    ``cells`` returned, with handles that still fit each other. Caches are opaque, but a caller
+    can edit one or pass another's; the kernel must never see that."""
+    if not isinstance(cache, RecurrentCache) or cache.cell not in cells:
+        kind = cache.cell if isinstance(cache, RecurrentCache) else type(cache).__name__
         raise TypeError(f"cache must come from {forward} ({'/'.join(cells)}), got {kind}")
     unchanged = "; pass backward the cache its forward returned, unchanged"
-    x, Wh = cache.x, cache.Wh
-    if not (isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES and x.ndim == 3):
-        raise ValueError(f"cache.x must be the forward's 3-D float32/float64 input x, "
-                         f"got {_describe(x)}{unchanged}")
-    if not (isinstance(Wh, np.ndarray) and Wh.ndim == 2):
-        raise ValueError(f"cache.Wh must be the forward's 2-D Wh, got {_describe(Wh)}{unchanged}")
-    T, B, I = x.shape
-    H = Wh.shape[0]
-    GH = _GATES[cache.cell] * H
-    if isinstance(cache, RecurrentCache):
-        want = _core.Reserve32 if x.dtype == np.float32 else _core.Reserve64
-        if not isinstance(cache.reserve, want):
-            raise TypeError(f"cache.reserve must be the {want.__name__} a {x.dtype} training forward "
-                            f"returns, got {type(cache.reserve).__name__}{unchanged}")
-        if cache.reserve.dims != (T, B, I, H):
-            raise ValueError(f"cache.x and cache.Wh give (T, B, I, H) = {(T, B, I, H)} but cache.reserve "
-                             f"comes from a forward with {cache.reserve.dims}{unchanged}")
-        arrays = [("h0", (B, H), False), ("c0", (B, H), False)]
-    else:
-        arrays = [("b", (GH,), True), ("bh", (GH,), False)]
-    arrays += [("x", (T, B, I), True), ("Wx", (I, GH), True), ("Wh", (H, GH), True),
-               ("recurrent_mask", (B, H), False)]
-    for name, shape, required in arrays:
-        value = getattr(cache, name)
-        if value is None and not required:
-            continue
-        if not (isinstance(value, np.ndarray) and value.dtype == x.dtype and value.shape == shape
-                and value.flags.c_contiguous):
-            raise ValueError(f"cache.{name} must be a C-contiguous {x.dtype} array of shape "
-                             f"{shape_str(shape)}, got {_describe(value)}{unchanged}")
-    lengths = cache.lengths
-    if lengths is not None and not (
-            isinstance(lengths, np.ndarray) and lengths.dtype == np.int64 and lengths.shape == (B,)
-            and lengths.flags.c_contiguous and np.all((lengths >= 0) & (lengths <= T))):
-        raise ValueError(f"cache.lengths must be None or a C-contiguous int64 array of shape ({B},) "
-                         f"with values in [0, {T}], got {_describe(lengths)}{unchanged}")
+    handles, spans = cache.handles, cache.spans
+    if not (isinstance(handles, tuple) and handles
+            and all(isinstance(h, _core.ForwardHandle) for h in handles)):
+        raise TypeError(f"cache.handles must be the tuple of ForwardHandles a training forward "
+                        f"returns, got {_describe(handles)}{unchanged}")
+    first = handles[0]
+    for h in handles:
+        if h.cell != cache.cell:
+            raise ValueError(f"cache.cell is {cache.cell!r} but cache.handles come from a "
+                             f"{h.cell} forward{unchanged}")
+        if h.dtype != first.dtype or h.dims[1:] != first.dims[1:]:
+            raise ValueError(f"cache.handles come from different forwards (dtype or (B, I, H) "
+                             f"differ: {first.dtype} {first.dims[1:]} vs {h.dtype} "
+                             f"{h.dims[1:]}){unchanged}")
+    if not (isinstance(spans, tuple) and len(spans) == len(handles)
+            and all(isinstance(s, tuple) and len(s) == 2 for s in spans)):
+        raise ValueError(f"cache.spans must be a (first, end) pair per handle, got "
+                         f"{spans!r}{unchanged}")
+    covered = sorted(spans)
+    T = covered[-1][1]
+    if covered[0][0] != 0 or any(a[1] != b[0] for a, b in zip(covered, covered[1:])) or any(
+            t1 - t0 != h.dims[0] for h, (t0, t1) in zip(handles, spans)):
+        raise ValueError(f"cache.spans {spans!r} do not tile [0, {T}) with the handles' "
+                         f"lengths {[h.dims[0] for h in handles]}{unchanged}")
 
 
 def _backward(expected_cells, dy, dhT, dcT, cache):
@@ -267,20 +233,13 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
             "backward; run the forward with inference=False (the default) to train"
         )
     check_cache(cache, expected_cells)
-    T, B, _ = cache.x.shape
-    H = cache.Wh.shape[0]
-    dtype = cache.x.dtype
+    T, B, _, H = cache.dims
+    dtype = cache.dtype
     dy = optional_float(dy, "dy", (T, B, H), "(T, B, H)", dtype)
     dhT = optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
     if cache.cell == "lstm":
         dcT = optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
-    if isinstance(cache, SegmentedCache):
-        return _segmented_backward(cache, dy, dhT, dcT)
-    return _core.backward(
-        cache.cell, cache.x, cache.h0, cache.c0, cache.Wx, cache.Wh, cache.has_bh, cache.lengths,
-        cache.reverse, cache.recurrent_mask, cache.linear_before_reset, cache.gate_block,
-        cache.reserve, dy, dhT, dcT,
-    )
+    return cache.backward(dy, dhT, dcT)
 
 
 def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None, reverse=False,

@@ -48,4 +48,11 @@ bool set_isa(Isa isa);
 // Why RNNKIT_ISA was not followed as given (an unknown value, or an ISA this CPU lacks), or "".
 std::string isa_environment_note();
 
+// The vectorised exp/sigmoid/tanh of one ISA's kernels, y[i] = fn(x[i]) for i < n (x: [n],
+// y: [n], assigned). For tests comparing every ISA with the scalar path; an unsupported ISA
+// runs the scalar kernels.
+enum class Elementwise { Exp, Sigmoid, Tanh };
+template <typename T>
+void elementwise(Elementwise fn, Isa isa, const T* x, T* y, int64_t n);
+
 }  // namespace rnnkit

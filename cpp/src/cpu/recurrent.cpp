@@ -14,7 +14,7 @@
 #include <stdexcept>
 
 #include "cpu/simd/kernels.h"
-#include "rnnkit/recurrent.h"
+#include "cpu/recurrent.h"
 #include "rnnkit/runtime.h"
 
 namespace rnnkit {
@@ -157,7 +157,7 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
 // is still in cache. New states go to y first and replace h once every tile has read h.
 template <typename T>
 void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-                  const LayerOutputs<T>& out, Reserve<T>* reserve, const StepMap& steps, T* xw,
+                  const LayerOutputs<T>& out, CpuReserve<T>* reserve, const StepMap& steps, T* xw,
                   const T* bh_n, const PointwiseKernels<T>& K, const T* const* packed,
                   int64_t b0, int64_t b1) {
   const int64_t Tn = dims.T, B = dims.B, H = dims.H, G = spec.gates(), GH = G * H;
@@ -275,7 +275,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 
 template <typename T>
 void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-             const LayerOutputs<T>& out, Reserve<T>* reserve) {
+             const LayerOutputs<T>& out, CpuReserve<T>* reserve) {
   const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
   const int64_t G = spec.gates(), GH = G * H;
   // the kernel table is read once per call: the packed layout must match its kernels even if
@@ -335,7 +335,7 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 
 template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-              const Reserve<T>& reserve, const LayerGrads<T>& g) {
+              const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
   const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
   const int64_t G = spec.gates(), GH = G * H, rows = Tn * B;
   const PointwiseKernels<T>& K = kernels<T>();
@@ -513,12 +513,12 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 }
 
 template void forward<float>(const CellSpec&, const Dims&, const LayerInputs<float>&,
-                             const LayerOutputs<float>&, Reserve<float>*);
+                             const LayerOutputs<float>&, CpuReserve<float>*);
 template void forward<double>(const CellSpec&, const Dims&, const LayerInputs<double>&,
-                              const LayerOutputs<double>&, Reserve<double>*);
+                              const LayerOutputs<double>&, CpuReserve<double>*);
 template void backward<float>(const CellSpec&, const Dims&, const LayerInputs<float>&,
-                              const Reserve<float>&, const LayerGrads<float>&);
+                              const CpuReserve<float>&, const LayerGrads<float>&);
 template void backward<double>(const CellSpec&, const Dims&, const LayerInputs<double>&,
-                               const Reserve<double>&, const LayerGrads<double>&);
+                               const CpuReserve<double>&, const LayerGrads<double>&);
 
 }  // namespace rnnkit

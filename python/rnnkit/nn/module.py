@@ -83,6 +83,17 @@ class Module:
         object.__setattr__(self, "_children", OrderedDict())
         object.__setattr__(self, "_rng", np.random.default_rng(seed))
 
+    # ----------------------------------------------------------------- pickling
+    def __getstate__(self):
+        """A pickled or deep-copied module is its parameters, gradients, buffers, generators
+        and options. What the last forward kept for its backward (``_cache``: for recurrent
+        layers the core's handles, which own backend buffers and cannot be pickled) is left
+        behind: the copy needs a new forward before its next backward."""
+        state = self.__dict__.copy()
+        if "_cache" in state:
+            state["_cache"] = None
+        return state
+
     # ----------------------------------------------------------------- registration
     def __setattr__(self, name, value):
         if isinstance(value, Module):

@@ -120,4 +120,13 @@ const PointwiseKernels<double>& kernels_for<double>(Isa isa) {
   return tables().d[isa_supported(isa) ? int(isa) : 0];
 }
 
+template <typename T>
+void elementwise(Elementwise fn, Isa isa, const T* x, T* y, int64_t n) {
+  const PointwiseKernels<T>& k = kernels_for<T>(isa);
+  auto f = fn == Elementwise::Exp ? k.exp : fn == Elementwise::Sigmoid ? k.sigmoid : k.tanh;
+  f(x, y, n);
+}
+template void elementwise<float>(Elementwise, Isa, const float*, float*, int64_t);
+template void elementwise<double>(Elementwise, Isa, const double*, double*, int64_t);
+
 }  // namespace rnnkit

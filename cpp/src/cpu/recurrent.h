@@ -1,5 +1,6 @@
-// Public C++ API of the recurrent core: cell specs, shapes, forward pass with an explicit
-// reserve, and backpropagation through time. Knows nothing of Python.
+// The CPU backend's typed interface to its time loops (recurrent.cpp): typed views of one
+// call and the reserve the CPU keeps for backward. Private to the CPU backend; callers go
+// through rnnkit/backend.h.
 //
 // Letters (docs/design.md): T time steps, B batch, I input features, H hidden units,
 // G gates (RNN 1, GRU 3, LSTM 4). All arrays are dense row-major; sequences are time-major.
@@ -8,33 +9,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "rnnkit/backend.h"
+
 namespace rnnkit {
-
-enum class CellKind { RnnTanh, RnnRelu, Lstm, Gru };
-
-struct CellSpec {
-  CellKind kind = CellKind::Lstm;
-  // GRU only: true applies the reset gate after the recurrent product (PyTorch/cuDNN),
-  // false before it (Cho et al. 2014, ONNX default).
-  bool linear_before_reset = true;
-  // gate_block[k]: which H-wide column block of Wx/Wh/b holds canonical gate k
-  // (LSTM i,f,g,o; GRU r,z,n). Identity by default; lets callers with another gate order
-  // (e.g. the classic NumPy LSTM's i,f,o,g) use the kernels without copying weights.
-  int gate_block[4] = {0, 1, 2, 3};
-
-  int gates() const {
-    switch (kind) {
-      case CellKind::Lstm: return 4;
-      case CellKind::Gru: return 3;
-      default: return 1;
-    }
-  }
-  bool has_cell_state() const { return kind == CellKind::Lstm; }
-};
-
-struct Dims {
-  int64_t T = 0, B = 0, I = 0, H = 0;
-};
 
 // Inputs of one layer, one direction. Optional pointers may be null (zeros / absent).
 template <typename T>
@@ -64,14 +41,14 @@ struct LayerOutputs {
 // What backward needs, filled by a training-mode forward. Buffers are indexed by time
 // position (not by step), so padded positions stay zero and big GEMMs can run over all steps.
 template <typename T>
-struct Reserve {
+struct CpuReserve final : Reserve {
   Dims dims;
   CellSpec spec;
   std::vector<T> gates;   // [T, B, G*H] activated gates (LSTM, GRU; an RNN's state is its gate)
   std::vector<T> states;  // [T, B, H] h at each valid position
   std::vector<T> cells;   // [T, B, H] LSTM c_t
   std::vector<T> extra;   // [T, B, H] GRU: h@Wh_n + bh_n (reset after) or r*h_prev (reset before)
-  size_t nbytes() const {
+  size_t nbytes() const override {
     return (gates.size() + states.size() + cells.size() + extra.size()) * sizeof(T);
   }
 };
@@ -94,11 +71,11 @@ struct LayerGrads {
 // Forward pass. reserve == nullptr runs in inference mode and stores nothing for backward.
 template <typename T>
 void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-             const LayerOutputs<T>& out, Reserve<T>* reserve);
+             const LayerOutputs<T>& out, CpuReserve<T>* reserve);
 
 // Backpropagation through time over a reserve filled by forward() with the same inputs.
 template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-              const Reserve<T>& reserve, const LayerGrads<T>& grads);
+              const CpuReserve<T>& reserve, const LayerGrads<T>& grads);
 
 }  // namespace rnnkit

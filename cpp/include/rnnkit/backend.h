@@ -1,0 +1,95 @@
+// The backend seam of the recurrent core: a backend-neutral description of one call (one
+// layer, one direction) and the forward/backward entry points every backend implements.
+// The CPU backend implements it today; a CUDA backend adds its own Backend and Reserve and
+// is picked by where the arrays live. Callers never see a backend's buffers: what backward
+// needs is a Reserve the backend allocates, fills and reads.
+//
+// Letters (DESIGN.md): T time steps, B batch, I input features, H hidden units,
+// G gates (RNN 1, GRU 3, LSTM 4). Arrays are dense row-major; sequences are time-major.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "rnnkit/cells.h"
+
+namespace rnnkit {
+
+enum class DType { Float32, Float64 };
+
+struct Dims {
+  int64_t T = 0, B = 0, I = 0, H = 0;
+};
+
+// Views of a call's input arrays, elements of the call's dtype (lengths: int64). The backend
+// only reads them; optional ones may be null (zeros / absent). Callers check shapes.
+struct InputViews {
+  const void* x = nullptr;               // [T, B, I]
+  const void* h0 = nullptr;              // [B, H] optional
+  const void* c0 = nullptr;              // [B, H] optional, cells with a cell state
+  const void* Wx = nullptr;              // [I, G*H] input-to-hidden weights
+  const void* Wh = nullptr;              // [H, G*H] hidden-to-hidden weights
+  const void* b = nullptr;               // [G*H] input bias (null only when backward alone runs)
+  const void* bh = nullptr;              // [G*H] optional recurrent bias
+  const int64_t* lengths = nullptr;      // [B] optional, 0 <= lengths[b] <= T
+  // [B, H] optional: multiplies h_{t-1} where it enters the recurrent product (variational
+  // recurrent dropout). A GRU's direct path z * h_{t-1} and the carried state are not masked.
+  const void* recurrent_mask = nullptr;
+};
+
+// Everything a backend needs to know about one call.
+struct CallDesc {
+  CellSpec cell;
+  Dims dims;
+  DType dtype = DType::Float32;
+  bool reverse = false;  // run each sequence from its own last valid step down to 0
+  InputViews in;
+};
+
+struct OutputViews {
+  void* y = nullptr;   // [T, B, H] outputs; zero past each sequence's length
+  void* hT = nullptr;  // [B, H] state after each sequence's own last step
+  void* cT = nullptr;  // [B, H] cells with a cell state
+};
+
+// Backward's gradients in and out. All results are assigned (=), never accumulated; dbh may
+// be null when the layer has no bh, dc0 when the cell has no cell state.
+struct GradViews {
+  const void* dy = nullptr;   // [T, B, H] optional
+  const void* dhT = nullptr;  // [B, H] optional
+  const void* dcT = nullptr;  // [B, H] optional
+  void* dx = nullptr;         // [T, B, I]
+  void* dh0 = nullptr;        // [B, H]
+  void* dc0 = nullptr;        // [B, H]
+  void* dWx = nullptr;        // [I, G*H]
+  void* dWh = nullptr;        // [H, G*H]
+  void* db = nullptr;         // [G*H]
+  void* dbh = nullptr;        // [G*H]
+};
+
+// What a training-mode forward keeps for backward. Opaque: only the backend that made it
+// reads it, and only for a call with the same description.
+class Reserve {
+ public:
+  virtual ~Reserve() = default;
+  virtual size_t nbytes() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // Runs the forward pass. Training returns the reserve backward needs; inference stores
+  // nothing and returns null.
+  virtual std::unique_ptr<Reserve> forward(const CallDesc& call, const OutputViews& out,
+                                           bool training) const = 0;
+  // Backpropagation through time over the reserve that forward(call, ..., true) returned.
+  // Throws std::invalid_argument when the reserve belongs to another backend or call shape.
+  virtual void backward(const CallDesc& call, const Reserve& reserve,
+                        const GradViews& grads) const = 0;
+};
+
+const Backend& cpu_backend();
+
+}  // namespace rnnkit

@@ -1,0 +1,37 @@
+// The cell table behind rnnkit/cells.h. Backend-neutral: it says what a cell is, not how a
+// backend computes it (that is the backend's policy, e.g. cpu/cells/*.h).
+#include "rnnkit/cells.h"
+
+#include <stdexcept>
+
+namespace rnnkit {
+namespace {
+
+const CellInfo kCells[] = {
+    {CellKind::RnnTanh, "rnn_tanh", 1, false, ""},
+    {CellKind::RnnRelu, "rnn_relu", 1, false, ""},
+    {CellKind::Lstm, "lstm", 4, true, "ifgo"},
+    {CellKind::Gru, "gru", 3, false, "rzn"},
+};
+
+}  // namespace
+
+const CellInfo* find_cell(const std::string& name) {
+  for (const CellInfo& c : kCells)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+const CellInfo& cell_info(CellKind kind) {
+  for (const CellInfo& c : kCells)
+    if (c.kind == kind) return c;
+  throw std::logic_error("cell kind missing from the cell table");
+}
+
+std::string cell_names() {
+  std::string out;
+  for (const CellInfo& c : kCells) out += (out.empty() ? "'" : ", '") + std::string(c.name) + "'";
+  return out;
+}
+
+}  // namespace rnnkit
