@@ -529,3 +529,25 @@ def test_temporal_softmax_loss_bad_input():
         R.temporal_softmax_loss(x, y, mask.astype(object))
     with pytest.raises(ValueError, match=r"\bx\b"):
         R.temporal_softmax_loss(x[0], y, mask)
+
+
+def test_messages_name_the_real_mistake():
+    """What a newcomer hit: a label out of range named 'embeddings', a time-major x blamed on
+    h0, and a Python list reported as a bare dtype clash."""
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((2, 4, 3))
+    labels = np.zeros((2, 4), dtype=np.int64)
+    labels[1, 2] = 7
+    with pytest.raises(IndexError, match=r"y contains id 7 at position \(1, 2\), out of range for 3 classes"):
+        R.temporal_softmax_loss(scores, labels, np.ones((2, 4), bool))
+
+    N, T, D, H = 3, 5, 4, 6
+    x_time_major = rng.standard_normal((T, N, D))
+    h0, Wx, Wh, b = np.zeros((N, H)), rng.standard_normal((D, H)), rng.standard_normal((H, H)), np.zeros(H)
+    with pytest.raises(ValueError, match=r"x must be batch-first \(N, T, D\) with N = h0.shape\[0\] = 3.*"
+                                         r"time-major \(T, N, D\); pass x.transpose\(1, 0, 2\)"):
+        R.rnn_forward(x_time_major, h0, Wx, Wh, b)
+
+    f32 = [a.astype(np.float32) for a in (h0, Wx, Wh, b)]
+    with pytest.raises(TypeError, match=r"reads a Python list or float as float64.*np.asarray\(x, dtype=np.float32\)"):
+        R.rnn_forward(x_time_major.transpose(1, 0, 2).tolist(), *f32)

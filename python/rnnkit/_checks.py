@@ -34,7 +34,8 @@ def float_array(value, name: str, ndim: int | None = None, dtype=None) -> np.nda
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(
             f"{name} has dtype {arr.dtype} but x has {np.dtype(dtype)}; "
-            "all floating arguments of one call must share one dtype"
+            "all floating arguments of one call must share one dtype (NumPy reads a Python list "
+            "or float as float64: pass arrays of one dtype, e.g. np.asarray(x, dtype=np.float32))"
         )
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got {arr.ndim}-D array of shape {shape_str(arr.shape)}")
@@ -88,7 +89,8 @@ def _stored(arr: np.ndarray) -> np.ndarray:
 
 
 def check_ids(ids, num_embeddings: int, name: str = "ids", *, batch_first: bool = False,
-              vocabulary: str | None = None, lengths=None, pad_id: int = 0) -> np.ndarray:
+              vocabulary: str | None = None, lengths=None, pad_id: int = 0,
+              range_name: str = "embeddings") -> np.ndarray:
     """``ids`` as an int64 array, or TypeError (not integers) / IndexError (naming the first
     offending id and its position) when an id is negative or >= ``num_embeddings``.
 
@@ -96,7 +98,8 @@ def check_ids(ids, num_embeddings: int, name: str = "ids", *, batch_first: bool 
     before transposing it. ``batch_first``: ids must be (B, T) token ids with at least one
     token. ``vocabulary``: the argument that sized the vocabulary (e.g. "vocab_size"), named
     when an id is out of range. ``lengths`` (B,), already checked: steps past them are padding,
-    neither checked nor kept (returned as ``pad_id``).
+    neither checked nor kept (returned as ``pad_id``). ``range_name``: what the ids index
+    (e.g. "classes" for targets), named in the message.
 
     A broadcast view (zero strides) is checked, and converted, over its stored elements only."""
     arr = np.asarray(ids)
@@ -116,7 +119,7 @@ def check_ids(ids, num_embeddings: int, name: str = "ids", *, batch_first: bool 
     if lengths is not None:
         arr = np.where(np.arange(arr.shape[1])[None, :] < lengths[:, None], arr, pad_id)
     if vocabulary is None:
-        valid = f"{num_embeddings} embeddings (valid ids: 0..{num_embeddings - 1})"
+        valid = f"{num_embeddings} {range_name} (valid ids: 0..{num_embeddings - 1})"
     else:
         valid = (f"the vocabulary of {vocabulary}={num_embeddings} tokens; is {name} encoded with the "
                  f"vocabulary this model was built for?")

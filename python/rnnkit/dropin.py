@@ -30,8 +30,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from . import functional as F
-from ._checks import check_ids, check_lookup_size, expect_shape, float_array, shape_str
+from . import functional as _F
+from . import _checks
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -47,14 +47,14 @@ __all__ = [
 def _ndim(value, name: str, ndim: int, meaning: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {meaning}, got shape {shape_str(arr.shape)}")
+        raise ValueError(f"{name} must be {ndim}-D {meaning}, got shape {_checks.shape_str(arr.shape)}")
     return arr
 
 
 def _state(value, name: str, N: int, H: int, dtype) -> np.ndarray:
     """A (N, H) state or state gradient, checked under its classic name."""
-    arr = float_array(value, name, ndim=2, dtype=dtype)
-    expect_shape(arr, name, (N, H), "(N, H)")
+    arr = _checks.float_array(value, name, ndim=2, dtype=dtype)
+    _checks.expect_shape(arr, name, (N, H), "(N, H)")
     return arr
 
 
@@ -92,15 +92,15 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
 
     Returns (next_h (N, H), cache).
     """
-    x = float_array(x, "x", ndim=2)
+    x = _checks.float_array(x, "x", ndim=2)
     N, D = x.shape
-    Wh = float_array(Wh, "Wh", ndim=2, dtype=x.dtype)
+    Wh = _checks.float_array(Wh, "Wh", ndim=2, dtype=x.dtype)
     H = Wh.shape[0]
-    expect_shape(Wh, "Wh", (H, H), "(H, H)")
-    Wx = float_array(Wx, "Wx", ndim=2, dtype=x.dtype)
-    expect_shape(Wx, "Wx", (D, H), "(D, H) with D = x.shape[1]")
-    b = float_array(b, "b", ndim=1, dtype=x.dtype)
-    expect_shape(b, "b", (H,), "(H,)")
+    _checks.expect_shape(Wh, "Wh", (H, H), "(H, H)")
+    Wx = _checks.float_array(Wx, "Wx", ndim=2, dtype=x.dtype)
+    _checks.expect_shape(Wx, "Wx", (D, H), "(D, H) with D = x.shape[1]")
+    b = _checks.float_array(b, "b", ndim=1, dtype=x.dtype)
+    _checks.expect_shape(b, "b", (H,), "(H,)")
     prev_h = _state(prev_h, "prev_h", N, H, x.dtype)
     next_h = x @ Wx
     next_h += prev_h @ Wh
@@ -125,11 +125,11 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
 
     Returns (next_h (N, H), next_c (N, H), cache).
     """
-    x = float_array(x, "x", ndim=2)
+    x = _checks.float_array(x, "x", ndim=2)
     H = _hidden_size(Wh, 4)
     prev_h = _state(prev_h, "prev_h", x.shape[0], H, x.dtype)
     prev_c = _state(prev_c, "prev_c", x.shape[0], H, x.dtype)
-    _, next_h, next_c, cache = F.lstm_forward(x[None], prev_h, prev_c, Wx, Wh, b, gate_order="ifog")
+    _, next_h, next_c, cache = _F.lstm_forward(x[None], prev_h, prev_c, Wx, Wh, b, gate_order="ifog")
     return next_h, next_c, cache
 
 
@@ -138,7 +138,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     dWh (H, 4H), db (4H,))."""
     dnext_h = _step_grad(dnext_h, "dnext_h", cache, ("lstm",))
     dnext_c = _step_grad(dnext_c, "dnext_c", cache, ("lstm",))
-    dx, dprev_h, dprev_c, dWx, dWh, db, _ = F.lstm_backward(None, dnext_h, dnext_c, cache)
+    dx, dprev_h, dprev_c, dWx, dWh, db, _ = _F.lstm_backward(None, dnext_h, dnext_c, cache)
     return dx[0], dprev_h, dprev_c, dWx, dWh, db
 
 
@@ -148,21 +148,21 @@ def gru_step_forward(x, prev_h, Wx, Wh, b):
 
     Returns (next_h (N, H), cache).
     """
-    x = float_array(x, "x", ndim=2)
+    x = _checks.float_array(x, "x", ndim=2)
     prev_h = _state(prev_h, "prev_h", x.shape[0], _hidden_size(Wh, 3), x.dtype)
-    _, next_h, cache = F.gru_forward(x[None], prev_h, Wx, Wh, b)
+    _, next_h, cache = _F.gru_forward(x[None], prev_h, Wx, Wh, b)
     return next_h, cache
 
 
 def gru_step_backward(dnext_h, cache):
     """dnext_h (N, H) -> (dx (N, D), dprev_h (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,))."""
     dnext_h = _step_grad(dnext_h, "dnext_h", cache, ("gru",))
-    dx, dprev_h, dWx, dWh, db, _ = F.gru_backward(None, dnext_h, cache)
+    dx, dprev_h, dWx, dWh, db, _ = _F.gru_backward(None, dnext_h, cache)
     return dx[0], dprev_h, dWx, dWh, db
 
 
 def _step_grad(value, name, cache, cells):
-    F.check_cache(cache, cells, "the matching step forward")
+    _F.check_cache(cache, cells, "the matching step forward")
     T, N, _, H = cache.dims
     if T != 1:
         raise TypeError("cache comes from a sequence forward; use the sequence backward")
@@ -171,16 +171,23 @@ def _step_grad(value, name, cache, cells):
 
 # ----------------------------------------------------------------------------- sequences
 
-def _time_major(x):
+def _time_major(x, h0):
+    """x (N, T, D) as the time-major view the kernels take; a time-major x (T, N, D) is named as
+    such (otherwise the kernels would blame h0 for the mismatch)."""
     x = _ndim(x, "x", 3, "(N, T, D)")
+    N = np.shape(h0)[0] if np.ndim(h0) == 2 else None
+    if N is not None and x.shape[0] != N:
+        hint = (" - it looks time-major (T, N, D); pass x.transpose(1, 0, 2)" if x.shape[1] == N else "")
+        raise ValueError(f"x must be batch-first (N, T, D) with N = h0.shape[0] = {N}, got shape "
+                         f"{_checks.shape_str(x.shape)}{hint}")
     return x.transpose(1, 0, 2)
 
 
 def _seq_grad(dh, cache, cells):
-    F.check_cache(cache, cells)
+    _F.check_cache(cache, cells)
     T, N, _, H = cache.dims
-    dh = float_array(dh, "dh", ndim=3, dtype=cache.dtype)
-    expect_shape(dh, "dh", (N, T, H), "(N, T, H)")
+    dh = _checks.float_array(dh, "dh", ndim=3, dtype=cache.dtype)
+    _checks.expect_shape(dh, "dh", (N, T, H), "(N, T, H)")
     return dh.transpose(1, 0, 2)
 
 
@@ -189,7 +196,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
 
     Returns (h (N, T, H), cache).
     """
-    y, _, cache = F.rnn_forward(_time_major(x), h0, Wx, Wh, b)
+    y, _, cache = _F.rnn_forward(_time_major(x, h0), h0, Wx, Wh, b)
     return y.transpose(1, 0, 2), cache
 
 
@@ -198,7 +205,7 @@ def rnn_backward(dh, cache):
 
     Returns (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
     """
-    dx, dh0, dWx, dWh, db, _ = F.rnn_backward(_seq_grad(dh, cache, ("rnn_tanh",)), None, cache)
+    dx, dh0, dWx, dWh, db, _ = _F.rnn_backward(_seq_grad(dh, cache, ("rnn_tanh",)), None, cache)
     return dx.transpose(1, 0, 2), dh0, dWx, dWh, db
 
 
@@ -208,13 +215,13 @@ def lstm_forward(x, h0, Wx, Wh, b):
 
     Returns (h (N, T, H), cache).
     """
-    y, _, _, cache = F.lstm_forward(_time_major(x), h0, None, Wx, Wh, b, gate_order="ifog")
+    y, _, _, cache = _F.lstm_forward(_time_major(x, h0), h0, None, Wx, Wh, b, gate_order="ifog")
     return y.transpose(1, 0, 2), cache
 
 
 def lstm_backward(dh, cache):
     """dh (N, T, H) -> (dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,))."""
-    dx, dh0, _, dWx, dWh, db, _ = F.lstm_backward(_seq_grad(dh, cache, ("lstm",)), None, None,
+    dx, dh0, _, dWx, dWh, db, _ = _F.lstm_backward(_seq_grad(dh, cache, ("lstm",)), None, None,
                                                   cache)
     return dx.transpose(1, 0, 2), dh0, dWx, dWh, db
 
@@ -225,13 +232,13 @@ def gru_forward(x, h0, Wx, Wh, b):
 
     Returns (h (N, T, H), cache).
     """
-    y, _, cache = F.gru_forward(_time_major(x), h0, Wx, Wh, b)
+    y, _, cache = _F.gru_forward(_time_major(x, h0), h0, Wx, Wh, b)
     return y.transpose(1, 0, 2), cache
 
 
 def gru_backward(dh, cache):
     """dh (N, T, H) -> (dx (N, T, D), dh0 (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,))."""
-    dx, dh0, dWx, dWh, db, _ = F.gru_backward(_seq_grad(dh, cache, ("gru",)), None, cache)
+    dx, dh0, dWx, dWh, db, _ = _F.gru_backward(_seq_grad(dh, cache, ("gru",)), None, cache)
     return dx.transpose(1, 0, 2), dh0, dWx, dWh, db
 
 
@@ -251,9 +258,9 @@ def word_embedding_forward(x, W):
     Returns (out (N, T, D), cache).
     """
     x = _ndim(x, "x", 2, "(N, T) integer ids")
-    W = float_array(W, "W", ndim=2)
-    ids = check_ids(x, W.shape[0], "x")
-    check_lookup_size(ids.shape, W.shape[1], W.dtype, "x")
+    W = _checks.float_array(W, "W", ndim=2)
+    ids = _checks.check_ids(x, W.shape[0], "x")
+    _checks.check_lookup_size(ids.shape, W.shape[1], W.dtype, "x")
     return W.take(ids, axis=0), WordEmbeddingCache(ids, W.shape, W.dtype)
 
 
@@ -261,8 +268,8 @@ def word_embedding_backward(dout, cache):
     """dout (N, T, D) -> dW (V, D): rows of dout summed into the rows their ids name
     (a C++ scatter-add, deterministic order)."""
     ids, (V, D), dtype = _own_cache(cache, WordEmbeddingCache, "word_embedding_forward")
-    dout = float_array(dout, "dout", ndim=3, dtype=dtype)
-    expect_shape(dout, "dout", ids.shape + (D,), "(N, T, D)")
+    dout = _checks.float_array(dout, "dout", ndim=3, dtype=dtype)
+    _checks.expect_shape(dout, "dout", ids.shape + (D,), "(N, T, D)")
     dW = np.zeros((V, D), dtype=dtype)
     # explicit row count: reshape(-1, 0) is ambiguous for an embedding size D = 0
     _core.embedding_backward(ids.reshape(-1), dout.reshape(ids.size, D), dW, -1)
@@ -283,14 +290,14 @@ def temporal_affine_forward(x, w, b):
 
     Returns (out (N, T, M), cache).
     """
-    x = float_array(x, "x", ndim=3)
+    x = _checks.float_array(x, "x", ndim=3)
     N, T, D = x.shape
-    w = float_array(w, "w", ndim=2, dtype=x.dtype)
+    w = _checks.float_array(w, "w", ndim=2, dtype=x.dtype)
     if w.shape[0] != D:
-        raise ValueError(f"w must have shape (D, M) with D = x.shape[2] = {D}, got {shape_str(w.shape)}")
+        raise ValueError(f"w must have shape (D, M) with D = x.shape[2] = {D}, got {_checks.shape_str(w.shape)}")
     M = w.shape[1]
-    b = float_array(b, "b", ndim=1, dtype=x.dtype)
-    expect_shape(b, "b", (M,), "(M,)")
+    b = _checks.float_array(b, "b", ndim=1, dtype=x.dtype)
+    _checks.expect_shape(b, "b", (M,), "(M,)")
     out = x.reshape(N * T, D) @ w
     out += b
     return out.reshape(N, T, M), TemporalAffineCache(x, w)
@@ -301,8 +308,8 @@ def temporal_affine_backward(dout, cache):
     x, w = _own_cache(cache, TemporalAffineCache, "temporal_affine_forward")
     N, T, D = x.shape
     M = w.shape[1]
-    dout = float_array(dout, "dout", ndim=3, dtype=x.dtype)
-    expect_shape(dout, "dout", (N, T, M), "(N, T, M)")
+    dout = _checks.float_array(dout, "dout", ndim=3, dtype=x.dtype)
+    _checks.expect_shape(dout, "dout", (N, T, M), "(N, T, M)")
     d2 = dout.reshape(N * T, M)
     dx = (d2 @ w.T).reshape(N, T, D)
     dw = x.reshape(N * T, D).T @ d2
@@ -315,15 +322,15 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     x (N, T, V) scores, y (N, T) integer targets in [0, V), mask (N, T) bool (or 0/1 weights).
     Returns (loss (float), dx (N, T, V)).
     """
-    x = float_array(x, "x", ndim=3)
+    x = _checks.float_array(x, "x", ndim=3)
     N, T, V = x.shape
     y = _ndim(y, "y", 2, "(N, T) integer targets")
     if y.shape != (N, T):
-        raise ValueError(f"y must have shape (N, T) = {shape_str((N, T))}, got {shape_str(y.shape)}")
-    y = check_ids(y, V, "y").reshape(N * T)
+        raise ValueError(f"y must have shape (N, T) = {_checks.shape_str((N, T))}, got {_checks.shape_str(y.shape)}")
+    y = _checks.check_ids(y, V, "y", range_name="classes (x has V scores per step)").reshape(N * T)
     mask = np.asarray(mask)
     if mask.shape != (N, T):
-        raise ValueError(f"mask must have shape (N, T) = {shape_str((N, T))}, got {shape_str(mask.shape)}")
+        raise ValueError(f"mask must have shape (N, T) = {_checks.shape_str((N, T))}, got {_checks.shape_str(mask.shape)}")
     if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.number)):
         raise TypeError(f"mask must be a bool (or numeric) array, got dtype {mask.dtype}")
     m = mask.reshape(N * T).astype(x.dtype)

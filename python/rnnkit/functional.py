@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
-from ._checks import expect_shape, float_array, lengths_array, optional_float, shape_str
+from . import _checks
 from .embedding import embedding_backward, embedding_forward  # noqa: F401 (part of this API)
 
 __all__ = [
@@ -132,23 +132,23 @@ def _gate_block(cell: str, gate_order) -> list:
 def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, gate_order,
              inference, recurrent_mask, segment=None):
     gates = _GATES[cell]
-    x = float_array(x, "x", ndim=3)
+    x = _checks.float_array(x, "x", ndim=3)
     dtype = x.dtype
     T, B, I = x.shape
-    Wh = float_array(Wh, "Wh", ndim=2, dtype=dtype)
+    Wh = _checks.float_array(Wh, "Wh", ndim=2, dtype=dtype)
     H = Wh.shape[0]
     GH = gates * H
-    expect_shape(Wh, "Wh", (H, GH), f"(H, {gates}*H)")
-    Wx = float_array(Wx, "Wx", ndim=2, dtype=dtype)
-    expect_shape(Wx, "Wx", (I, GH), f"(I, {gates}*H) with I = x.shape[2]")
-    b = float_array(b, "b", ndim=1, dtype=dtype)
-    expect_shape(b, "b", (GH,), f"({gates}*H,)")
-    bh = optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
-    h0 = optional_float(h0, "h0", (B, H), "(B, H)", dtype)
+    _checks.expect_shape(Wh, "Wh", (H, GH), f"(H, {gates}*H)")
+    Wx = _checks.float_array(Wx, "Wx", ndim=2, dtype=dtype)
+    _checks.expect_shape(Wx, "Wx", (I, GH), f"(I, {gates}*H) with I = x.shape[2]")
+    b = _checks.float_array(b, "b", ndim=1, dtype=dtype)
+    _checks.expect_shape(b, "b", (GH,), f"({gates}*H,)")
+    bh = _checks.optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
+    h0 = _checks.optional_float(h0, "h0", (B, H), "(B, H)", dtype)
     if cell == "lstm":
-        c0 = optional_float(c0, "c0", (B, H), "(B, H)", dtype)
-    lengths = lengths_array(lengths, B, T)
-    recurrent_mask = optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
+        c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
+    lengths = _checks.lengths_array(lengths, B, T)
+    recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
     if segment is not None:
@@ -188,7 +188,7 @@ def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurre
 
 def _describe(value) -> str:
     if isinstance(value, np.ndarray):
-        return f"{value.dtype} array of shape {shape_str(value.shape)}"
+        return f"{value.dtype} array of shape {_checks.shape_str(value.shape)}"
     return type(value).__name__
 
 
@@ -235,10 +235,10 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
     check_cache(cache, expected_cells)
     T, B, _, H = cache.dims
     dtype = cache.dtype
-    dy = optional_float(dy, "dy", (T, B, H), "(T, B, H)", dtype)
-    dhT = optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
+    dy = _checks.optional_float(dy, "dy", (T, B, H), "(T, B, H)", dtype)
+    dhT = _checks.optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
     if cache.cell == "lstm":
-        dcT = optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
+        dcT = _checks.optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
     return cache.backward(dy, dhT, dcT)
 
 
