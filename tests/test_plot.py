@@ -129,3 +129,19 @@ def test_demo_writes_training_curves(mpl, tmp_path, capsys, restore_isa_and_thre
     assert f"training curves written to {path}" in capsys.readouterr().out
     assert_png(path)
 
+
+@pytest.mark.parametrize("script,args,expected", [
+    ("gradient_flow.py", ["--steps", "12", "--train", "100", "--epochs", "1", "--hidden", "8",
+                          "--batches", "3", "--plot"], "picture written to"),
+    ("dates_seq2seq.py", ["--train", "100", "--test", "20", "--epochs", "1", "--hidden", "8",
+                          "--attention", "dot", "--beam", "2", "--plot-attention"], "heat map written to"),
+])
+def test_example_pictures(mpl, tmp_path, script, args, expected):
+    from child_process import run_python
+
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    path = tmp_path / "picture.png"
+    status, output = run_python([os.path.join(examples, script), *args, str(path)], timeout=300)
+    assert status == 0, output
+    assert expected in output, output
+    assert_png(path)
