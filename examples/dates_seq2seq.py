@@ -11,6 +11,7 @@ with attention on the same split and reports held-out exact-match accuracy (the 
 string right) with greedy decoding and with beam search.
 
     python examples/dates_seq2seq.py [--attention none dot additive] [--train 2000] [--epochs 6]
+                                     [--plot-attention docs/img/attention_dates.png]
 """
 from __future__ import annotations
 
@@ -116,6 +117,8 @@ def main(argv=None):
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="default: rnnkit's default")
+    ap.add_argument("--plot-attention", metavar="PATH", help="write the attention heat map of the first "
+                    'held-out date (last attention model) as a PNG file (needs pip install "rnnkit[plot]")')
     args = ap.parse_args(argv)
     if args.threads:
         rnnkit.set_num_threads(args.threads)
@@ -144,7 +147,19 @@ def main(argv=None):
         results.append((att, losses[-1], greedy, beam, fit_s, dec_s))
         print(f"attention={att:9s} final train loss {losses[-1]:.4f}  held-out exact match: greedy {greedy:.3f}, "
               f"beam {args.beam} {beam:.3f}  (fit {fit_s:.0f} s, decoding {dec_s:.0f} s)", flush=True)
+        if args.plot_attention and att != "none":
+            plot_attention(model, test[0], Xte[:1, :slte[0]], tgt_vocab, args.plot_attention)
     return results
+
+
+def plot_attention(model, pair, src, tgt_vocab, path):
+    """Heat map of where the decoder looked while writing its own output for one date."""
+    from rnnkit.plot import plot_attention as draw
+
+    targets, weights = model.attention_weights(src, max_len=12)
+    out = [tgt_vocab.id_to_token(i) for i in targets[0]]
+    draw(weights[0], pair[0], out, path, title=f"{' '.join(pair[0])}\n-> {''.join(out[:-1])}")
+    print(f"attention heat map written to {path}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ QUICK = {
     "dates_seq2seq.py": (["--train", "100", "--test", "20", "--epochs", "1", "--hidden", "16",
                           "--attention", "dot", "--beam", "2"], "exact"),
     "forecast.py": (["--epochs", "1"], "LSTM direct"),
+    "gradient_flow.py": (["--steps", "12", "--train", "100", "--epochs", "1", "--hidden", "8",
+                          "--batches", "3"], "gradient ratio"),
     "vec2seq.py": (["--epochs", "1"], "written exactly"),
 }
 

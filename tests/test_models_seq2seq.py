@@ -334,3 +334,21 @@ def test_bad_input_raises_clear_errors():
         m.backward(np.zeros((3, 4, 6)))
     with pytest.raises(ValueError, match="score must be 'dot' or 'additive'"):
         LuongAttention(4, 4, score="general")
+
+
+def test_attention_weights_teacher_forced_and_decoded():
+    rng = np.random.default_rng(0)
+    model = Seq2Seq(10, 7, bos_id=1, eos_id=2, pad_id=0, embedding_dim=6, hidden_size=6,
+                    attention="dot", seed=0)
+    src = rng.integers(3, 10, (2, 5))
+    tgt = np.array([[3, 4, 2, 0], [5, 2, 0, 0]])
+    targets, w = model.attention_weights(src, tgt, src_lengths=[5, 3], tgt_lengths=[3, 2])
+    assert targets == [[3, 4, 2], [5, 2]] and w.shape == (2, 4, 5) and w.dtype == np.float64
+    np.testing.assert_allclose(w[0, :3].sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(w[1, 2:] == 0) and np.all(w[1, :, 3:] == 0)
+    decoded, wd = model.attention_weights(src, src_lengths=[5, 3], max_len=4)
+    hyps = model.greedy_decode(src, src_lengths=[5, 3], max_len=4)
+    for h, t in zip(hyps, decoded):
+        assert t == (h + [2] if len(h) < 4 else h)
+    with pytest.raises(ValueError, match="no attention"):
+        Seq2Seq(10, 7, bos_id=1, eos_id=2, seed=0).attention_weights(src, tgt)

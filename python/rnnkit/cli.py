@@ -87,6 +87,14 @@ def cmd_demo(args) -> int:
     from rnnkit.models import LanguageModel, char_vocabulary, lm_windows, unigram_perplexity
     from rnnkit.train import Trainer
 
+    if args.plot:  # before training: a missing matplotlib should not cost the run
+        from rnnkit.plot import _matplotlib
+
+        try:
+            _matplotlib()
+        except ImportError as exc:
+            print(f"ERROR: --plot: {exc}", file=sys.stderr)
+            return 2
     if args.threads:
         rnnkit.set_num_threads(args.threads)
     if args.corpus:
@@ -129,6 +137,9 @@ def cmd_demo(args) -> int:
     print(f"\nsample after training:\n{sample()}\n")
     print(f"validation perplexity: {before:.2f} -> {after:.2f} after {args.epochs} epochs "
           f"({took:.1f} s); unigram baseline {unigram:.2f}")
+    if args.plot and history.epochs:
+        history.plot(args.plot)
+        print(f"training curves written to {args.plot}")
     return 0
 
 
@@ -149,6 +160,8 @@ def main(argv=None) -> int:
     demo.add_argument("--sample-chars", type=int, default=200)
     demo.add_argument("--prompt", default="The ")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--plot", metavar="PATH", help="write the training curves as a PNG file "
+                      '(needs matplotlib: pip install "rnnkit[plot]")')
     demo.add_argument("--threads", type=int, default=0,
                       help="rnnkit threads (default 0: rnnkit's default, the usable cores)")
     check = sub.add_parser("check", help="LSTM forward+backward: checked against NumPy and timed")

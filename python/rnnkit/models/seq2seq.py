@@ -478,6 +478,37 @@ class Seq2Seq(nn.Module):
                 print(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}", flush=True)
         return history
 
+    def attention_weights(self, src, tgt=None, *, src_lengths=None, tgt_lengths=None, max_len=50):
+        """Where the decoder looks: ``(targets, weights)``. ``weights`` (B, T, S) float64 holds,
+        for every target step t of each row, the attention over the source steps (a row sums to
+        1 over the valid source steps; padded source and target steps are 0). ``targets`` lists
+        each row's target ids (eos included, padding not), the tokens the rows of ``weights``
+        belong to.
+
+        With ``tgt`` (as for ``forward``: without bos, ending with eos) the weights are those of
+        the teacher-forced pass. Without it the model decodes greedily (``max_len``) and the
+        weights are those it used while producing its own output (eos appended unless cut at
+        ``max_len``). Only for models built with ``attention``; see ``rnnkit.plot.plot_attention``.
+        """
+        if self.attention is None:
+            raise ValueError("this Seq2Seq has no attention (attention=None): no weights to show")
+        if tgt is None:
+            if tgt_lengths is not None:
+                raise ValueError("tgt_lengths needs tgt")
+            hyps = self.greedy_decode(src, src_lengths=src_lengths, max_len=max_len)
+            rows = [h + [self.eos_id] if len(h) < max_len else h for h in hyps]
+            T = max(len(r) for r in rows)
+            tgt = np.full((len(rows), T), self.pad_id, np.int64)
+            for b, r in enumerate(rows):
+                tgt[b, :len(r)] = r
+            tgt_lengths = np.array([len(r) for r in rows], np.int64)
+        self.forward(src, tgt, src_lengths=src_lengths, tgt_lengths=tgt_lengths)
+        tl = self._cache["tl"]
+        weights = self.attn.last_weights.astype(np.float64)
+        weights[np.arange(weights.shape[1])[None, :] >= tl[:, None]] = 0.0
+        ids = np.asarray(tgt, np.int64)
+        return [ids[b, :tl[b]].tolist() for b in range(len(tl))], weights
+
     # ------------------------------------------------------------------ decoding
     @property
     def _never_decoded(self):

@@ -164,6 +164,14 @@ class History:
         h.history, h.epochs, h.stopped_early = copy.deepcopy(d["history"]), list(d["epochs"]), d["stopped_early"]
         return h
 
+    def plot(self, path=None, metrics=None):
+        """Training curves (loss, metrics, training and validation, learning rate) as a
+        matplotlib Figure, also written as PNG at ``path`` if given; needs the ``plot`` extra.
+        See ``rnnkit.plot.plot_history``."""
+        from ..plot import plot_history
+
+        return plot_history(self, path, metrics)
+
     def __repr__(self) -> str:
         return f"History({len(self.epochs)} epochs, {self.last()})"
 
