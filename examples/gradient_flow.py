@@ -51,7 +51,7 @@ def adding_problem(n, steps, rng):
 def network(cell, hidden, scale=1.0, seed=0):
     """cell 'rnn' | 'lstm' | 'gru'; the recurrent weights Wh multiplied by ``scale``."""
     layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](
-        2, hidden, return_sequences=False, batch_first=True, seed=seed)
+        2, hidden, return_sequences=False, seed=seed)
     layer.l0.fwd.Wh[...] *= scale
     return nn.Sequential(rnn=layer, fc=nn.Linear(hidden, 1, seed=seed + 1))
 

@@ -52,7 +52,7 @@ def _reference_norms(layer, x, dy, lengths):
 def test_matches_numpy_reference(cls, kw, dtype):
     rng = np.random.default_rng(0)
     T, B, I, H = 7, 3, 4, 5
-    layer = cls(I, H, seed=1, dtype=dtype, **kw)
+    layer = cls(I, H, seed=1, dtype=dtype, batch_first=False, **kw)
     x = rng.standard_normal((T, B, I)).astype(dtype)
     dy = rng.standard_normal((T, B, H)).astype(dtype)
     lengths = np.array([7, 4, 1])
@@ -70,7 +70,7 @@ def test_finite_differences_on_a_state():
     """dL/dh_t by central differences: perturb h_t (the initial state of the suffix run)."""
     rng = np.random.default_rng(1)
     T, B, I, H = 6, 1, 3, 4
-    layer = nn.RNN(I, H, seed=2, dtype=np.float64)
+    layer = nn.RNN(I, H, seed=2, dtype=np.float64, batch_first=False)
     x = rng.standard_normal((T, B, I))
     u = rng.standard_normal((B, H))
     # loss = sum(h_{T-1} * u)
@@ -95,23 +95,23 @@ def test_vanishing_exploding_and_the_forget_gate():
     rng = np.random.default_rng(0)
     T = 60
     x = rng.standard_normal((T, 8, 1)).astype(np.float32)
-    small = nn.RNN(1, 32, seed=0)
+    small = nn.RNN(1, 32, seed=0, batch_first=False)
     small.l0.fwd.Wh[...] *= 0.5
     norms = gradient_norms(small, x)[0]
     assert norms[-1] == pytest.approx(1.0)  # the default loss: unit gradient on the last output
     assert np.all(np.diff(norms) > 0)  # shrinks at every step back in time
     assert norms[0] < 1e-12 and norms[T // 2] < 1e-6  # by orders of magnitude
-    large = nn.RNN(1, 32, seed=0)
+    large = nn.RNN(1, 32, seed=0, batch_first=False)
     large.l0.fwd.Wh[...] *= 3.0
     assert gradient_norms(large, x)[0][0] > 1e3  # exploding
-    lstm = gradient_norms(nn.LSTM(1, 32, seed=0), x)[0]  # forget-gate bias 1
+    lstm = gradient_norms(nn.LSTM(1, 32, seed=0, batch_first=False), x)[0]  # forget-gate bias 1
     assert lstm[0] > 1e6 * norms[0] and lstm[T // 2] > 1e3 * norms[T // 2]
     assert lstm[0] > 1e-4
 
 
 def test_stacked_layers_and_float32_layer_in_float64():
     rng = np.random.default_rng(0)
-    layer = nn.LSTM(3, 8, num_layers=3, seed=0)
+    layer = nn.LSTM(3, 8, num_layers=3, seed=0, batch_first=False)
     x = rng.standard_normal((20, 4, 3)).astype(np.float32)
     norms = gradient_norms(layer, x)
     assert norms.shape == (3, 20) and norms.dtype == np.float64 and np.all(norms > 0)
@@ -128,7 +128,7 @@ def test_batch_first_return_state_and_initial_state():
     dy = rng.standard_normal((3, 5, 4))
     dh = [rng.standard_normal((3, 4))]
     got = gradient_norms(layer, x, grad=(dy, dh), initial_state=h0, per_example=True)
-    plain = nn.GRU(2, 4, seed=0, dtype=np.float64)
+    plain = nn.GRU(2, 4, seed=0, dtype=np.float64, batch_first=False)
     dy_tm = dy.transpose(1, 0, 2).copy()
     dy_tm[-1] += dh[0]  # the final state is the last output
     want = gradient_norms(plain, x.transpose(1, 0, 2), grad=dy_tm, initial_state=h0, per_example=True)
@@ -138,7 +138,7 @@ def test_batch_first_return_state_and_initial_state():
 def test_model_follows_its_loss_and_keeps_its_gradients():
     rng = np.random.default_rng(0)
     rnn = nn.RNN(2, 6, return_sequences=False, batch_first=True, seed=0, dtype=np.float64)
-    model = nn.Sequential(rnn=rnn, fc=nn.Linear(6, 1, seed=1, dtype=np.float64))
+    model = nn.Sequential(rnn=rnn, fc=nn.Linear(6, 1, seed=1, dtype=np.float64, batch_first=False))
     x = rng.standard_normal((5, 9, 2))
     y = rng.standard_normal((5, 1))
     before = {k: g.copy() for k, g in model.grads().items()}
@@ -169,12 +169,12 @@ def test_sequence_classifier_with_lengths():
 def test_refusals():
     x = np.zeros((4, 2, 3), np.float32)
     with pytest.raises(NotImplementedError, match="bidirectional"):
-        gradient_norms(nn.LSTM(3, 4, bidirectional=True), x)
+        gradient_norms(nn.LSTM(3, 4, bidirectional=True, batch_first=False), x)
     with pytest.raises(NotImplementedError, match="norm"):
-        gradient_norms(nn.LSTM(3, 4, norm="layer"), x)
+        gradient_norms(nn.LSTM(3, 4, norm="layer", batch_first=False), x)
     with pytest.raises(ValueError, match="y is for models"):
-        gradient_norms(nn.LSTM(3, 4), x, np.zeros(2))
-    model = nn.Sequential(a=nn.LSTM(3, 4), b=nn.LSTM(4, 4, return_sequences=False))
+        gradient_norms(nn.LSTM(3, 4, batch_first=False), x, np.zeros(2))
+    model = nn.Sequential(a=nn.LSTM(3, 4, batch_first=False), b=nn.LSTM(4, 4, return_sequences=False, batch_first=False))
     with pytest.raises(ValueError, match="layer="):
         gradient_norms(model, x, np.zeros((2, 4)), loss="mse")
     with pytest.raises(ValueError, match="needs targets"):

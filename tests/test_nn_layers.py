@@ -15,7 +15,7 @@ def x_(shape=(T, B, D), seed=0):
 
 
 def test_linear_values_and_gradients():
-    lin = nn.Linear(D, 2, dtype=np.float64, seed=0)
+    lin = nn.Linear(D, 2, dtype=np.float64, seed=0, batch_first=False)
     x = x_()
     np.testing.assert_allclose(lin.forward(x), x @ lin.W + lin.b, rtol=1e-14)
     np.testing.assert_allclose(lin.forward(x[0]), x[0] @ lin.W + lin.b, rtol=1e-14)
@@ -77,7 +77,7 @@ def test_dropout():
 def test_heads(head):
     y = x_()
     lengths = np.array([4, 0, 2])
-    h = head()
+    h = head(batch_first=False)
     out = h.forward(y, lengths=lengths)
     assert np.all(out[1] == 0)  # empty sequence
     for b in (0, 2):
@@ -104,10 +104,10 @@ def test_sequential_whole_model_gradients():
     model = nn.Sequential(
         embed=nn.Embedding(9, 3, padding_idx=0, dtype=np.float64, seed=0),
         rnn=nn.LSTM(3, 2, 2, bidirectional=True, recurrent_dropout=0.3, dropout=0.2,
-                    skip="residual", norm="layer", dtype=np.float64, seed=1),
+                    skip="residual", norm="layer", dtype=np.float64, seed=1, batch_first=False),
         drop=nn.Dropout(0.3),
-        pool=nn.MeanPool(),
-        head=nn.Linear(4, 2, dtype=np.float64, seed=2),
+        pool=nn.MeanPool(batch_first=False),
+        head=nn.Linear(4, 2, dtype=np.float64, seed=2, batch_first=False),
     )
     ids = np.array([[1, 2, 3, 4], [5, 6, 0, 0], [7, 8, 2, 0]]).T  # (T, B)
     lengths = np.array([4, 2, 3])
@@ -117,7 +117,7 @@ def test_sequential_whole_model_gradients():
 
 
 def test_sequential_construction_forms():
-    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    a, b = nn.Linear(2, 2, batch_first=False), nn.Linear(2, 2, batch_first=False)
     assert list(nn.Sequential(a, b).parameters()) == ["0.W", "0.b", "1.W", "1.b"]
     assert list(nn.Sequential({"p": a, "q": b}).parameters())[0] == "p.W"
     assert list(nn.Sequential([("p", a), ("q", b)]).parameters())[-1] == "q.b"
@@ -126,7 +126,7 @@ def test_sequential_construction_forms():
 
 
 def test_module_seed_rng_state_and_state_dict():
-    model = nn.Sequential(nn.Linear(D, D, dtype=np.float64), nn.Dropout(0.5), nn.Dropout(0.5))
+    model = nn.Sequential(nn.Linear(D, D, dtype=np.float64, batch_first=False), nn.Dropout(0.5), nn.Dropout(0.5))
     x = x_()
     model.seed(3)
     y1 = model.forward(x, training=True)
@@ -137,7 +137,7 @@ def test_module_seed_rng_state_and_state_dict():
     assert not np.array_equal(y1, y2)
     model.set_rng_state(s)
     np.testing.assert_array_equal(model.forward(x, training=True), y2)
-    other = nn.Sequential(nn.Linear(D, D, dtype=np.float64), nn.Dropout(0.5), nn.Dropout(0.5))
+    other = nn.Sequential(nn.Linear(D, D, dtype=np.float64, batch_first=False), nn.Dropout(0.5), nn.Dropout(0.5))
     other.load_state_dict(model.state_dict())
     np.testing.assert_array_equal(other.forward(x), model.forward(x))
     with pytest.raises(ValueError, match="missing"):
@@ -145,7 +145,7 @@ def test_module_seed_rng_state_and_state_dict():
 
 
 def test_linear_bad_input():
-    lin = nn.Linear(D, 2)
+    lin = nn.Linear(D, 2, batch_first=False)
     with pytest.raises(TypeError, match="x has dtype float64"):
         lin.forward(x_())
     with pytest.raises(ValueError, match="x must have 5 features"):
@@ -153,4 +153,21 @@ def test_linear_bad_input():
     with pytest.raises(ValueError, match="x must be 2-D or 3-D"):
         lin.forward(np.zeros(5, np.float32))
     with pytest.raises(ValueError, match="in_features"):
-        nn.Linear(0, 2)
+        nn.Linear(0, 2, batch_first=False)
+
+
+def test_layers_default_to_batch_first_so_a_sequential_trains_on_trainer_data():
+    """Trainer data is batch-first (N, T, F); so are the layers and heads by default, and a
+    layout mistake names the layout the layer assumed."""
+    from rnnkit.train import Trainer
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 4, 3)).astype(np.float32)  # N=5 sequences of T=4 steps
+    y = np.array([0, 1, 0, 1, 1])
+    lengths = np.array([4, 2, 3, 1, 4])
+    model = nn.Sequential(nn.LSTM(3, 6, seed=0), nn.LastStep(), nn.Linear(6, 2, seed=1))
+    history = Trainer(model, quiet=True).fit((X, y, lengths), epochs=2, batch_size=5)
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+    with pytest.raises(ValueError, match=r"lengths must have shape \(B,\) = \(4,\) \(x of shape \(4, 5, 3\) "
+                                         r"read as \(B, T, input_size\), batch_first=True\), got \(5,\)"):
+        nn.LSTM(3, 6).forward(X.transpose(1, 0, 2), lengths=lengths)

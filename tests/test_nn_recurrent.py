@@ -37,7 +37,7 @@ def run_functional(kind, d, x, lengths, reverse, mask=None, h0=None):
 
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_bidirectional_matches_functional(kind):
-    m = CLASSES[kind](I, H, bidirectional=True, return_state=True, dtype=np.float64, seed=0)
+    m = CLASSES[kind](I, H, bidirectional=True, return_state=True, dtype=np.float64, seed=0, batch_first=False)
     x = x_()
     y, states = m.forward(x, lengths=LENGTHS)
     yf, sf = run_functional(kind, m.l0.fwd, x, LENGTHS, False)
@@ -51,7 +51,7 @@ def test_bidirectional_matches_functional(kind):
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_lengths_padding_and_final_state(kind):
     """Padded outputs are zero; final states equal running each sequence alone, truncated."""
-    m = CLASSES[kind](I, H, 2, bidirectional=True, return_state=True, dtype=np.float64, seed=1)
+    m = CLASSES[kind](I, H, 2, bidirectional=True, return_state=True, dtype=np.float64, seed=1, batch_first=False)
     x = x_()
     y, states = m.forward(x, lengths=LENGTHS)
     for b in range(B):
@@ -76,9 +76,9 @@ def test_lengths_padding_and_final_state(kind):
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_batch_first_and_last_step(kind):
     kw = dict(dtype=np.float64, seed=2, bidirectional=True, merge="sum")
-    tm = CLASSES[kind](I, H, 2, **kw)
+    tm = CLASSES[kind](I, H, 2, batch_first=False, **kw)
     bf = CLASSES[kind](I, H, 2, batch_first=True, **kw)
-    last = CLASSES[kind](I, H, 2, return_sequences=False, **kw)
+    last = CLASSES[kind](I, H, 2, return_sequences=False, batch_first=False, **kw)
     x = x_()
     y = tm.forward(x, lengths=LENGTHS)
     np.testing.assert_array_equal(bf.forward(x.transpose(1, 0, 2), lengths=LENGTHS), y.transpose(1, 0, 2))
@@ -90,7 +90,7 @@ def test_merge_modes_and_output_size():
     x = x_()
     outs = {}
     for merge in ("concat", "sum", "mul", "ave"):
-        m = nn.GRU(I, H, bidirectional=True, merge=merge, dtype=np.float64, seed=4)
+        m = nn.GRU(I, H, bidirectional=True, merge=merge, dtype=np.float64, seed=4, batch_first=False)
         outs[merge] = m.forward(x)
         assert outs[merge].shape[-1] == m.output_size == (2 * H if merge == "concat" else H)
     yf, yb = outs["concat"][..., :H], outs["concat"][..., H:]
@@ -101,9 +101,9 @@ def test_merge_modes_and_output_size():
 
 def test_skip_connections():
     x = x_(shape=(T, B, H))
-    plain = nn.LSTM(H, H, 2, dtype=np.float64, seed=5)
-    res = nn.LSTM(H, H, 2, skip="residual", dtype=np.float64, seed=5)
-    dense = nn.LSTM(H, H, 2, skip="dense", dtype=np.float64, seed=5)
+    plain = nn.LSTM(H, H, 2, dtype=np.float64, seed=5, batch_first=False)
+    res = nn.LSTM(H, H, 2, skip="residual", dtype=np.float64, seed=5, batch_first=False)
+    dense = nn.LSTM(H, H, 2, skip="dense", dtype=np.float64, seed=5, batch_first=False)
     y0 = res.l0.forward(x, None, False, [None])[0] + x
     y1 = res.l1.forward(y0, None, False, [None])[0] + y0
     np.testing.assert_allclose(res.forward(x), y1, **TIGHT)
@@ -115,7 +115,7 @@ def test_skip_connections():
 
 
 def test_recurrent_dropout_mask_semantics():
-    m = nn.LSTM(I, H, bidirectional=True, recurrent_dropout=0.5, dtype=np.float64, seed=6)
+    m = nn.LSTM(I, H, bidirectional=True, recurrent_dropout=0.5, dtype=np.float64, seed=6, batch_first=False)
     x = x_()
     m.seed(1)
     y1 = m.forward(x, lengths=LENGTHS, training=True)
@@ -137,7 +137,7 @@ def test_recurrent_dropout_mask_semantics():
 
 
 def test_rng_state_round_trip_is_picklable():
-    m = nn.GRU(I, H, 2, dropout=0.5, recurrent_dropout=0.5, dtype=np.float64, seed=7)
+    m = nn.GRU(I, H, 2, dropout=0.5, recurrent_dropout=0.5, dtype=np.float64, seed=7, batch_first=False)
     x = x_()
     state = pickle.loads(pickle.dumps(m.rng_state()))
     y1 = m.forward(x, training=True)
@@ -153,7 +153,7 @@ def test_normalized_recurrence_reduces_to_the_kernel(kind, reverse):
     """The NumPy recurrence with batch norm in inference mode, mean 0, var 1 - eps and gain 1 is
     the identity normalisation: it must reproduce the fused kernel, forward and backward, with
     lengths, reverse and a recurrent mask (an independent check of the slower path's cell math)."""
-    m = CLASSES[kind](I, H, dtype=np.float64, seed=8)
+    m = CLASSES[kind](I, H, dtype=np.float64, seed=8, batch_first=False)
     d = m.l0.fwd
     G = d.Wx.shape[1] // H
     P = {"Wx": d.Wx, "Wh": d.Wh, "b": d.b + 0.1, "bh": d.bh - 0.2,
@@ -193,7 +193,7 @@ def test_normalized_recurrence_reduces_to_the_kernel(kind, reverse):
 def test_norms_are_scale_invariant_in_the_input_path(norm):
     """Both normalisations remove the scale of x @ Wx: scaling Wx by 5 barely changes y
     (only through eps = 1e-5 against O(1) variances, so ~1e-5 relative)."""
-    m = nn.LSTM(I, H, bidirectional=True, norm=norm, dtype=np.float64, seed=9)
+    m = nn.LSTM(I, H, bidirectional=True, norm=norm, dtype=np.float64, seed=9, batch_first=False)
     x = x_()
     y1 = m.forward(x, lengths=LENGTHS, training=True)
     for name, p in m.parameters().items():
@@ -204,7 +204,7 @@ def test_norms_are_scale_invariant_in_the_input_path(norm):
 
 
 def test_batch_norm_statistics_and_running_update():
-    m = nn.RNN(I, H, norm="batch", dtype=np.float64, seed=10)
+    m = nn.RNN(I, H, norm="batch", dtype=np.float64, seed=10, batch_first=False)
     x = x_()
     d = m.l0.fwd
     XW = x @ d.Wx
@@ -221,7 +221,7 @@ def test_batch_norm_statistics_and_running_update():
 
 
 def test_initialisation():
-    m = nn.LSTM(I, H, 2, bidirectional=True, seed=11)
+    m = nn.LSTM(I, H, 2, bidirectional=True, seed=11, batch_first=False)
     for name, p in m.parameters().items():
         assert p.dtype == np.float32
         kind = name.rsplit(".", 1)[-1]
@@ -235,26 +235,26 @@ def test_initialisation():
         if kind == "Wx":
             limit = np.sqrt(6 / (p.shape[0] + p.shape[1]))
             assert np.abs(p).max() <= limit
-    a = nn.LSTM(I, H, seed=1).parameters()
-    b = nn.LSTM(I, H, seed=1).parameters()
+    a = nn.LSTM(I, H, seed=1, batch_first=False).parameters()
+    b = nn.LSTM(I, H, seed=1, batch_first=False).parameters()
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert nn.GRU(I, H, norm="batch").l0.fwd.norm_x.gamma[0] == np.float32(0.1)
-    assert nn.GRU(I, H, norm="layer").l0.fwd.norm_h.gamma[0] == 1.0
+    assert nn.GRU(I, H, norm="batch", batch_first=False).l0.fwd.norm_x.gamma[0] == np.float32(0.1)
+    assert nn.GRU(I, H, norm="layer", batch_first=False).l0.fwd.norm_h.gamma[0] == 1.0
 
 
 def test_parameter_names_and_kinds():
-    m = nn.LSTM(I, H, 2, bidirectional=True, norm="layer")
+    m = nn.LSTM(I, H, 2, bidirectional=True, norm="layer", batch_first=False)
     names = list(m.parameters())
     assert "l0.fwd.Wx" in names and "l1.bwd.bh" in names and "l0.fwd.norm_c.beta" in names
     assert {n.rsplit(".", 1)[-1] for n in names} == {"Wx", "Wh", "b", "bh", "gamma", "beta"}
     assert list(m.grads()) == names
     assert all(m.grads()[k].shape == p.shape for k, p in m.parameters().items())
-    bn = nn.GRU(I, H, norm="batch")
+    bn = nn.GRU(I, H, norm="batch", batch_first=False)
     assert "l0.fwd.running_mean_x" in bn.state_dict() and "l0.fwd.running_var_h" in bn.buffers()
 
 
 def test_gradients_accumulate_and_zero_grad():
-    m = nn.GRU(I, H, dtype=np.float64, seed=12)
+    m = nn.GRU(I, H, dtype=np.float64, seed=12, batch_first=False)
     x = x_()
     y = m.forward(x, training=True)
     m.backward(np.ones_like(y))
@@ -267,9 +267,9 @@ def test_gradients_accumulate_and_zero_grad():
 
 
 def test_state_dict_round_trip():
-    a = nn.LSTM(I, H, 2, bidirectional=True, norm="batch", dtype=np.float64, seed=13)
+    a = nn.LSTM(I, H, 2, bidirectional=True, norm="batch", dtype=np.float64, seed=13, batch_first=False)
     a.forward(x_(), training=True)  # moves the running statistics
-    b = nn.LSTM(I, H, 2, bidirectional=True, norm="batch", dtype=np.float64, seed=14)
+    b = nn.LSTM(I, H, 2, bidirectional=True, norm="batch", dtype=np.float64, seed=14, batch_first=False)
     sd = a.state_dict()
     sd["l0.fwd.Wx"][...] = sd["l0.fwd.Wx"]  # copies: editing them must not touch a
     b.load_state_dict(sd)
@@ -290,7 +290,7 @@ def test_state_dict_round_trip():
 
 
 def test_float32_default_runs():
-    m = nn.GRU(I, H, 2, bidirectional=True, recurrent_dropout=0.2, norm=None, seed=0)
+    m = nn.GRU(I, H, 2, bidirectional=True, recurrent_dropout=0.2, norm=None, seed=0, batch_first=False)
     x = x_(dtype=np.float32)
     y = m.forward(x, lengths=LENGTHS, training=True)
     assert y.dtype == np.float32
@@ -299,7 +299,7 @@ def test_float32_default_runs():
 
 # ---------------------------------------------------------------------- bad input
 def test_bad_input_messages():
-    m = nn.LSTM(I, H, 2, bidirectional=True, return_state=True)
+    m = nn.LSTM(I, H, 2, bidirectional=True, return_state=True, batch_first=False)
     x = x_(dtype=np.float32)
     with pytest.raises(TypeError, match="x has dtype float64"):
         m.forward(x.astype(np.float64))
@@ -336,16 +336,16 @@ def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         nn.GRU(I, H, **kwargs)
     with pytest.raises(ValueError, match="hidden_size"):
-        nn.LSTM(I, 0)
+        nn.LSTM(I, 0, batch_first=False)
     with pytest.raises(ValueError, match="mode"):
-        nn.RNN(I, H, mode="sigmoid")
+        nn.RNN(I, H, mode="sigmoid", batch_first=False)
     with pytest.raises(ValueError, match="linear_before_reset"):
-        nn.GRU(I, H, norm="layer", linear_before_reset=False)
+        nn.GRU(I, H, norm="layer", linear_before_reset=False, batch_first=False)
 
 
 def test_backward_before_forward():
     with pytest.raises(RuntimeError, match="before forward"):
-        nn.GRU(I, H).backward(np.zeros((T, B, H), np.float32))
+        nn.GRU(I, H, batch_first=False).backward(np.zeros((T, B, H), np.float32))
 
 
 @pytest.mark.parametrize("kind", list(CLASSES))
@@ -355,7 +355,7 @@ def test_read_only_inputs_give_the_same_result(kind, norm):
     mmap_mode="r", np.frombuffer, np.broadcast_to): the layers only read them."""
     rng = np.random.default_rng(2)
     m = CLASSES[kind](I, H, num_layers=2, bidirectional=True, skip="residual", norm=norm,
-                      return_state=True, dtype=np.float64, seed=0)
+                      return_state=True, dtype=np.float64, seed=0, batch_first=False)
     state = [rng.standard_normal((B, H)) for _ in range(4)]
     if kind == "lstm":
         state = [(h, rng.standard_normal((B, H))) for h in state]

@@ -22,7 +22,7 @@ def _round_trips(obj):
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_layer_pickles_and_deep_copies_after_a_forward(kind, training):
-    layer = CLASSES[kind](I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=3)
+    layer = CLASSES[kind](I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=3, batch_first=False)
     x = np.random.default_rng(0).standard_normal((T, B, I))  # time-major, the layers' default
     lengths = np.array([4, 2, 3])
     y = layer.forward(x, lengths=lengths, training=training)

@@ -17,6 +17,13 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def layout_note(name: str, shape, batch_first: bool, features: str) -> str:
+    """How a layer read a sequence argument, for shape messages: which axis it took as B."""
+    axes = f"(B, T, {features})" if batch_first else f"(T, B, {features})"
+    flag = "batch_first=True" if batch_first else "batch_first=False"
+    return f"{name} of shape {shape_str(shape)} read as {axes}, {flag}"
+
+
 def shape_str(shape) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -57,20 +64,24 @@ def optional_float(value, name: str, shape, meaning: str, dtype) -> np.ndarray |
     return arr
 
 
-def lengths_array(lengths, batch: int, steps: int, name: str = "lengths", minimum: int = 0) -> np.ndarray | None:
+def lengths_array(lengths, batch: int, steps: int, name: str = "lengths", minimum: int = 0,
+                  layout: str = "") -> np.ndarray | None:
     """Checks `lengths` (the argument called `name`): integers, shape (B,), each in
-    [minimum, T]. None means all T (returned as None)."""
+    [minimum, T]. None means all T (returned as None). ``layout`` says how the sequence's
+    axes were read (e.g. "x read batch-first (B, T, F)"), for the message."""
     if lengths is None:
         return None
     arr = np.asarray(lengths)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array of shape (B,), got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"{name} must have shape (B,) = ({batch},), got {shape_str(arr.shape)}")
+        read = f" ({layout})" if layout else ""
+        raise ValueError(f"{name} must have shape (B,) = ({batch},){read}, got {shape_str(arr.shape)}")
     if batch and (arr.min() < minimum or arr.max() > steps):
         bad = int(np.flatnonzero((arr < minimum) | (arr > steps))[0])
+        read = f"; {layout}" if layout else ""
         raise ValueError(f"{name}[{bad}] = {int(arr[bad])} is outside [{minimum}, T={steps}]; {name} must lie "
-                         f"in that range (T = the padded length of the array)")
+                         f"in that range (T = the padded length of the array{read})")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 

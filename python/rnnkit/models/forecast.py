@@ -132,7 +132,7 @@ class ForecastNet(nn.Module):
         if lengths is not None:
             raise ValueError("ForecastNet takes full windows; lengths must be None")
         self._shape = x.shape
-        h = self.rnn.forward(np.ascontiguousarray(x.transpose(1, 0, 2)), training=training)  # (B, H)
+        h = self.rnn.forward(x, training=training)  # (B, H)
         y = self.fc.forward(self.drop.forward(h, training=training))
         y = y.reshape(x.shape[0], self.horizon, self.num_features)
         if self.residual:
@@ -145,7 +145,7 @@ class ForecastNet(nn.Module):
         B, L, F = self._shape
         grad = np.asarray(grad, dtype=self.dtype).reshape(B, self.horizon, F)
         dh = self.drop.backward(self.fc.backward(np.ascontiguousarray(grad.reshape(B, -1))))
-        dx = self.rnn.backward(dh).transpose(1, 0, 2).copy()  # (B, L, F)
+        dx = self.rnn.backward(dh).copy()  # (B, L, F)
         if self.residual:
             dx[:, -1, :] += grad.sum(axis=1)
         return dx

@@ -45,10 +45,10 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
         self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx, dtype=dtype,
                                   seed=ss[0].generate_state(1)[0])
-        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional,
+        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional, batch_first=False,
                                      dropout=dropout, recurrent_dropout=recurrent_dropout, dtype=dtype,
                                      seed=int(ss[1].generate_state(1)[0]))
-        self.pool = _POOLS[pooling]()
+        self.pool = _POOLS[pooling](batch_first=False)
         self.drop = nn.Dropout(dropout, seed=int(ss[2].generate_state(1)[0]))
         self.fc = nn.Linear(self.rnn.output_size, self.num_classes, dtype=dtype, seed=int(ss[3].generate_state(1)[0]))
 
@@ -88,11 +88,11 @@ class LanguageModel(nn.Module):
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(4)]
         self.vocab_size, self.vocab, self.level, self.cell = int(vocab_size), vocab, level, cell
         self.embed = nn.Embedding(vocab_size, embedding_dim, dtype=dtype, seed=ss[0])
-        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, dropout=dropout,
+        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, dropout=dropout, batch_first=False,
                                      recurrent_dropout=recurrent_dropout, return_state=True, dtype=dtype,
                                      seed=ss[1])
         self.drop = nn.Dropout(dropout, seed=ss[2])
-        self.fc = nn.Linear(self.rnn.output_size, vocab_size, dtype=dtype, seed=ss[3])
+        self.fc = nn.Linear(self.rnn.output_size, vocab_size, batch_first=False, dtype=dtype, seed=ss[3])
 
     def _logits(self, ids_tm, lengths, training, state):
         x = self.embed.forward(ids_tm)

@@ -199,10 +199,10 @@ class Seq2Seq(nn.Module):
         self.num_directions = D
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(8 + 2 * L)]
         self.src_embed = nn.Embedding(self.src_vocab_size, E, padding_idx=self.pad_id, dtype=dtype, seed=ss[0])
-        self.encoder = _CELLS[cell](E, He, L, bidirectional=self.bidirectional, dropout=dropout,
+        self.encoder = _CELLS[cell](E, He, L, bidirectional=self.bidirectional, dropout=dropout, batch_first=False,
                                     return_state=True, dtype=dtype, seed=ss[1])
         self.tgt_embed = nn.Embedding(V, E, padding_idx=self.pad_id, dtype=dtype, seed=ss[2])
-        self.decoder = _CELLS[cell](E + Hd, Hd, L, dropout=dropout, return_state=True, dtype=dtype,
+        self.decoder = _CELLS[cell](E + Hd, Hd, L, dropout=dropout, return_state=True, batch_first=False, dtype=dtype,
                                     seed=ss[3])
         comb = D * He if bridge == "concat" else He
         self._bridges = []

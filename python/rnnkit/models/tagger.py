@@ -52,10 +52,10 @@ class SequenceTagger(nn.Module):
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(5)]
         self.embed = nn.Embedding(self.vocab_size, embedding_dim, padding_idx=padding_idx, dtype=dtype, seed=ss[0])
         self.drop_in = nn.Dropout(dropout, seed=ss[1])
-        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional,
+        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional, batch_first=False,
                                      dropout=dropout, recurrent_dropout=recurrent_dropout, dtype=dtype, seed=ss[2])
         self.drop = nn.Dropout(dropout, seed=ss[3])
-        self.fc = nn.Linear(self.rnn.output_size, self.num_tags, dtype=dtype, seed=ss[4])
+        self.fc = nn.Linear(self.rnn.output_size, self.num_tags, batch_first=False, dtype=dtype, seed=ss[4])
 
     def forward(self, ids, *, lengths=None, training=False):
         ids = check_ids(ids, self.vocab_size, batch_first=True, vocabulary="vocab_size")

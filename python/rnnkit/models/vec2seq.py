@@ -92,10 +92,10 @@ class VectorToSequence(nn.Module):
         if condition in ("input", "both"):
             self.ctx = nn.Linear(self.num_features, self.context_size, dtype=dtype, seed=ss[2])
             in_size += self.context_size
-        self.rnn = _cell_class(cell)(in_size, self.hidden_size, self.num_layers, dropout=dropout,
+        self.rnn = _cell_class(cell)(in_size, self.hidden_size, self.num_layers, dropout=dropout, batch_first=False,
                                      return_state=True, dtype=dtype, seed=ss[3])
         self.drop = nn.Dropout(dropout, seed=ss[4])
-        self.fc = nn.Linear(self.hidden_size, self.vocab_size, dtype=dtype, seed=ss[5])
+        self.fc = nn.Linear(self.hidden_size, self.vocab_size, batch_first=False, dtype=dtype, seed=ss[5])
         self._cache = None
 
     # ------------------------------------------------------------------ pieces

@@ -2,14 +2,14 @@
 ``lengths``: ``LastStep`` (the output at each sequence's last valid step), ``MeanPool`` (mean
 over valid steps) and ``MaxPool`` (element-wise max over valid steps; the gradient goes to the
 first step holding the max). A sequence of length 0 gives a zero vector and no gradient.
-Input is time-major unless ``batch_first=True``. The heads have no parameters and accept
+Input is batch-first ``(B, T, H)`` unless ``batch_first=False`` (time-major ``(T, B, H)``). The heads have no parameters and accept
 float32 and float64.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .._checks import lengths_array, shape_str
+from .._checks import layout_note, lengths_array, shape_str
 from .module import Module
 
 __all__ = ["LastStep", "MeanPool", "MaxPool", "last_step", "last_step_backward"]
@@ -41,13 +41,13 @@ def last_step_backward(grad, lengths, shape, dtype):
 
 
 class _Head(Module):
-    def __init__(self, *, batch_first=False):
+    def __init__(self, *, batch_first=True):
         super().__init__()
         self.batch_first = bool(batch_first)
         self._cache = None
 
     def extra_repr(self):
-        return "batch_first=True" if self.batch_first else ""
+        return "" if self.batch_first else "batch_first=False"
 
     def _input(self, y, lengths):
         y = np.asarray(y)
@@ -56,10 +56,11 @@ class _Head(Module):
         if y.ndim != 3:
             layout = "(B, T, H)" if self.batch_first else "(T, B, H)"
             raise ValueError(f"y must be 3-D {layout}, got shape {shape_str(y.shape)}")
+        note = layout_note("y", y.shape, self.batch_first, "H")
         if self.batch_first:
             y = y.transpose(1, 0, 2)
         T, B, _ = y.shape
-        return y, lengths_array(lengths, B, T)
+        return y, lengths_array(lengths, B, T, layout=note)
 
     def _grad(self, grad):
         if self._cache is None:

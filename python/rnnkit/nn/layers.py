@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import lengths_array, shape_str
+from .._checks import layout_note, lengths_array, shape_str
 from .._linalg import matmul
 from ..embedding import embedding_backward, embedding_forward
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
@@ -30,13 +30,13 @@ def valid_mask(lengths, T: int, B: int, dtype, batch_first: bool = False) -> np.
 class Linear(Module):
     """y = x @ W + b with W (in_features, out_features), b (out_features,).
 
-    Works on (N, in) and on sequences (T, B, in) per time step (or (B, T, in) with
-    ``batch_first=True``). With ``lengths`` and 3-D input, outputs at padded steps are zero and
+    Works on (N, in) and on sequences (B, T, in) per time step (or time-major (T, B, in) with
+    ``batch_first=False``). With ``lengths`` and 3-D input, outputs at padded steps are zero and
     get no gradient, so padding never leaks into later layers or losses; 2-D input ignores
     ``lengths`` (so a Linear after a pooling head inside a Sequential just works).
     """
 
-    def __init__(self, in_features, out_features, *, bias=True, batch_first=False,
+    def __init__(self, in_features, out_features, *, bias=True, batch_first=True,
                  dtype=np.float32, seed=None):
         super().__init__(seed)
         self.in_features = check_positive_int(in_features, "in_features")
@@ -55,14 +55,15 @@ class Linear(Module):
 
     def forward(self, x, *, lengths=None, training=False):
         x = float_input(x, "x", self.dtype, ndims=(2, 3), last=self.in_features,
-                        meaning=" (N, in_features) or a sequence (T, B, in_features)")
+                        meaning=" (N, in_features) or a sequence "
+                                + ("(B, T, in_features)" if self.batch_first else "(T, B, in_features)"))
         y = matmul(x.reshape(-1, self.in_features), self.W).reshape(x.shape[:-1] + (self.out_features,))
         if "b" in self._params:
             y += self.b
         mask = None
         if lengths is not None and x.ndim == 3:  # 2-D input (e.g. after a head) ignores lengths
             T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
-            lengths = lengths_array(lengths, B, T)
+            lengths = lengths_array(lengths, B, T, layout=layout_note("x", x.shape, self.batch_first, "in_features"))
             mask = valid_mask(lengths, T, B, self.dtype, self.batch_first)
             y *= mask
         self._cache = (x, mask)

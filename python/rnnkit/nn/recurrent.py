@@ -1,7 +1,8 @@
 """Recurrent layers RNN, LSTM and GRU: stacked, (bi)directional, with dropout between layers,
 variational recurrent dropout, skip connections and normalisation inside the recurrence.
 
-Shapes (docs/design.md): input (T, B, I) time-major, or (B, T, I) with ``batch_first=True``.
+Shapes (docs/design.md): input batch-first (B, T, I), or time-major (T, B, I) with
+``batch_first=False`` (what the models use inside, next to the time-major kernels).
 Each layer l and direction d (``fwd``, ``bwd``) owns ``Wx`` (I_l, G*H), ``Wh`` (H, G*H), ``b``
 and ``bh`` (G*H,) with gate blocks RNN 1, LSTM i, f, g, o, GRU r, z, n, named
 ``l{l}.{fwd|bwd}.{Wx|Wh|b|bh}`` (with normalisation also ``norm_x.gamma``, ``norm_h.gamma``,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._checks import lengths_array, shape_str
+from .._checks import layout_note, lengths_array, shape_str
 from .heads import last_step, last_step_backward
 from .layers import glorot_uniform, valid_mask
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
@@ -215,7 +216,7 @@ class _Recurrent(Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  merge="concat", dropout=0.0, recurrent_dropout=0.0, skip=None, norm=None,
-                 return_sequences=True, return_state=False, batch_first=False,
+                 return_sequences=True, return_state=False, batch_first=True,
                  dtype=np.float32, seed=None, cell=None, linear_before_reset=True):
         super().__init__(seed)
         self.cell = cell or self._cell
@@ -268,7 +269,7 @@ class _Recurrent(Module):
         for name, default in (("bidirectional", False), ("merge", "concat"), ("dropout", 0.0),
                               ("recurrent_dropout", 0.0), ("skip", None), ("norm", None),
                               ("return_sequences", True), ("return_state", False),
-                              ("batch_first", False)):
+                              ("batch_first", True)):
             if getattr(self, name) != default:
                 parts.append(f"{name}={getattr(self, name)!r}")
         return ", ".join(parts) + f", dtype={self.dtype}"
@@ -313,11 +314,12 @@ class _Recurrent(Module):
     def forward(self, x, *, lengths=None, training=False, initial_state=None):
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         x = float_input(x, "x", self.dtype, ndims=(3,), last=self.input_size, meaning=" " + layout)
+        note = layout_note("x", x.shape, self.batch_first, "input_size")
         if self.batch_first:
             x = x.transpose(1, 0, 2)
         x = np.ascontiguousarray(x)
         T, B, _ = x.shape
-        lengths = lengths_array(lengths, B, T)
+        lengths = lengths_array(lengths, B, T, layout=note)
         init = self._check_states(initial_state, B)
         V = None if lengths is None else valid_mask(lengths, T, B, self.dtype)
         D, L = self.num_directions, self.num_layers
