@@ -207,10 +207,10 @@ class TextClassifier(_TextEstimator):
 
 """ + _EARLY_STOPPING_DOC
 
-    def __init__(self, *, cell="gru", embedding_dim=64, hidden_size=64, num_layers=1, bidirectional=False,
+    def __init__(self, *, cell="gru", embedding_dim=64, hidden_size=64, num_layers=1, bidirectional=True,
                  pooling="max", dropout=0.3, init_embeddings="corpus", embedding_window=5, max_len=200,
                  min_freq=1, max_vocab=20000, stop_words=None, lowercase=True, epochs=30, batch_size=32,
-                 optimizer="adam", lr=3e-3, weight_decay=0.0, clip_norm=5.0, early_stopping=True,
+                 optimizer="adam", lr=3e-3, weight_decay=1e-4, clip_norm=5.0, early_stopping=True,
                  validation_fraction=0.1, n_iter_no_change=3, random_state=0, seed=None, verbose=False):
         self.cell = cell
         self.embedding_dim = embedding_dim
