@@ -4,7 +4,8 @@
 
 They follow scikit-learn's conventions without importing it: ``__init__`` only stores its
 arguments, ``get_params`` / ``set_params`` read them from the signature, fitted attributes end
-with ``_`` (``classes_``, ``vocab_`` / ``bow_``, ``model_``, ``history_``), and
+with ``_`` (``classes_``, ``vocab_`` / ``bow_``, ``model_``, ``history_``, ``best_epoch_``,
+``n_iter_``), and
 ``__sklearn_tags__`` (scikit-learn >= 1.6) / ``_estimator_type`` mark them as classifiers, so
 ``sklearn.base.clone``, ``Pipeline`` and ``cross_val_score`` work when scikit-learn is installed.
 Labels may be any sortable values (strings, ints); ``predict`` returns them.
