@@ -129,8 +129,10 @@ def e2e_cases(args, torch, Case):
     X, Y, V = lm_data(args.quick)
     E, H = LM["embedding_dim"], hidden(LM["hidden_size"])
     shape = f"{len(X) // LM['batch_size']} batches of {LM['batch_size']}x{LM['seq_len']} V={V} E={E} H={H}"
-    fns = {"rnnkit": _rnnkit_epoch(LanguageModel(V, embedding_dim=E, hidden_size=H, seed=0), X, Y,
-                                   LM["batch_size"], LM["lr"])}
+    fns = {}
+    if "rnnkit" in args.impls:
+        fns["rnnkit"] = _rnnkit_epoch(LanguageModel(V, embedding_dim=E, hidden_size=H, seed=0), X, Y,
+                                      LM["batch_size"], LM["lr"])
     if TorchLM is not None:
         fns["torch"] = _torch_epoch(torch, TorchLM(V, E, H), X, Y, LM["batch_size"], LM["lr"], per_step=True)
     for impl, fn in fns.items():
@@ -140,8 +142,10 @@ def e2e_cases(args, torch, Case):
     X, y, V = classifier_data(args.quick)
     E, H, C = CLASSIFIER["embedding_dim"], hidden(CLASSIFIER["hidden_size"]), CLASSIFIER["classes"]
     shape = f"{len(X)} windows of {CLASSIFIER['seq_len']} words V={V} E={E} H={H} C={C}"
-    fns = {"rnnkit": _rnnkit_epoch(SequenceClassifier(V, C, embedding_dim=E, hidden_size=H, seed=0), X, y,
-                                   CLASSIFIER["batch_size"], CLASSIFIER["lr"])}
+    fns = {}
+    if "rnnkit" in args.impls:
+        fns["rnnkit"] = _rnnkit_epoch(SequenceClassifier(V, C, embedding_dim=E, hidden_size=H, seed=0), X, y,
+                                      CLASSIFIER["batch_size"], CLASSIFIER["lr"])
     if TorchClassifier is not None:
         fns["torch"] = _torch_epoch(torch, TorchClassifier(V, E, H, C), X, y, CLASSIFIER["batch_size"],
                                     CLASSIFIER["lr"], per_step=False)
