@@ -2,15 +2,14 @@
 
     python bench/bench_rnn.py --threads 2 --interleave
 
-Same as `rnnkit bench`, plus the drop-in suite (its NumPy oracle lives in tests/); the CSV goes
-to bench/bench_rnn.csv by default.
+Same as `rnnkit bench`, with the CSV going to bench/bench_rnn.csv by default.
 """
 import os
 
 from checkout import use_checkout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-use_checkout(with_tests=True)  # tests/numpy_dropin.py: the drop-in suite's NumPy oracle
+use_checkout()
 
 from rnnkit.bench import main  # noqa: E402
 

@@ -9,10 +9,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def use_checkout(with_tests: bool = False) -> None:
-    """Puts the checkout's python/ first when it holds a built core; tests/ too if asked."""
+def use_checkout() -> None:
+    """Puts the checkout's python/ first when it holds a built core."""
     package = os.path.join(ROOT, "python")
     if glob.glob(os.path.join(package, "rnnkit", "_core*")):
         sys.path.insert(0, package)
-    if with_tests:
-        sys.path.insert(0, os.path.join(ROOT, "tests"))

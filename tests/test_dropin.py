@@ -1,4 +1,4 @@
-"""rnnkit.dropin against plain NumPy versions of the classic functions (tests/numpy_dropin.py).
+"""rnnkit.dropin against plain NumPy versions of the classic functions (rnnkit.reference_dropin).
 
 The NumPy versions are themselves checked against central finite differences and against
 hand-computed gate-order cases below, so agreement with them means agreement with the math.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import numpy_dropin as P  # noqa: E402
+from rnnkit import reference_dropin as P  # noqa: E402
 
 from rnnkit import dropin as R  # noqa: E402
 

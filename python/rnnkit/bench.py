@@ -31,8 +31,7 @@ reports it next to rnnkit's time: "% of GEMM rate" = GEMM ms / rnnkit ms * 100 (
 runs the whole cell, gate maths included, in the time NumPy's BLAS needs for its GEMMs alone).
 
 Suite "dropin" (float64, batch-first, notebook size N=50, T=20, D=H=128, V=1000):
-rnnkit.dropin vs the plain NumPy versions in tests/numpy_dropin.py (also the tests' oracle), so
-it runs from a repository checkout (bench/bench_rnn.py) and is skipped by `rnnkit bench`.
+rnnkit.dropin vs the plain NumPy versions in rnnkit.reference_dropin (also the tests' oracle).
 
 Timing: google_benchmark, wall-clock ("real") time, a fixed number of iterations per
 repetition chosen from one warm-up call (about --min-time seconds per repetition, at least one
@@ -607,15 +606,7 @@ def main(argv=None, csv_dir=None, prog="rnnkit bench"):
     from rnnkit import dropin as R
     from rnnkit import functional as F
     from rnnkit import reference as ref
-
-    P = None
-    if "dropin" in args.suite:
-        try:
-            import numpy_dropin as P  # the tests' plain-NumPy oracle, in a checkout's tests/
-        except ImportError:
-            print("the dropin suite needs the repository's tests/numpy_dropin.py "
-                  "(run bench/bench_rnn.py from a checkout): skipping it", file=sys.stderr)
-            args.suite = [s for s in args.suite if s != "dropin"]
+    from rnnkit import reference_dropin as P
 
     torch = None
     if "torch" in args.impls and ("recurrent" in args.suite or "e2e" in args.suite):

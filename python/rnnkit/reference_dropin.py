@@ -4,7 +4,7 @@ Written from the equations for this project (batch-first (N, T, D) sequences, LS
 i, f, o, g, GRU gates r, z, n with the reset applied after the recurrent product, a single
 bias b). They are deliberately straightforward — one step at a time, caches as tuples,
 np.add.at for the embedding gradient — so they serve both as the test oracle
-(tests/test_dropin.py) and as the "plain NumPy" side of the benchmark (bench/bench_rnn.py).
+(tests/test_dropin.py) and as the "plain NumPy" side of ``rnnkit bench --suite dropin``.
 """
 from __future__ import annotations
 
