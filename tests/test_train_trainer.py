@@ -12,7 +12,8 @@ import pytest
 from rnnkit import nn
 from rnnkit.train import (CrossEntropy, EarlyStopping, NonFiniteLossError, Regularizer, StepLR, Trainer,
                           fit, load_checkpoint, predict, save_checkpoint)
-from rnnkit.train import trainer as trainer_mod
+from rnnkit.train import checkpoint as checkpoint_mod
+from rnnkit.train import data as data_mod
 
 V, C = 20, 3
 
@@ -159,7 +160,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         f.write(b"\x80\x05partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(trainer_mod.pickle, "dump", broken_dump)
+    monkeypatch.setattr(checkpoint_mod.pickle, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 2})
     assert path.read_bytes() == good
@@ -186,7 +187,7 @@ def test_stale_temp_files_are_removed_after_a_successful_write(tmp_path):
         raise OSError("disk full")
 
     with pytest.MonkeyPatch.context() as mp:  # a failed write removes nothing else
-        mp.setattr(trainer_mod.pickle, "dump", broken_dump)
+        mp.setattr(checkpoint_mod.pickle, "dump", broken_dump)
         with pytest.raises(OSError, match="disk full"):
             save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 0})
     assert all(f.exists() for f in stale + others)
@@ -221,10 +222,10 @@ def test_unwritable_checkpoint_is_reported_before_training(tmp_path):
 def test_bucketing_limits_padding_and_covers_every_sample():
     lengths = np.random.default_rng(0).integers(1, 100, 1000)
     rng = np.random.default_rng(0)
-    plan = trainer_mod._plan(1000, 20, lengths, shuffle=True, bucket=True, pool=10, rng=rng)
+    plan = data_mod.plan_batches(1000, 20, lengths, shuffle=True, bucket=True, pool=10, rng=rng)
     assert np.array_equal(np.sort(np.concatenate(plan)), np.arange(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in plan])
-    plain = trainer_mod._plan(1000, 20, lengths, shuffle=True, bucket=False, pool=10, rng=rng)
+    plain = data_mod.plan_batches(1000, 20, lengths, shuffle=True, bucket=False, pool=10, rng=rng)
     spread_plain = np.mean([lengths[b].max() - lengths[b].min() for b in plain])
     assert spread < spread_plain / 5
 
