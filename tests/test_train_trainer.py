@@ -243,6 +243,36 @@ def test_early_stopping_restores_best_weights():
     assert params_equal(model, one)
 
 
+def test_early_stopping_restores_best_weights_when_the_epochs_run_out_after_the_best():
+    X, y, L = make_data()
+    Xv, yv, Lv = make_data(30, seed=1)
+    one = make_model()
+    fit(one, (X, y, L), epochs=1, batch_size=16, quiet=True)
+    model = make_model()
+    es = EarlyStopping(patience=5, min_delta=1e9)  # epoch 1 stays the best; 3 epochs never stop
+    h = fit(model, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
+    assert h.epochs == [1, 2, 3] and not h.stopped_early and es.best_epoch == 1
+    assert params_equal(model, one)
+    kept_last = make_model()
+    es = EarlyStopping(patience=5, min_delta=1e9, restore_best=False)
+    fit(kept_last, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
+    assert not params_equal(kept_last, one)
+
+
+def test_resuming_a_run_that_stopped_early_gives_the_best_weights_again(tmp_path):
+    X, y, L = make_data()
+    Xv, yv, Lv = make_data(30, seed=1)
+    path = tmp_path / "es.ckpt"
+    options = dict(epochs=10, batch_size=16, quiet=True, checkpoint=path)
+    stopped = make_model()
+    fit(stopped, (X, y, L), (Xv, yv, Lv), early_stopping=EarlyStopping(patience=2, min_delta=1e9), **options)
+    resumed = make_model(seed=99)
+    h = fit(resumed, (X, y, L), (Xv, yv, Lv), early_stopping=EarlyStopping(patience=2, min_delta=1e9),
+            resume=True, **options)
+    assert h.stopped_early and h.epochs == [1, 2, 3]
+    assert params_equal(resumed, stopped)
+
+
 def test_sequence_targets_are_cut_and_masked():
     """Per-step targets (N, T): the loss only sees steps t < lengths, so labels at padded steps
     may be anything (even out of range)."""

@@ -58,7 +58,8 @@ class History:
 
 class EarlyStopping:
     """Stops when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; with
-    ``restore_best`` the model gets back the weights of its best epoch at the end."""
+    ``restore_best`` the model gets back the weights of its best epoch at the end of ``fit``,
+    whether training stopped early or ran out of epochs after the best one."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True):
@@ -89,6 +90,14 @@ class EarlyStopping:
             return False
         self.wait += 1
         return self.wait >= self.patience
+
+    def restore_best_weights(self, model, last_epoch: int) -> bool:
+        """With ``restore_best``, loads the best epoch's weights into ``model`` unless
+        ``last_epoch`` was the best (its weights are already there). Returns whether it did."""
+        if not self.restore_best or self.best_state is None or self.best_epoch == last_epoch:
+            return False
+        model.load_state_dict(self.best_state)
+        return True
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": self.best_state}

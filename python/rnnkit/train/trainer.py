@@ -187,6 +187,13 @@ class Trainer:
         return (f"the last good checkpoint {self.checkpoint!r} (after epoch {e}" +
                 (f", batch {b}" if b else "") + ") is kept")
 
+    def _restore_best_weights(self) -> None:
+        """At the end of fit: the best epoch's weights when early stopping keeps them, also
+        when the epochs ran out after the best one (as Keras 3). Checkpoints keep the last
+        epoch's weights, so a resumed run continues from where training was."""
+        if self.early_stopping is not None and self.history.epochs:
+            self.early_stopping.restore_best_weights(self.model, self.history.epochs[-1])
+
     # ------------------------------------------------------------------ fit
     @govern_blas()
     def fit(self, train, val=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
@@ -212,6 +219,9 @@ class Trainer:
             if os.path.exists(self.checkpoint):
                 start_epoch, start_batch, plan, sums = self._restore(load_checkpoint(self.checkpoint))
                 if self.history.stopped_early:
+                    # the checkpoint holds the last epoch's weights, as the stopped run did
+                    # before it restored the best ones
+                    self._restore_best_weights()
                     return self.history
         if self.schedule is not None:
             self.schedule.start(opt)
@@ -286,9 +296,7 @@ class Trainer:
             self._save(epoch + 1, 0, None, None)
             if stop:
                 break
-        es = self.early_stopping
-        if es is not None and es.restore_best and es.best_state is not None and self.history.stopped_early:
-            model.load_state_dict(es.best_state)
+        self._restore_best_weights()
         return self.history
 
     # ------------------------------------------------------------------ evaluate / predict
