@@ -8,7 +8,9 @@ importable from here as well.
 The model follows the rnnkit.nn Module contract: ``forward(x, *, lengths=None,
 training=False)``, ``backward(grad)`` accumulating into ``grads()``, ``zero_grad()``,
 ``parameters()``, ``state_dict()`` / ``load_state_dict()`` and, optionally, ``rng_state()`` /
-``set_rng_state()``.
+``set_rng_state()``. A model whose forward takes several inputs (a decoder reading its targets,
+an encoder-decoder) declares them in a ``data_layout`` attribute (``rnnkit.train.DataLayout``);
+its data sets then hold those named arrays, see ``rnnkit.train.data``.
 
 Reproducibility: the Trainer's ``seed`` drives its shuffling; the model's own generators drive
 dropout (seed the model). Same seeds, same numbers. A checkpoint holds the model state, the
@@ -31,7 +33,7 @@ from .._checks import check_ids, check_positive_int
 from .._runtime import govern_blas
 from .callbacks import EarlyStopping, History
 from .checkpoint import CHECKPOINT_FORMAT, check_checkpoint_writable, load_checkpoint, save_checkpoint
-from .data import Data, plan_batches
+from .data import DEFAULT_LAYOUT, Data, DataLayout, plan_batches, shown_name
 from .losses import get_loss
 from .metrics import add_batch_sums, check_metrics, epoch_logs
 from .optim import clip_grad_norm, clip_grad_value, get_optimizer, global_norm
@@ -79,6 +81,9 @@ class Trainer:
             if not callable(getattr(model, method, None)):
                 raise TypeError(f"model must follow the rnnkit.nn Module contract; it has no {method}()")
         self.model = model
+        self.layout = getattr(model, "data_layout", None) or DEFAULT_LAYOUT
+        if not isinstance(self.layout, DataLayout):
+            raise TypeError(f"model.data_layout must be a rnnkit.train.DataLayout, got {type(self.layout).__name__}")
         self.loss = get_loss(loss)
         self.optimizer = get_optimizer(optimizer, model.parameters(), lr, **(optimizer_options or {}))
         if regularizer is not None and not isinstance(regularizer, Regularizer):
@@ -121,19 +126,20 @@ class Trainer:
             return
         ignore = self._ignore_index()
         valid = np.ones(y.shape, bool) if ignore is None else y != ignore
-        if data.sequence_targets:
-            valid &= np.arange(y.shape[1]).reshape((1, -1) + (1,) * (y.ndim - 2)) < data.lengths.reshape(
+        if data.target_lengths is not None:
+            lengths = data.arrays[data.target_lengths]
+            valid &= np.arange(y.shape[1]).reshape((1, -1) + (1,) * (y.ndim - 2)) < lengths.reshape(
                 (-1,) + (1,) * (y.ndim - 1))
         bad = valid & ((y < 0) | (y >= num_classes))
         if bad.any():
             pos = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise IndexError(f"{name}: y{list(pos)} = {int(y[pos])} is out of range for the model's "
-                             f"{num_classes} classes (valid labels: 0..{num_classes - 1})")
+            raise IndexError(f"{name}: {shown_name(data.layout.target)}{list(pos)} = {int(y[pos])} is out of range "
+                             f"for the model's {num_classes} classes (valid labels: 0..{num_classes - 1})")
 
     def _check_token_ids(self, data: Data, name: str) -> None:
         """Integer inputs of a model whose first Embedding reads them are checked before any
         batch runs, so a bad id is reported at its row and column of the data set (not of a
-        shuffled, transposed batch)."""
+        shuffled, transposed batch). Only the first input: the one that Embedding reads."""
         x = data.x
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu" or not callable(
                 getattr(self.model, "named_modules", None)):
@@ -142,7 +148,8 @@ class Trainer:
 
         embedding = next((m for _, m in self.model.named_modules() if isinstance(m, Embedding)), None)
         if embedding is not None:
-            check_ids(x, embedding.num_embeddings, f"{name} X", lengths=data.lengths,
+            first = data.layout.inputs[0]
+            check_ids(x, embedding.num_embeddings, f"{name} {shown_name(first)}", lengths=data.lengths_of(first),
                       pad_id=embedding.padding_idx or 0)
 
     def _state(self, epoch: int, batch: int, plan, sums) -> dict:
@@ -202,8 +209,8 @@ class Trainer:
         stops at the same place). Returns the History (also ``self.history``)."""
         epochs = check_positive_int(epochs, "epochs", 0)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
-        train = Data(train, "train")
-        val = None if val is None else Data(val, "val")
+        train = Data(train, "train", self.layout)
+        val = None if val is None else Data(val, "val", self.layout)
         self._check_token_ids(train, "train")
         if val is not None:
             self._check_token_ids(val, "val")
@@ -231,16 +238,17 @@ class Trainer:
 
         for epoch in range(start_epoch, epochs):
             if plan is None:
-                plan = plan_batches(train.n, batch_size, train.lengths, shuffle=shuffle, bucket=bucket,
+                plan = plan_batches(train.n, batch_size, train.bucket_lengths, shuffle=shuffle, bucket=bucket,
                              pool=self.bucket_pool, rng=self.rng)
                 sums, start_batch = {"loss": [0.0, 0.0]}, 0
             bar = tqdm(total=len(plan), initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
                        unit="batch", disable=self.quiet, leave=True, dynamic_ncols=True)
             try:
                 for b in range(start_batch, len(plan)):
-                    x, y, lengths, mask = train.batch(plan[b])
+                    batch = train.batch(plan[b])
+                    y, mask = batch.target, batch.mask
                     model.zero_grad()
-                    out = model.forward(x, lengths=lengths, training=True)
+                    out = self.layout.forward(model, batch.arrays, training=True)
                     if not checked:
                         checked = True
                         if np.ndim(out) == np.ndim(y) + 1:
@@ -303,35 +311,39 @@ class Trainer:
     @govern_blas()
     def evaluate(self, data, *, batch_size: int = 64) -> dict:
         """Mean loss (and metrics) over ``data`` in inference mode: ``{"loss": ..., ...}``."""
-        data = data if isinstance(data, Data) else Data(data, "data")
+        data = data if isinstance(data, Data) else Data(data, "data", self.layout)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
         sums = {"loss": [0.0, 0.0]}
-        plan = plan_batches(data.n, batch_size, data.lengths, shuffle=False, bucket=True, pool=self.bucket_pool,
-                     rng=None)
+        plan = plan_batches(data.n, batch_size, data.bucket_lengths, shuffle=False, bucket=True,
+                            pool=self.bucket_pool, rng=None)
         for idx in plan:
-            x, y, lengths, mask = data.batch(idx)
-            out = self.model.forward(x, lengths=lengths, training=False)
+            batch = data.batch(idx)
+            y, mask = batch.target, batch.mask
+            out = self.layout.forward(self.model, batch.arrays, training=False)
             value, _, count = self._loss(out, y, mask)
             add_batch_sums(sums, self.metrics, value, count, out, y, mask, self._ignore_index())
         return epoch_logs(sums, self.metrics)
 
     def predict(self, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
         """Model outputs for every row of ``x``, in order. Batches are cut to their longest
-        sequence; outputs with a time axis ((N, T, ...), ndim >= 3) are padded back to T."""
+        sequence; outputs with a time axis ((N, T, ...), ndim >= 3) are padded back to T.
+        For models with the single input ``x`` (the default ``DataLayout``); models with
+        several inputs bring their own prediction (``Seq2Seq.predict``...)."""
         return predict(self.model, x, lengths, batch_size=batch_size)
 
 
 @govern_blas()
 def predict(model, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
     """See ``Trainer.predict``."""
-    data = Data((x, None, lengths), "x", need_y=False)
+    data = Data((x, None, lengths), "x", DEFAULT_LAYOUT, need_y=False)
     batch_size = check_positive_int(batch_size, "batch_size", 1)
-    plan = plan_batches(data.n, batch_size, data.lengths, shuffle=False, bucket=True, pool=32, rng=None)
+    plan = plan_batches(data.n, batch_size, data.bucket_lengths, shuffle=False, bucket=True, pool=32, rng=None)
     result = None
     T = data.x.shape[1] if len(data.x.shape) >= 2 else None
     for idx in plan:
-        xb, _, lb, _ = data.batch(idx)
-        out = np.asarray(model.forward(xb, lengths=lb, training=False))
+        batch = data.batch(idx)
+        lb = batch.arrays.get("lengths")
+        out = np.asarray(DEFAULT_LAYOUT.forward(model, batch.arrays, training=False))
         if result is None:
             shape = list(out.shape)
             shape[0] = data.n
