@@ -257,6 +257,55 @@ def test_fit_learns_to_reverse_short_sequences():
     assert acc > 0.8, acc
 
 
+def _reversal_data(N=96, S=4, seed=9):
+    rng = np.random.default_rng(seed)
+    sl = rng.integers(2, S + 1, N)
+    src = np.where(np.arange(S)[None, :] < sl[:, None], rng.integers(3, 7, (N, S)), 0)
+    tgt = np.zeros((N, S + 1), np.int64)
+    for i in range(N):
+        tgt[i, :sl[i]] = src[i, :sl[i]][::-1]
+        tgt[i, sl[i]] = EOS
+    return src, tgt, sl, sl + 1
+
+
+def test_fit_is_a_trainer_run_on_the_four_named_arrays():
+    from rnnkit.train import Trainer
+
+    src, tgt, sl, tl = _reversal_data()
+    make = lambda: Seq2Seq(7, 7, bos_id=BOS, eos_id=EOS, embedding_dim=8, hidden_size=12, attention="dot",
+                           dropout=0.1, seed=0)
+    by_fit, by_trainer = make(), make()
+    losses = by_fit.fit(src, tgt, src_lengths=sl, tgt_lengths=tl, epochs=2, batch_size=16, lr=1e-2, seed=4)
+    trainer = Trainer(by_trainer, lr=1e-2, clip_norm=5.0, seed=4, quiet=True, bucket_pool=50)
+    history = trainer.fit({"src": src, "tgt": tgt, "src_lengths": sl, "tgt_lengths": tl}, (src, tgt, sl, tl),
+                          epochs=2, batch_size=16)
+    assert isinstance(losses, list) and losses == history["loss"]
+    fitted, trained = by_fit.parameters(), by_trainer.parameters()
+    assert all(np.array_equal(fitted[k], trained[k]) for k in fitted)
+    # the validation loss is the masked cross-entropy over the valid target steps, in inference mode
+    total = count = 0.0
+    for i in range(0, len(src), 64):
+        b = slice(i, i + 64)
+        logits = by_trainer.forward(src[b], tgt[b], src_lengths=sl[b], tgt_lengths=tl[b])
+        valid = np.arange(tgt.shape[1])[None, :] < tl[b, None]
+        logp = np.log(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))
+        total -= np.take_along_axis(logp, tgt[b, :, None], -1)[..., 0][valid].sum()
+        count += valid.sum()
+    assert history["val_loss"][-1] == pytest.approx(total / count, rel=1e-5)
+
+
+def test_trainer_reports_bad_target_ids_at_their_place_in_the_data_set():
+    from rnnkit.train import Trainer
+
+    src, tgt, sl, tl = _reversal_data()
+    tgt[40, 1] = 7  # the target vocabulary has ids 0..6
+    model = Seq2Seq(7, 7, bos_id=BOS, eos_id=EOS, embedding_dim=4, hidden_size=4, seed=0)
+    with pytest.raises(IndexError, match=r"train: tgt\[40, 1\] = 7 is out of range for the model's 7 classes"):
+        Trainer(model, quiet=True).fit((src, tgt, sl, tl), batch_size=16)
+    with pytest.raises(ValueError, match="src has 96 samples but tgt_lengths has 95"):
+        Trainer(model, quiet=True).fit((src, tgt, sl, tl[:-1]))
+
+
 def test_forward_backward_accumulates_and_float32_runs():
     rng = np.random.default_rng(10)
     src, sl, tgt, tl = batch(rng)

@@ -116,6 +116,31 @@ def test_learns_to_write_from_class_vector():
     assert m.generate(np.array([0, 1], np.float32)) == "a dog ran far"
 
 
+def test_trainer_trains_on_vector_targets_and_lengths_grouped_by_target_length():
+    from rnnkit.train import Trainer
+
+    sents = [["the", "cat", "sat"], ["a", "dog", "ran", "far"], ["ok"]]
+    vocab = Vocabulary(sents, bos=True, eos=True)
+    make = lambda: VectorToSequence(3, len(vocab), embedding_dim=8, hidden_size=16, vocab=vocab, seed=0)
+    Y, L = make().prepare_targets(sents * 8)
+    X = np.tile(np.eye(3, dtype=np.float32), (8, 1))
+    by_fit, by_trainer = make(), make()
+    losses = by_fit.fit(X, Y, L, epochs=3, batch_size=8, lr=2e-2, seed=1)
+    history = Trainer(by_trainer, lr=2e-2, clip_norm=5.0, seed=1, quiet=True).fit(
+        {"x": X, "targets": Y, "lengths": L}, epochs=3, batch_size=8, bucket=False)
+    assert losses == history["loss"]
+    assert all(np.array_equal(by_fit.parameters()[k], v) for k, v in by_trainer.parameters().items())
+    # bucketed: every batch holds targets of one length (24 rows, 8 of each, batches of 8)
+    seen = []
+    model = make()
+    forward = model.forward
+    model.forward = lambda x, targets, **kw: seen.append(kw["lengths"]) or forward(x, targets, **kw)
+    history = Trainer(model, lr=3e-2, seed=1, quiet=True).fit((X, Y, L), epochs=40, batch_size=8)
+    assert all(len(set(lengths.tolist())) == 1 for lengths in seen)
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+    assert model.generate(np.eye(3, dtype=np.float32)) == ["the cat sat", "a dog ran far", "ok"]
+
+
 def test_teacher_forcing_uses_previous_targets():
     m = _model(dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((2, 4))

@@ -12,7 +12,8 @@ import pytest
 from rnnkit import nn
 from rnnkit.train import (CrossEntropy, EarlyStopping, NonFiniteLossError, Regularizer, StepLR, Trainer,
                           fit, load_checkpoint, predict, save_checkpoint)
-from rnnkit.train import trainer as trainer_mod
+from rnnkit.train import checkpoint as checkpoint_mod
+from rnnkit.train import data as data_mod
 
 V, C = 20, 3
 
@@ -159,7 +160,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         f.write(b"\x80\x05partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(trainer_mod.pickle, "dump", broken_dump)
+    monkeypatch.setattr(checkpoint_mod.pickle, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 2})
     assert path.read_bytes() == good
@@ -186,7 +187,7 @@ def test_stale_temp_files_are_removed_after_a_successful_write(tmp_path):
         raise OSError("disk full")
 
     with pytest.MonkeyPatch.context() as mp:  # a failed write removes nothing else
-        mp.setattr(trainer_mod.pickle, "dump", broken_dump)
+        mp.setattr(checkpoint_mod.pickle, "dump", broken_dump)
         with pytest.raises(OSError, match="disk full"):
             save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 0})
     assert all(f.exists() for f in stale + others)
@@ -221,10 +222,10 @@ def test_unwritable_checkpoint_is_reported_before_training(tmp_path):
 def test_bucketing_limits_padding_and_covers_every_sample():
     lengths = np.random.default_rng(0).integers(1, 100, 1000)
     rng = np.random.default_rng(0)
-    plan = trainer_mod._plan(1000, 20, lengths, shuffle=True, bucket=True, pool=10, rng=rng)
+    plan = data_mod.plan_batches(1000, 20, lengths, shuffle=True, bucket=True, pool=10, rng=rng)
     assert np.array_equal(np.sort(np.concatenate(plan)), np.arange(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in plan])
-    plain = trainer_mod._plan(1000, 20, lengths, shuffle=True, bucket=False, pool=10, rng=rng)
+    plain = data_mod.plan_batches(1000, 20, lengths, shuffle=True, bucket=False, pool=10, rng=rng)
     spread_plain = np.mean([lengths[b].max() - lengths[b].min() for b in plain])
     assert spread < spread_plain / 5
 
@@ -240,6 +241,36 @@ def test_early_stopping_restores_best_weights():
     h = fit(model, (X, y, L), (Xv, yv, Lv), epochs=10, batch_size=16, early_stopping=es, quiet=True)
     assert h.epochs == [1, 2, 3] and h.stopped_early and es.best_epoch == 1
     assert params_equal(model, one)
+
+
+def test_early_stopping_restores_best_weights_when_the_epochs_run_out_after_the_best():
+    X, y, L = make_data()
+    Xv, yv, Lv = make_data(30, seed=1)
+    one = make_model()
+    fit(one, (X, y, L), epochs=1, batch_size=16, quiet=True)
+    model = make_model()
+    es = EarlyStopping(patience=5, min_delta=1e9)  # epoch 1 stays the best; 3 epochs never stop
+    h = fit(model, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
+    assert h.epochs == [1, 2, 3] and not h.stopped_early and es.best_epoch == 1
+    assert params_equal(model, one)
+    kept_last = make_model()
+    es = EarlyStopping(patience=5, min_delta=1e9, restore_best=False)
+    fit(kept_last, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
+    assert not params_equal(kept_last, one)
+
+
+def test_resuming_a_run_that_stopped_early_gives_the_best_weights_again(tmp_path):
+    X, y, L = make_data()
+    Xv, yv, Lv = make_data(30, seed=1)
+    path = tmp_path / "es.ckpt"
+    options = dict(epochs=10, batch_size=16, quiet=True, checkpoint=path)
+    stopped = make_model()
+    fit(stopped, (X, y, L), (Xv, yv, Lv), early_stopping=EarlyStopping(patience=2, min_delta=1e9), **options)
+    resumed = make_model(seed=99)
+    h = fit(resumed, (X, y, L), (Xv, yv, Lv), early_stopping=EarlyStopping(patience=2, min_delta=1e9),
+            resume=True, **options)
+    assert h.stopped_early and h.epochs == [1, 2, 3]
+    assert params_equal(resumed, stopped)
 
 
 def test_sequence_targets_are_cut_and_masked():

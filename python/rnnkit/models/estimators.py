@@ -154,13 +154,8 @@ class _TextEstimator:
                           regularizer=regularizer, clip_norm=self.clip_norm, metrics=["accuracy"],
                           early_stopping=stopper, seed=random_state, quiet=not self.verbose)
         history = trainer.fit(train_data, val_data, epochs=self.epochs, batch_size=self.batch_size)
-        # the Trainer restores the best weights only when it stopped early; the estimator also
-        # does when the epochs ran out after the best one
-        if stopper is not None and stopper.best_state is not None:
-            model.load_state_dict(stopper.best_state)
-            self.best_epoch_ = stopper.best_epoch
-        else:
-            self.best_epoch_ = history.epochs[-1]
+        # the Trainer has put back the best epoch's weights (restore_best), stopped early or not
+        self.best_epoch_ = history.epochs[-1] if stopper is None else stopper.best_epoch
         self.n_iter_ = history.epochs[-1]
         return history
 

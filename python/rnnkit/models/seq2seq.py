@@ -34,6 +34,7 @@ from .. import nn
 from .._runtime import govern_blas
 from ..nn.layers import glorot_uniform
 from .._checks import check_ids, check_positive_int, lengths_array, shape_str
+from ..train.data import DataLayout
 from ..train.losses import cross_entropy, log_softmax
 from ._decoding import beam_search, check_beam, choose_next, decode
 
@@ -157,7 +158,16 @@ class Seq2Seq(nn.Module):
     backward(dlogits) accumulates every parameter's gradient and returns None.
     ``forward_backward`` = forward + masked cross-entropy + backward; ``fit`` trains with Adam;
     ``log_prob`` scores given targets; ``greedy_decode`` / ``beam_search`` / ``predict`` decode.
+
+    ``rnnkit.train.Trainer`` trains it on ``(src, tgt, src_lengths, tgt_lengths)`` (or a dict
+    with those keys; ``data_layout``): ``tgt`` is both the decoder's input and the target, the
+    loss sees the steps t < tgt_lengths, and batches are grouped by source length.
     """
+
+    # grouped by source length, as fit always did: the encoder's steps are the padding that the
+    # bidirectional encoder pays for twice
+    data_layout = DataLayout(inputs=("src", "tgt"), target="tgt", lengths=("src_lengths", "tgt_lengths"),
+                             steps={"src": "src_lengths", "tgt": "tgt_lengths"}, bucket_by="src_lengths")
 
     def __init__(self, src_vocab_size, tgt_vocab_size, *, bos_id, eos_id, pad_id=0, embedding_dim=32,
                  hidden_size=64, decoder_hidden_size=None, num_layers=1, cell="lstm", bidirectional=True,
@@ -437,9 +447,12 @@ class Seq2Seq(nn.Module):
     @govern_blas()
     def fit(self, src, tgt, *, src_lengths=None, tgt_lengths=None, epochs=10, batch_size=32, lr=3e-3,
             clip_norm=5.0, seed=0, verbose=False):
-        """Trains with Adam on padded arrays (batches of similar source length, shuffled).
-        Returns the mean training loss of each epoch."""
-        from ..train.optim import Adam, clip_grad_norm
+        """Trains with Adam through ``rnnkit.train.Trainer``: masked cross-entropy over the valid
+        target steps, gradients clipped to ``clip_norm`` (0/None: no clipping), shuffled batches
+        of similar source length (pools of 50 batches sorted by length; ``seed`` drives the
+        shuffling). ``verbose`` shows the Trainer's progress bar. Returns the mean training loss
+        of each epoch."""
+        from ..train.trainer import Trainer
 
         src = np.asarray(src)
         tgt = np.asarray(tgt)
@@ -451,32 +464,10 @@ class Seq2Seq(nn.Module):
         tl = _lengths(tgt_lengths, "tgt_lengths", N, tgt.shape[1])
         epochs = check_positive_int(epochs, "epochs", 1)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
-        opt = Adam(self.parameters(), lr=lr)
-        rng = np.random.default_rng(seed)
-        history = []
-        for epoch in range(epochs):
-            order = rng.permutation(N)
-            pools = [order[i:i + 50 * batch_size] for i in range(0, N, 50 * batch_size)]
-            batches = []
-            for p in pools:
-                p = p[np.argsort(sl[p], kind="stable")]
-                batches += [p[i:i + batch_size] for i in range(0, len(p), batch_size)]
-            total = count = 0.0
-            for k in rng.permutation(len(batches)):
-                b = batches[k]
-                S, T = int(sl[b].max()), int(tl[b].max())
-                self.zero_grad()
-                loss, n = self.forward_backward(src[b, :S], tgt[b, :T], src_lengths=sl[b], tgt_lengths=tl[b])
-                grads = self.grads()
-                if clip_norm:
-                    clip_grad_norm(grads, clip_norm)
-                opt.step(grads)
-                total += loss * n
-                count += n
-            history.append(total / max(count, 1.0))
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}", flush=True)
-        return history
+        trainer = Trainer(self, loss="cross_entropy", optimizer="adam", lr=lr, clip_norm=clip_norm or None,
+                          seed=seed, quiet=not verbose, bucket_pool=50)
+        history = trainer.fit((src, tgt, sl, tl), epochs=epochs, batch_size=batch_size)
+        return list(history["loss"])
 
     def attention_weights(self, src, tgt=None, *, src_lengths=None, tgt_lengths=None, max_len=50):
         """Where the decoder looks: ``(targets, weights)``. ``weights`` (B, T, S) float64 holds,

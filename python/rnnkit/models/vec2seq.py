@@ -20,8 +20,8 @@ from .. import nn
 from .._runtime import govern_blas
 from .._checks import check_ids, lengths_array
 from ..nn.module import check_positive_int, float_input
+from ..train.data import DataLayout
 from ..train.losses import cross_entropy
-from ..train.optim import clip_grad_norm, get_optimizer
 from ._decoding import beam_search, check_decoding, decode
 from .networks import _cell_class
 
@@ -51,7 +51,14 @@ class VectorToSequence(nn.Module):
     counts the valid target steps (the <eos> included); logits past them are zero.
     backward(dlogits) -> dx (B, F). Parameters: ``embed.W``, ``init.{W,b}`` (state),
     ``ctx.{W,b}`` (input), ``rnn.l{k}.fwd.*``, ``fc.{W,b}``.
+
+    ``rnnkit.train.Trainer`` trains it on ``(x, targets, lengths)`` (or a dict with those keys;
+    ``data_layout``): ``targets`` is both the decoder's input and the target, the loss sees the
+    steps t < lengths, and ``bucket=True`` groups batches by target length.
     """
+
+    data_layout = DataLayout(inputs=("x", "targets"), target="targets", lengths=("lengths",),
+                             steps={"targets": "lengths"}, bucket_by="lengths")
 
     def __init__(self, num_features, vocab_size, *, embedding_dim=32, hidden_size=64, num_layers=1,
                  cell="lstm", condition="both", context_size=None, dropout=0.0, vocab=None, level="word",
@@ -205,8 +212,12 @@ class VectorToSequence(nn.Module):
     @govern_blas()
     def fit(self, x, targets, lengths=None, *, epochs=10, batch_size=32, lr=3e-3, optimizer="adam",
             clip_norm=5.0, seed=0, verbose=False):
-        """Teacher-forced training with an ``rnnkit.train`` optimiser: shuffled mini-batches,
-        gradient clipping. Returns the list of per-epoch mean token losses."""
+        """Teacher-forced training through ``rnnkit.train.Trainer`` with an ``rnnkit.train``
+        optimiser: shuffled mini-batches (not grouped by length; ``seed`` drives the
+        shuffling), gradient clipping (0/None: none). ``verbose`` shows the Trainer's progress
+        bar. Returns the list of per-epoch mean token losses."""
+        from ..train.trainer import Trainer
+
         x = self._check_x(x)
         t = check_ids(targets, self.vocab_size, "targets", batch_first=True, vocabulary="vocab_size")
         if t.shape[0] != x.shape[0]:
@@ -214,27 +225,11 @@ class VectorToSequence(nn.Module):
         lengths = lengths_array(lengths, t.shape[0], t.shape[1], minimum=1)  # every target has its <eos>
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
-        opt = get_optimizer(optimizer, self.parameters(), lr)
-        rng = np.random.default_rng(seed)
-        history = []
-        for epoch in range(epochs):
-            tot = cnt = 0.0
-            order = rng.permutation(len(x))
-            for start in range(0, len(x), batch_size):
-                idx = order[start:start + batch_size]
-                lb = None if lengths is None else lengths[idx]
-                tb = t[idx] if lb is None else t[idx][:, :int(lb.max())]
-                self.zero_grad()
-                value, count = self.loss(x[idx], tb, lb, training=True, backward=True)
-                if clip_norm:
-                    clip_grad_norm(self.grads(), clip_norm)
-                opt.step(self.grads())
-                tot += value * count
-                cnt += count
-            history.append(tot / cnt)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}", flush=True)
-        return history
+        trainer = Trainer(self, loss="cross_entropy", optimizer=optimizer, lr=lr, clip_norm=clip_norm or None,
+                          seed=seed, quiet=not verbose)
+        # plain shuffled batches, as fit always trained: the same seed gives the same model
+        history = trainer.fit((x, t, lengths), epochs=epochs, batch_size=batch_size, bucket=False)
+        return list(history["loss"])
 
     # ------------------------------------------------------------------ generation
     def _step(self, tokens, state):

@@ -7,6 +7,7 @@ from .losses import (MSE, BinaryCrossEntropy, CrossEntropy, binary_cross_entropy
 from .optim import (SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm, clip_grad_value, get_optimizer,
                     global_norm)
 from .regularizers import Regularizer, param_kind
+from .data import DataLayout
 from .schedules import CosineLR, ReduceLROnPlateau, Schedule, StepLR
 from .trainer import (EarlyStopping, History, NonFiniteLossError, Trainer, fit, load_checkpoint, predict,
                       save_checkpoint)
@@ -17,5 +18,5 @@ __all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "mse", "log_soft
            "clip_grad_norm", "clip_grad_value", "global_norm",
            "Regularizer", "param_kind",
            "Schedule", "StepLR", "CosineLR", "ReduceLROnPlateau",
-           "Trainer", "fit", "predict", "History", "EarlyStopping", "NonFiniteLossError",
+           "Trainer", "fit", "predict", "DataLayout", "History", "EarlyStopping", "NonFiniteLossError",
            "save_checkpoint", "load_checkpoint"]

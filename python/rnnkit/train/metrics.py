@@ -1,0 +1,77 @@
+"""Training metrics: per-batch sums of the loss and metrics, and the epoch's logs from them.
+
+A metric is "accuracy", "perplexity" (exp of the mean loss, computed from the loss sums) or a
+callable ``(outputs, targets, mask) -> (sum, count)`` named by its ``__name__``. Sums are kept
+as ``{name: [sum, count]}`` so batches of any size combine into exact means (and a checkpoint
+can carry them in mid-epoch).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_metrics", "accuracy_sums", "add_batch_sums", "epoch_logs"]
+
+NAMED_METRICS = ("accuracy", "perplexity")
+
+
+def check_metrics(metrics) -> tuple:
+    """``metrics`` (a name, or an iterable of names and callables) as a checked tuple."""
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    for m in metrics:
+        if not (callable(m) or m in NAMED_METRICS):
+            raise ValueError(f"unknown metric {m!r}; use 'accuracy', 'perplexity' or a callable")
+    return tuple(metrics)
+
+
+def accuracy_sums(outputs, targets, mask, ignore_index):
+    """(correct, counted): argmax of outputs (..., C) against class indices, or logits > 0
+    against targets > 0.5 for equal shapes (binary, multi-label); masked-out and ignored
+    elements do not count."""
+    out = np.asarray(outputs)
+    t = np.asarray(targets)
+    if out.ndim == t.ndim + 1:
+        pred = out.argmax(axis=-1)
+        valid = np.ones(t.shape, bool) if mask is None else np.asarray(mask, bool)
+        if ignore_index is not None:
+            valid &= t != ignore_index
+    elif out.shape == t.shape:  # binary / multi-label logits
+        pred, t = out > 0, t > 0.5
+        valid = np.ones(t.shape, bool) if mask is None else np.broadcast_to(
+            np.asarray(mask, bool).reshape(np.shape(mask) + (1,) * (t.ndim - np.ndim(mask))), t.shape)
+    else:
+        raise ValueError(f"accuracy needs outputs (..., C) with targets (...) or equal shapes; got "
+                         f"{out.shape} and {t.shape}")
+    return float(((pred == t) & valid).sum()), float(valid.sum())
+
+
+def add_batch_sums(sums: dict, metrics, value: float, count: float, out, y, mask, ignore_index) -> None:
+    """Adds one batch's loss (mean ``value`` over ``count`` elements) and metrics to ``sums``."""
+    sums["loss"][0] += value * count
+    sums["loss"][1] += count
+    for m in metrics:
+        if m == "perplexity":
+            continue
+        if m == "accuracy":
+            s, c = accuracy_sums(out, y, mask, ignore_index)
+            name = "accuracy"
+        else:
+            s, c = m(out, y, mask)
+            name = getattr(m, "__name__", "metric")
+        a = sums.setdefault(name, [0.0, 0.0])
+        a[0] += float(s)
+        a[1] += float(c)
+
+
+def epoch_logs(sums: dict, metrics, prefix: str = "") -> dict:
+    """The means of ``sums`` by name (``prefix`` + name), perplexity from the mean loss."""
+    loss_sum, count = sums["loss"]
+    logs = {prefix + "loss": loss_sum / count if count else float("nan")}
+    if "perplexity" in metrics:
+        logs[prefix + "perplexity"] = float(np.exp(min(logs[prefix + "loss"], 700.0)))
+    for name, (s, c) in sums.items():
+        if name not in ("loss", "penalty"):
+            logs[prefix + name] = s / c if c else float("nan")
+    if "penalty" in sums and sums["penalty"][1]:
+        logs[prefix + "penalty"] = sums["penalty"][0] / sums["penalty"][1]
+    return logs
