@@ -5,6 +5,9 @@
 //  3. backward runs the steps in reverse producing the gate gradients dA_t and
 //     dh_{t-1} = dA_t @ Wh^T; the weight gradients are then large GEMMs over all steps.
 //
+// The loops are written once, over a cell policy (cpu/cells/*.h: stages, reserve layout, the
+// pointwise kernels of a step forward and backward); registry.h picks the policy per call.
+//
 // Steps and positions: step s of batch row b processes time position
 // t = s (forward) or t = length_b - 1 - s (reverse), and only while s < length_b. Rows past
 // their length keep their state, so final states are those after each row's own last step.
@@ -14,11 +17,16 @@
 #include <stdexcept>
 
 #include "cpu/simd/kernels.h"
+#include "cpu/cells/registry.h"
 #include "cpu/recurrent.h"
 #include "rnnkit/runtime.h"
 
 namespace rnnkit {
 namespace {
+using cpu::BackwardRow;
+using cpu::BlockRange;
+using cpu::ForwardTile;
+using cpu::with_cell_policy;
 
 struct StepMap {
   const int64_t* lengths;
@@ -41,17 +49,6 @@ template <typename T>
 void copy_row(const T* src, T* dst, int64_t n) {
   if (src) std::memcpy(dst, src, sizeof(T) * n);
   else std::fill(dst, dst + n, T(0));
-}
-
-// Column block offsets of a GRU: the r and z blocks must be adjacent so that the reset-before
-// variant can multiply them in one GEMM (true for r,z,n and for Keras/ONNX z,r,n orders).
-struct GruColumns {
-  int64_t rz, n;
-};
-GruColumns gru_columns(const CellSpec& spec, int64_t H) {
-  if (spec.gate_block[2] != 0 && spec.gate_block[2] != 2)
-    throw std::invalid_argument("GRU gate order must keep the r and z blocks adjacent");
-  return {spec.gate_block[2] == 0 ? H : 0, spec.gate_block[2] * H};
 }
 
 // Sums the rows of a [rows, cols] matrix with leading dimension ld into out[cols].
@@ -152,37 +149,35 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
   parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
 
-// The time loop for batch rows [b0, b1). Per step and per tile of span hidden units: the packed
-// recurrent product of the tile for all rows, then the fused gate kernel on that tile while it
-// is still in cache. New states go to y first and replace h once every tile has read h.
-template <typename T>
+// The forward time loop of policy P for batch rows [b0, b1). Per step, per stage of P and per
+// tile of span hidden units: the packed recurrent products of the stage's gate blocks for all
+// rows, then P's pointwise math on that tile while it is still in cache. New states go to y
+// first and replace h once every tile has read h.
+template <class P, typename T>
 void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-                  const LayerOutputs<T>& out, CpuReserve<T>* reserve, const StepMap& steps, T* xw,
-                  const T* bh_n, const PointwiseKernels<T>& K, const T* const* packed,
-                  int64_t b0, int64_t b1) {
-  const int64_t Tn = dims.T, B = dims.B, H = dims.H, G = spec.gates(), GH = G * H;
+                  const LayerOutputs<T>& out, CpuReserve<T>* reserve, const StepMap& steps,
+                  T* xw, const T* unfolded_bias, const PointwiseKernels<T>& K,
+                  const T* const* packed, int64_t b0, int64_t b1) {
+  const int64_t Tn = dims.T, B = dims.B, H = dims.H, GH = P::kGates * H;
   const int64_t M = b1 - b0;
   // tiles of span hidden units: one wide tile of packed_gemm per gate block
   const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
-  const bool is_gru = spec.kind == CellKind::Gru;
-  const bool reset_after = is_gru && spec.linear_before_reset;
-  const bool relu = spec.kind == CellKind::RnnRelu;
-  const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
+  BlockRange stage_blocks[P::kStages];
+  for (int stage = 0; stage < P::kStages; ++stage) stage_blocks[stage] = P::stage_blocks(spec, stage);
 
   Scratch<T> scratch;  // every buffer is written before it is read
   T* h = scratch.take(M * H);
-  T* c = spec.has_cell_state() ? scratch.take(M * H) : nullptr;
-  T* c_next = spec.has_cell_state() ? scratch.take(M * H) : nullptr;
+  T* c = P::kCellState ? scratch.take(M * H) : nullptr;
+  T* c_next = P::kCellState && !reserve ? scratch.take(M * H) : nullptr;
   T* hw = scratch.take(M * GH);
-  T* rh = is_gru ? scratch.take(M * H) : nullptr;
-  T* hw_n = is_gru ? scratch.take(M * H) : nullptr;
-  T* hn = reset_after ? scratch.take(M * H) : nullptr;
+  T* stage_out = P::kStages > 1 ? scratch.take(M * H) : nullptr;
+  T* extra = P::kExtra && !reserve ? scratch.take(M * H) : nullptr;
   // hr: what enters the recurrent product, h or h * recurrent_mask
   T* hr = in.recurrent_mask ? scratch.take(M * H) : h;
   for (int64_t i = 0; i < M; ++i) {
     const int64_t b = b0 + i;
     copy_row(in.h0 ? in.h0 + b * H : nullptr, h + i * H, H);
-    if (spec.has_cell_state()) copy_row(in.c0 ? in.c0 + b * H : nullptr, c + i * H, H);
+    if (P::kCellState) copy_row(in.c0 ? in.c0 + b * H : nullptr, c + i * H, H);
   }
   std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
 
@@ -192,61 +187,35 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     if (in.recurrent_mask)
       for (int64_t k = 0; k < M * H; ++k) hr[k] = h[k] * in.recurrent_mask[b0 * H + k];
 
-    // C[:, block g, tile t] = A @ (Wh's block g, tile t)
-    auto block_product = [&](const T* A, int64_t g, int64_t t, int64_t nv, T* C, int64_t ldc) {
-      K.packed_gemm(A, H, M, H, packed[g] + t * H * span, nv, C, ldc, false);
-    };
-    if (is_gru && !reset_after) {
-      // stage 1 (r, z and r * h_prev) over all tiles, then the n block's product of r * h_prev
+    for (int stage = 0; stage < P::kStages; ++stage) {
+      const T* A = stage == 0 ? hr : stage_out;
+      const BlockRange blocks = stage_blocks[stage];
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
-        for (int64_t g = gru.rz / H; g < gru.rz / H + 2; ++g)
-          block_product(hr, g, t, nv, hw + g * H + j0, GH);
-        for (int64_t i = 0; i < M; ++i) {
-          if (rows[i] < 0) continue;
-          T* ax = xw + rows[i] * GH + j0;
-          K.gru_forward_rz(ax, hw + i * GH + j0, hr + i * H + j0, spec.gate_block, ax,
-                           rh + i * H + j0, nv, H);
-        }
-      }
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
-        block_product(rh, gru.n / H, t, nv, hw_n + j0, H);
-        for (int64_t i = 0; i < M; ++i) {
-          if (rows[i] < 0) continue;
-          T* ax = xw + rows[i] * GH + j0;
-          K.gru_forward_n(ax, hw_n + i * H + j0, h + i * H + j0, spec.gate_block,
-                          ax, out.y + rows[i] * H + j0, nv, H);
-        }
-      }
-    } else {
-      for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
-        for (int64_t g = 0; g < G; ++g) block_product(hr, g, t, nv, hw + g * H + j0, GH);
+        // hw[:, block g, tile t] = A @ (Wh's block g, tile t)
+        for (int64_t g = blocks.first; g < blocks.first + blocks.count; ++g)
+          K.packed_gemm(A, H, M, H, packed[g] + t * H * span, nv, hw + g * H + j0, GH, false);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           const int64_t row = rows[i];
-          T* ax = xw + row * GH + j0;
-          const T* ah = hw + i * GH + j0;
-          T* y = out.y + row * H + j0;
-          T* gates = reserve ? ax : nullptr;
-          switch (spec.kind) {
-            case CellKind::RnnTanh:
-            case CellKind::RnnRelu:
-              K.rnn_forward(ax, ah, relu, y, nv);
-              break;
-            case CellKind::Lstm: {
-              T* c_out = reserve ? reserve->cells.data() + row * H + j0 : c_next + i * H + j0;
-              K.lstm_forward(ax, ah, c + i * H + j0, spec.gate_block, gates, c_out, y, nv, H);
-              break;
-            }
-            case CellKind::Gru:
-              K.gru_forward(ax, ah, bh_n ? bh_n + j0 : nullptr, h + i * H + j0,
-                            spec.gate_block, gates,
-                            (reserve ? reserve->extra.data() + row * H : hn + i * H) + j0,
-                            y, nv, H);
-              break;
-          }
+          ForwardTile<T> tile;
+          tile.ax = xw + row * GH + j0;
+          tile.ah = hw + i * GH + j0;
+          tile.gates = reserve ? tile.ax : nullptr;
+          tile.h_prev = h + i * H + j0;
+          tile.h_in = hr + i * H + j0;
+          tile.c_prev = P::kCellState ? c + i * H + j0 : nullptr;
+          tile.c = P::kCellState ? (reserve ? reserve->cells.data() + row * H : c_next + i * H) + j0
+                                 : nullptr;
+          tile.extra = P::kExtra ? (reserve ? reserve->extra.data() + row * H : extra + i * H) + j0
+                                 : nullptr;
+          tile.stage_out = stage_out ? stage_out + i * H + j0 : nullptr;
+          tile.bias = unfolded_bias ? unfolded_bias + j0 : nullptr;
+          tile.h = out.y + row * H + j0;
+          tile.block = spec.gate_block;
+          tile.n = nv;
+          tile.gs = H;
+          P::forward_tile(K, stage, tile);
         }
       }
     }
@@ -256,64 +225,60 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       if (rows[i] < 0) continue;
       const int64_t row = rows[i];
       std::memcpy(h + i * H, out.y + row * H, sizeof(T) * H);
-      if (spec.has_cell_state())
-        std::memcpy(c + i * H,
-                    reserve ? reserve->cells.data() + row * H : c_next + i * H, sizeof(T) * H);
+      if (P::kCellState)
+        std::memcpy(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H,
+                    sizeof(T) * H);
       if (reserve) std::memcpy(reserve->states.data() + row * H, out.y + row * H, sizeof(T) * H);
-      if (reserve && is_gru && !reset_after)
-        std::memcpy(reserve->extra.data() + row * H, rh + i * H, sizeof(T) * H);
+      if (P::kExtraIsStageInput && reserve)
+        std::memcpy(reserve->extra.data() + row * H, stage_out + i * H, sizeof(T) * H);
     }
   }
   for (int64_t i = 0; i < M; ++i) {
     if (out.hT) std::memcpy(out.hT + (b0 + i) * H, h + i * H, sizeof(T) * H);
-    if (out.cT && spec.has_cell_state())
-      std::memcpy(out.cT + (b0 + i) * H, c + i * H, sizeof(T) * H);
+    if (P::kCellState && out.cT) std::memcpy(out.cT + (b0 + i) * H, c + i * H, sizeof(T) * H);
   }
 }
 
-}  // namespace
-
-template <typename T>
-void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-             const LayerOutputs<T>& out, CpuReserve<T>* reserve) {
+template <class P, typename T>
+void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+                  const LayerOutputs<T>& out, CpuReserve<T>* reserve) {
   const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
-  const int64_t G = spec.gates(), GH = G * H;
+  const int64_t G = P::kGates, GH = G * H;
   // the kernel table is read once per call: the packed layout must match its kernels even if
   // another thread switches the ISA meanwhile
   const PointwiseKernels<T>& K = kernels<T>();
   const StepMap steps{in.lengths, Tn, in.reverse};
   const bool uniform = steps.uniform(B);
-  const bool is_gru = spec.kind == CellKind::Gru;
-  const bool reset_after = is_gru && spec.linear_before_reset;
-  const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
+  for (int stage = 0; stage < P::kStages; ++stage) P::stage_blocks(spec, stage);  // checks the gate order
 
-  // 1. input projection; in training (LSTM, GRU) it becomes the gate reserve: the kernels
-  // write the activations in place. A vanilla RNN's backward needs only its states.
+  // 1. input projection; in training it becomes the gate reserve when backward needs the
+  // gates (the kernels write the activations in place)
   Scratch<T> scratch;
-  const bool keeps_gates = reserve && spec.gates() > 1;
+  const bool keeps_gates = reserve && P::kKeepsGates;
   if (reserve) {
     reserve->dims = dims;
     reserve->spec = spec;
     reserve->gates.assign(keeps_gates ? Tn * B * GH : 0, T(0));
     reserve->states.assign(Tn * B * H, T(0));
-    reserve->cells.assign(spec.has_cell_state() ? Tn * B * H : 0, T(0));
-    reserve->extra.assign(is_gru ? Tn * B * H : 0, T(0));
+    reserve->cells.assign(P::kCellState ? Tn * B * H : 0, T(0));
+    reserve->extra.assign(P::kExtra ? Tn * B * H : 0, T(0));
   }
   T* xw = keeps_gates ? reserve->gates.data() : scratch.take(Tn * B * GH);
-  // Both biases add to the pre-activation, except a reset-after GRU's bh_n, which the reset
-  // gate multiplies: it is passed to the kernel instead.
+  // Both biases add to the pre-activation, except the block of bh the cell's kernel applies
+  // itself (a reset-after GRU's bh_n, which the reset gate multiplies).
+  const int unfolded = P::unfolded_bias_block(spec);
   std::vector<T> bias(in.b, in.b + GH);
   if (in.bh)
     for (int64_t k = 0; k < GH; ++k)
-      if (!(reset_after && k >= gru.n && k < gru.n + H)) bias[k] += in.bh[k];
+      if (k / H != unfolded) bias[k] += in.bh[k];
   // Packing Wh (per gate block) and filling xw with the bias rows run in parallel: serial,
   // they were ~5% of a 2-thread call at 35x20x650x650.
-  const T* packed[4];  // Wh's column block g, packed
+  const T* packed[kMaxGates];  // Wh's column block g, packed
   std::vector<std::function<void()>> jobs;
   for (int64_t g = 0; g < G; ++g) {
-    T* P = scratch.take(packed_size(K, H, H));
-    packed[g] = P;
-    jobs.push_back([&, g, P] { pack_wide(K, in.Wh, GH, false, H, g * H, H, P); });
+    T* packed_block = scratch.take(packed_size(K, H, H));
+    packed[g] = packed_block;
+    jobs.push_back([&, g, packed_block] { pack_wide(K, in.Wh, GH, false, H, g * H, H, packed_block); });
   }
   const int64_t parts = get_num_threads(), rows = Tn * B;
   for (int64_t part = 0; part < parts; ++part)
@@ -327,83 +292,94 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
   // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
   // row ranges run on separate threads with no synchronisation between steps
   if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
-  const T* bh_n = (reset_after && in.bh) ? in.bh + gru.n : nullptr;
+  const T* unfolded_bias = (unfolded >= 0 && in.bh) ? in.bh + unfolded * H : nullptr;
   parallel_rows(B, Tn * B * H * GH, [&](int64_t b0, int64_t b1) {
-    forward_rows(spec, dims, in, out, reserve, steps, xw, bh_n, K, packed, b0, b1);
+    forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed, b0, b1);
   });
 }
 
-template <typename T>
-void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
-              const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
+// Backpropagation through time of policy P. Parameter gradients are assigned (=): the loop
+// collects the gate gradients of every step first, then one GEMM per weight sums over time.
+template <class P, typename T>
+void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+                   const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
   const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
-  const int64_t G = spec.gates(), GH = G * H, rows = Tn * B;
+  const int64_t GH = P::kGates * H, rows = Tn * B;
   const PointwiseKernels<T>& K = kernels<T>();
   const StepMap steps{in.lengths, Tn, in.reverse};
   const bool uniform = steps.uniform(B);
-  const bool is_gru = spec.kind == CellKind::Gru;
-  const bool reset_after = is_gru && spec.linear_before_reset;
-  const GruColumns gru = is_gru ? gru_columns(spec, H) : GruColumns{0, 0};
-  const bool relu = spec.kind == CellKind::RnnRelu;
+  const int separate = P::separate_input_grad_block(spec);
+  BlockRange stage_blocks[P::kStages];
+  for (int stage = 0; stage < P::kStages; ++stage) stage_blocks[stage] = P::stage_blocks(spec, stage);
 
   // dA: gradient w.r.t. the recurrent pre-activations, [T, B, G*H] by position (zero where
-  // padded). For RNN, LSTM and the reset-before GRU it is also the input-side gradient;
-  // the reset-after GRU's input-side n block differs (no factor r) and lives in dax_n.
+  // padded). It is also the input-side gradient, except in the policy's separate block, whose
+  // input-side gradient lives in dax (a reset-after GRU's n block: no factor r).
   // Every position is written when all rows have the full length; otherwise the padded ones
   // must read as zeros in the GEMMs below.
   Scratch<T> scratch;
   auto shared = [&](int64_t n) { return uniform ? scratch.take(n) : scratch.take_zeroed(n); };
   T* dA = shared(rows * GH);
-  T* dax_n = reset_after ? shared(rows * H) : nullptr;
+  T* dax = separate >= 0 ? shared(rows * H) : nullptr;
   T* h_prev_all = shared(rows * H);  // h_{t-1} of every position, for dWh
-  // Wh^T packed once per call in wide tiles (one broadcast of dA feeds several FMAs); the
-  // reset-before GRU packs its n block and its r,z blocks separately.
+  // Wh^T packed once per call in wide tiles (one broadcast of dA feeds several FMAs), one
+  // packed matrix per stage (its gate blocks' columns); the packing runs as parallel jobs,
+  // each a range of whole tiles.
   const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
-  // the packing runs as parallel jobs, each a range of whole tiles
-  const bool split_n = is_gru && !reset_after;
-  T* packed_main = scratch.take(packed_size(K, split_n ? 2 * H : GH, H));
-  T* packed_n = split_n ? scratch.take(packed_size(K, H, H)) : nullptr;
   const int64_t half = (H + span - 1) / span / 2 * span;  // units in the first half's tiles
+  const T* packed[P::kStages];
   std::vector<std::function<void()>> jobs;
-  auto pack_halves = [&](const T* src, int64_t K_dim, T* P) {
-    jobs.push_back([=, &K] { pack_wide(K, src, GH, true, K_dim, 0, half, P); });
-    jobs.push_back([=, &K] { pack_wide(K, src, GH, true, K_dim, half, H - half, P + half * K_dim); });
-  };
-  if (split_n) {
-    pack_halves(in.Wh + gru.rz, 2 * H, packed_main);
-    pack_halves(in.Wh + gru.n, H, packed_n);
-  } else {
-    pack_halves(in.Wh, GH, packed_main);
+  for (int stage = 0; stage < P::kStages; ++stage) {
+    const T* src = in.Wh + stage_blocks[stage].first * H;
+    const int64_t K_dim = stage_blocks[stage].count * H;
+    T* P_stage = scratch.take(packed_size(K, K_dim, H));
+    packed[stage] = P_stage;
+    jobs.push_back([=, &K] { pack_wide(K, src, GH, true, K_dim, 0, half, P_stage); });
+    jobs.push_back([=, &K] {
+      pack_wide(K, src, GH, true, K_dim, half, H - half, P_stage + half * K_dim);
+    });
   }
   parallel_jobs(Tn * B * H * GH, jobs);
   const T* mask = in.recurrent_mask;
 
   // The reverse loop for batch rows [b0, b1) (rows are independent: threads share nothing
-  // but the disjoint rows of dA, dax_n and h_prev_all they write).
+  // but the disjoint rows of dA, dax and h_prev_all they write).
   auto reverse_loop = [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
     // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any);
+    // d_stage: gradient w.r.t. a later stage's product input
     Scratch<T> local;  // every buffer is written before it is read
     T* dh = local.take(M * H);
-    T* dc = spec.has_cell_state() ? local.take(M * H) : nullptr;
-    T* dh_direct = is_gru ? local.take(M * H) : nullptr;
+    T* dc = P::kCellState ? local.take(M * H) : nullptr;
+    T* dh_direct = P::kDirectPath ? local.take(M * H) : nullptr;
     T* d_hr = local.take(M * H);
     T* dA_scratch = uniform ? nullptr : local.take(M * GH);
-    T* d_rh = is_gru ? local.take(M * H) : nullptr;
+    T* d_stage = P::kStages > 1 ? local.take(M * H) : nullptr;
     std::vector<T> dh_total(H), hr_row(H);
     // C [M, H] (+)= dA columns [M, K] @ (the matching Wh columns)^T
-    auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* P,
-                                  T* C, bool accumulate) {
+    auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* packed_cols, T* C,
+                                  bool accumulate) {
       for (int64_t t = 0; t < tiles; ++t)
-        K.packed_gemm(dA_cols, GH, M, K_dim, P + t * K_dim * span,
+        K.packed_gemm(dA_cols, GH, M, K_dim, packed_cols + t * K_dim * span,
                       std::min<int64_t>(span, H - t * span), C + t * span, H, accumulate);
     };
     for (int64_t i = 0; i < M; ++i) {
       const int64_t b = b0 + i;
       copy_row(g.dhT ? g.dhT + b * H : nullptr, dh + i * H, H);
-      if (spec.has_cell_state()) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc + i * H, H);
+      if (P::kCellState) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc + i * H, H);
     }
+    // the parts of a row's view that do not depend on the step
+    auto row_view = [&](int64_t i) {
+      BackwardRow<T> r{};
+      r.dc = P::kCellState ? dc + i * H : nullptr;
+      r.dh_direct = P::kDirectPath ? dh_direct + i * H : nullptr;
+      r.d_stage = d_stage ? d_stage + i * H : nullptr;
+      r.d_hr = d_hr + i * H;
+      r.block = spec.gate_block;
+      r.H = H;
+      return r;
+    };
 
     for (int64_t s = Tn - 1; s >= 0; --s) {
       T* dA_step = uniform ? dA + (steps.position(s, 0) * B + b0) * GH : dA_scratch;
@@ -413,40 +389,33 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
         const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;
         const int64_t t = steps.position(s, b), row = t * B + b;
+        const int64_t prev_row = s == 0 ? -1 : steps.position(s - 1, b) * B + b;
         const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * H : nullptr)
-                                 : reserve.states.data() + (steps.position(s - 1, b) * B + b) * H;
+                                 : reserve.states.data() + prev_row * H;
         copy_row(h_prev, h_prev_all + row * H, H);
         for (int64_t j = 0; j < H; ++j)
           dh_total[j] = dh[i * H + j] + (g.dy ? g.dy[row * H + j] : T(0));
-        const T* gates = spec.gates() > 1 ? reserve.gates.data() + row * GH : nullptr;
-        T* da = dA_step + i * GH;
-        switch (spec.kind) {
-          case CellKind::RnnTanh:
-          case CellKind::RnnRelu:
-            K.rnn_backward(reserve.states.data() + row * H, dh_total.data(), relu, da, H);
-            break;
-          case CellKind::Lstm: {
-            const T* c_prev = s == 0 ? (in.c0 ? in.c0 + b * H : nullptr)
-                                     : reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H;
-            // dc_prev overwrites dc in place (read lane by lane before it is written)
-            K.lstm_backward(gates, reserve.cells.data() + row * H, c_prev, dh_total.data(),
-                            dc + i * H, spec.gate_block, da, dc + i * H, H, H);
-            break;
-          }
-          case CellKind::Gru:
-            if (reset_after)
-              K.gru_backward(gates, reserve.extra.data() + row * H, h_prev, dh_total.data(),
-                             spec.gate_block, da, dax_n + row * H,
-                             dh_direct + i * H, H, H);
-            else
-              K.gru_backward_zn(gates, h_prev, dh_total.data(), spec.gate_block, da,
-                                dh_direct + i * H, H, H);
-            break;
+        BackwardRow<T> r = row_view(i);
+        r.gates = P::kKeepsGates ? reserve.gates.data() + row * GH : nullptr;
+        r.h = reserve.states.data() + row * H;
+        r.h_prev = h_prev;
+        r.h_in = h_prev_all + row * H;
+        if (P::kCellState) {
+          r.c = reserve.cells.data() + row * H;
+          r.c_prev = s == 0 ? (in.c0 ? in.c0 + b * H : nullptr) : reserve.cells.data() + prev_row * H;
         }
+        r.extra = P::kExtra ? reserve.extra.data() + row * H : nullptr;
+        r.dh = dh_total.data();
+        r.da = dA_step + i * GH;
+        r.dax = dax ? dax + row * H : nullptr;
+        P::backward_row(K, r);
       }
 
-      if (is_gru && !reset_after) {
-        transposed_product(dA_step + gru.n, H, packed_n, d_rh, false);
+      // later stages first: their product input's gradient gives the earlier stages' dA blocks
+      for (int stage = P::kStages - 1; stage >= 1; --stage) {
+        const BlockRange blocks = stage_blocks[stage];
+        transposed_product(dA_step + blocks.first * H, blocks.count * H, packed[stage], d_stage,
+                           false);
         for (int64_t i = 0; i < M; ++i) {
           const int64_t b = b0 + i;
           if (!steps.active(s, b)) continue;
@@ -456,20 +425,24 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
             for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
             h_in = hr_row.data();
           }
-          K.gru_backward_r(reserve.gates.data() + row * GH, h_in, d_rh + i * H,
-                           spec.gate_block, dA_step + i * GH, d_hr + i * H, H, H);
+          BackwardRow<T> r = row_view(i);
+          r.gates = P::kKeepsGates ? reserve.gates.data() + row * GH : nullptr;
+          r.h_in = h_in;
+          r.da = dA_step + i * GH;
+          P::backward_stage(K, stage, r);
         }
-        transposed_product(dA_step + gru.rz, 2 * H, packed_main, d_hr, true);
-      } else {
-        transposed_product(dA_step, GH, packed_main, d_hr, false);
       }
+      // stage 0's product input is h_{t-1} (masked); later stages already wrote into d_hr
+      transposed_product(dA_step + stage_blocks[0].first * H, stage_blocks[0].count * H,
+                         packed[0], d_hr, P::kStages > 1);
 
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
         for (int64_t j = 0; j < H; ++j) {
           const T d = d_hr[i * H + j];
-          dh[i * H + j] = (is_gru ? dh_direct[i * H + j] : T(0)) + (mask ? mask[b * H + j] * d : d);
+          dh[i * H + j] = (P::kDirectPath ? dh_direct[i * H + j] : T(0)) +
+                          (mask ? mask[b * H + j] * d : d);
         }
         if (!uniform)
           std::memcpy(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
@@ -477,39 +450,67 @@ void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       }
     }
     if (g.dh0) std::memcpy(g.dh0 + b0 * H, dh, sizeof(T) * M * H);
-    if (g.dc0 && spec.has_cell_state()) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
+    if (P::kCellState && g.dc0) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
   };
   parallel_rows(B, Tn * B * H * GH, reverse_loop);
 
-  // 3. weight, bias and input gradients as GEMMs over all T*B rows; Wh saw h_{t-1} * mask
+  // 3. weight, bias and input gradients as GEMMs over all T*B rows.
+  // dWh, per stage: the stage's product input over all positions (stage 0: h_{t-1}, which Wh
+  // saw times the mask; a later one: the reserve's extra) times its blocks of dA
   if (mask)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < H; ++j) h_prev_all[r * H + j] *= mask[(r % B) * H + j];
-  if (!reset_after) {
-    gemm<T>(true, false, I, GH, rows, T(1), in.x, I, dA, GH, T(0), g.dWx, GH);
-    gemm<T>(false, true, rows, I, GH, T(1), dA, GH, in.Wx, GH, T(0), g.dx, I);
-    column_sums(dA, rows, GH, GH, g.db);
-    if (g.dbh) std::memcpy(g.dbh, g.db, sizeof(T) * GH);
-    if (is_gru) {  // reset before: the n block multiplies r * h_prev, not h_prev
-      gemm<T>(true, false, H, 2 * H, rows, T(1), h_prev_all, H, dA + gru.rz, GH,
-              T(0), g.dWh + gru.rz, GH);
-      gemm<T>(true, false, H, H, rows, T(1), reserve.extra.data(), H, dA + gru.n, GH,
-              T(0), g.dWh + gru.n, GH);
-    } else {
-      gemm<T>(true, false, H, GH, rows, T(1), h_prev_all, H, dA, GH, T(0), g.dWh, GH);
-    }
-  } else {
-    gemm<T>(true, false, H, GH, rows, T(1), h_prev_all, H, dA, GH, T(0), g.dWh, GH);
-    gemm<T>(true, false, I, 2 * H, rows, T(1), in.x, I, dA + gru.rz, GH, T(0),
-            g.dWx + gru.rz, GH);
-    gemm<T>(true, false, I, H, rows, T(1), in.x, I, dax_n, H, T(0), g.dWx + gru.n, GH);
-    gemm<T>(false, true, rows, I, 2 * H, T(1), dA + gru.rz, GH, in.Wx + gru.rz, GH, T(0),
-            g.dx, I);
-    gemm<T>(false, true, rows, I, H, T(1), dax_n, H, in.Wx + gru.n, GH, T(1), g.dx, I);
-    column_sums(dA + gru.rz, rows, 2 * H, GH, g.db + gru.rz);
-    column_sums(dax_n, rows, H, H, g.db + gru.n);
-    if (g.dbh) column_sums(dA, rows, GH, GH, g.dbh);
+  for (int stage = 0; stage < P::kStages; ++stage) {
+    const int64_t c0 = stage_blocks[stage].first * H, width = stage_blocks[stage].count * H;
+    const T* product_input = stage == 0 ? h_prev_all : reserve.extra.data();
+    gemm<T>(true, false, H, width, rows, T(1), product_input, H, dA + c0, GH, T(0), g.dWh + c0, GH);
   }
+  // dWx, dx, db from the input-side gradient: dA's columns, except the separate block's,
+  // which come from dax
+  struct Columns {
+    const T* grad;  // first column of the gradient block
+    int64_t ld, c0, width;
+  };
+  std::vector<Columns> input_side;
+  if (separate < 0) {
+    input_side.push_back({dA, GH, 0, GH});
+  } else {
+    const int64_t sep0 = separate * H;
+    if (sep0 > 0) input_side.push_back({dA, GH, 0, sep0});
+    input_side.push_back({dax, H, sep0, H});
+    if (sep0 + H < GH) input_side.push_back({dA + sep0 + H, GH, sep0 + H, GH - sep0 - H});
+  }
+  for (size_t k = 0; k < input_side.size(); ++k) {
+    const Columns& cols = input_side[k];
+    gemm<T>(true, false, I, cols.width, rows, T(1), in.x, I, cols.grad, cols.ld, T(0),
+            g.dWx + cols.c0, GH);
+    gemm<T>(false, true, rows, I, cols.width, T(1), cols.grad, cols.ld, in.Wx + cols.c0, GH,
+            k == 0 ? T(0) : T(1), g.dx, I);
+    column_sums(cols.grad, rows, cols.width, cols.ld, g.db + cols.c0);
+  }
+  // dbh: every block of bh adds to the pre-activation whose gradient is dA
+  if (g.dbh) {
+    if (separate < 0) std::memcpy(g.dbh, g.db, sizeof(T) * GH);
+    else column_sums(dA, rows, GH, GH, g.dbh);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+             const LayerOutputs<T>& out, CpuReserve<T>* reserve) {
+  with_cell_policy(spec, [&](auto policy) {
+    forward_with<decltype(policy)>(spec, dims, in, out, reserve);
+  });
+}
+
+template <typename T>
+void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+              const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
+  with_cell_policy(spec, [&](auto policy) {
+    backward_with<decltype(policy)>(spec, dims, in, reserve, g);
+  });
 }
 
 template void forward<float>(const CellSpec&, const Dims&, const LayerInputs<float>&,
