@@ -209,6 +209,19 @@ void recurrent_init(py::module_& m) {
                              "copied; run the forward again");
       });
 
+  m.def("cells", [] {
+    py::list out;
+    for (const CellInfo& c : all_cells()) {
+      py::dict d;
+      d["name"] = c.name;
+      d["gates"] = c.gates;
+      d["has_cell_state"] = c.has_cell_state;
+      d["gate_names"] = c.gate_names;
+      out.append(d);
+    }
+    return out;
+  }, "The core's cell table: name, gates (G), has_cell_state, gate_names (canonical order)");
+
   m.def("forward",
         [](const std::string& cell, const py::array& x, const py::object& h0, const py::object& c0,
            const py::array& Wx, const py::array& Wh, const py::object& b, const py::object& bh,

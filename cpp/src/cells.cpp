@@ -2,6 +2,7 @@
 // backend computes it (that is the backend's policy, e.g. cpu/cells/*.h).
 #include "rnnkit/cells.h"
 
+#include <iterator>
 #include <stdexcept>
 
 namespace rnnkit {
@@ -15,6 +16,8 @@ const CellInfo kCells[] = {
 };
 
 }  // namespace
+
+std::vector<CellInfo> all_cells() { return {std::begin(kCells), std::end(kCells)}; }
 
 const CellInfo* find_cell(const std::string& name) {
   for (const CellInfo& c : kCells)

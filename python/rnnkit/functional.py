@@ -47,8 +47,10 @@ __all__ = [
     "embedding_backward",
 ]
 
-_CANONICAL_GATES = {"lstm": "ifgo", "gru": "rzn"}
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+# the core's cell table (cpp/src/cells.cpp) is the one description of each cell
+_CELLS = {c["name"]: c for c in _core.cells()}
+_CANONICAL_GATES = {name: c["gate_names"] for name, c in _CELLS.items() if c["gate_names"]}
+_GATES = {name: c["gates"] for name, c in _CELLS.items()}
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     _checks.expect_shape(b, "b", (GH,), f"({gates}*H,)")
     bh = _checks.optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
     h0 = _checks.optional_float(h0, "h0", (B, H), "(B, H)", dtype)
-    if cell == "lstm":
+    if _CELLS[cell]["has_cell_state"]:
         c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
     lengths = _checks.lengths_array(lengths, B, T)
     recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
@@ -237,7 +239,7 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
     dtype = cache.dtype
     dy = _checks.optional_float(dy, "dy", (T, B, H), "(T, B, H)", dtype)
     dhT = _checks.optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
-    if cache.cell == "lstm":
+    if _CELLS[cache.cell]["has_cell_state"]:
         dcT = _checks.optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
     return cache.backward(dy, dhT, dcT)
 

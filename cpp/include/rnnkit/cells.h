@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace rnnkit {
 
@@ -19,6 +20,8 @@ struct CellInfo {
   const char* gate_names;  // canonical gate order, one letter per gate ("ifgo"; "" for RNN)
 };
 
+// Every entry, in table order.
+std::vector<CellInfo> all_cells();
 // The entry named `name`, or nullptr when there is none.
 const CellInfo* find_cell(const std::string& name);
 const CellInfo& cell_info(CellKind kind);

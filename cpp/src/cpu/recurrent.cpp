@@ -501,7 +501,11 @@ template <typename T>
 void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
              const LayerOutputs<T>& out, CpuReserve<T>* reserve) {
   with_cell_policy(spec, [&](auto policy) {
-    forward_with<decltype(policy)>(spec, dims, in, out, reserve);
+    using P = decltype(policy);
+    // the policy must agree with the cell table the bindings sized the arrays by
+    if (P::kGates != spec.gates() || P::kCellState != spec.has_cell_state())
+      throw std::logic_error("the CPU policy of this cell disagrees with the cell table");
+    forward_with<P>(spec, dims, in, out, reserve);
   });
 }
 
