@@ -16,9 +16,9 @@
 #include <functional>
 #include <stdexcept>
 
-#include "cpu/simd/kernels.h"
 #include "cpu/cells/registry.h"
 #include "cpu/recurrent.h"
+#include "cpu/simd/kernels.h"
 #include "rnnkit/runtime.h"
 
 namespace rnnkit {
