@@ -4,7 +4,7 @@
 // is picked by where the arrays live. Callers never see a backend's buffers: what backward
 // needs is a Reserve the backend allocates, fills and reads.
 //
-// Letters (DESIGN.md): T time steps, B batch, I input features, H hidden units,
+// Letters (docs/design.md): T time steps, B batch, I input features, H hidden units,
 // G gates (RNN 1, GRU 3, LSTM 4). Arrays are dense row-major; sequences are time-major.
 #pragma once
 

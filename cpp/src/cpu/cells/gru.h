@@ -1,4 +1,4 @@
-// GRU policy, gates r, z, n, h_t = (1-z)*n + z*h_{t-1}; both variants of DESIGN.md's reset.
+// GRU policy, gates r, z, n, h_t = (1-z)*n + z*h_{t-1}; both reset variants of docs/design.md "Cell equations".
 //
 // ResetAfter (PyTorch/cuDNN): n = tanh(ax_n + r*(h@Wh_n + bh_n)). One stage; bh_n stays out of
 // the projection (r multiplies it); the reserve's extra is h@Wh_n + bh_n; the input side of
