@@ -36,6 +36,8 @@ struct StepMap {
   int64_t length(int64_t b) const { return lengths ? lengths[b] : T; }
   bool active(int64_t s, int64_t b) const { return s < length(b); }
   int64_t position(int64_t s, int64_t b) const { return reverse ? length(b) - 1 - s : s; }
+  // position of step s when every row has the full length (reads no lengths: B may be 0)
+  int64_t uniform_position(int64_t s) const { return reverse ? T - 1 - s : s; }
   // true when every row has the full length, so a step touches one contiguous [B, .] slab
   bool uniform(int64_t B) const {
     if (!lengths) return true;
@@ -382,7 +384,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     };
 
     for (int64_t s = Tn - 1; s >= 0; --s) {
-      T* dA_step = uniform ? dA + (steps.position(s, 0) * B + b0) * GH : dA_scratch;
+      T* dA_step = uniform ? dA + (steps.uniform_position(s) * B + b0) * GH : dA_scratch;
       if (!uniform) std::fill(dA_scratch, dA_scratch + M * GH, T(0));
 
       for (int64_t i = 0; i < M; ++i) {
