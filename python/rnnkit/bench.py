@@ -1,6 +1,6 @@
 """Recurrent-layer and drop-in benchmarks: rnnkit vs plain NumPy vs torch.nn, same run, same threads.
 
-    rnnkit bench [--threads 2] [--quick]                  (installed: pip install "rnnkit[bench]")
+    rnnkit bench [--threads 2] [--quick]                  (needs google-benchmark: the bench extra)
     python bench/bench_rnn.py [...]     (from a checkout; also runs "dropin")
 
 Options: [--threads 2] [--quick]
@@ -600,7 +600,7 @@ def main(argv=None, csv_dir=None, prog="rnnkit bench"):
     try:
         import google_benchmark as gb
     except ImportError:
-        raise SystemExit('the benchmarks need google-benchmark: pip install "rnnkit[bench]"') from None
+        raise SystemExit('the benchmarks need google-benchmark: pip install google-benchmark (or ".[bench]" from the repository)') from None
 
     import rnnkit
     from rnnkit import dropin as R

@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     demo.add_argument("--prompt", default="The ")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--plot", metavar="PATH", help="write the training curves as a PNG file "
-                      '(needs matplotlib: pip install "rnnkit[plot]")')
+                      '(needs matplotlib: pip install "matplotlib>=3.5", the plot extra)')
     demo.add_argument("--threads", type=int, default=0,
                       help="rnnkit threads (default 0: rnnkit's default, the usable cores)")
     check = sub.add_parser("check", help="LSTM forward+backward: checked against NumPy and timed")

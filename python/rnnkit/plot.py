@@ -1,6 +1,7 @@
 """Pictures: training curves, gradient flow through time, attention heat maps (docs/diagnostics.md).
 
-Needs matplotlib, the optional extra: ``pip install "rnnkit[plot]"``. It is imported when a
+Needs matplotlib, the optional ``plot`` extra (``pip install ".[plot]"`` from the repository, or
+``pip install "matplotlib>=3.5"``). It is imported when a
 function here is first called, not with rnnkit. The figures are plain
 ``matplotlib.figure.Figure`` objects drawn with the Agg renderer: no pyplot, no window, no GUI
 backend and no global state, so everything works headless (servers, CI, tests) and does not
@@ -29,7 +30,7 @@ def _matplotlib():
     except ImportError as exc:
         raise ImportError(
             f"rnnkit's pictures need matplotlib, which is not installed ({exc}); install the "
-            'optional extra: pip install "rnnkit[plot]" (or pip install "matplotlib>=3.5")'
+            'optional extra: pip install "matplotlib>=3.5" (or pip install ".[plot]" from the repository)'
         ) from exc
     return Figure
 
