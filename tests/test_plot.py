@@ -114,7 +114,7 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     h = History()
     h.append(1, {"loss": 1.0})
-    with pytest.raises(ImportError, match=r'pip install "rnnkit\[plot\]"'):
+    with pytest.raises(ImportError, match=r'pip install "matplotlib>=3.5"'):
         h.plot()
 
 
