@@ -9,9 +9,8 @@ and ``bh`` (G*H,) with gate blocks RNN 1, LSTM i, f, g, o, GRU r, z, n, named
 LSTM layer norm ``norm_c.gamma``/``norm_c.beta``; batch norm buffers ``running_mean_x``,
 ``running_var_x``, ``running_mean_h``, ``running_var_h``).
 
-Initialisation (Keras-style): Wx Glorot uniform, every H x H gate block of Wh orthogonal,
-b and bh zero except the LSTM forget-gate block of b, which is 1 (so f starts near
-sigmoid(1) = 0.73 and gradients flow through the cell early in training). Normalisation gains
+Initialisation: each cell's ``init_params`` (rnnkit.cells; Keras-style: Wx Glorot uniform,
+Wh orthogonal blocks, biases zero but the LSTM forget gate's b at 1). Normalisation gains
 start at 1 (layer norm) or 0.1 (batch norm, Cooijmans et al.), shifts at 0.
 
 Without ``norm`` every direction of every layer is one call of the fused C++ kernels of
@@ -24,9 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from ..cells import cell_for_core_name
 from .._checks import layout_note, lengths_array, shape_str
 from .heads import last_step, last_step_backward
-from .layers import glorot_uniform, valid_mask
+from .layers import valid_mask
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
 from .normalized import normalized_backward, normalized_forward
 
@@ -36,14 +36,6 @@ _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 MERGES = ("concat", "sum", "mul", "ave")
 SKIPS = (None, "residual", "dense")
 NORMS = (None, "layer", "batch")
-
-
-def _orthogonal_blocks(rng, H: int, G: int, dtype) -> np.ndarray:
-    blocks = []
-    for _ in range(G):
-        q, r = np.linalg.qr(rng.standard_normal((H, H)))
-        blocks.append(q * np.sign(np.diag(r)))
-    return np.concatenate(blocks, axis=1).astype(dtype)
 
 
 class _NormParams(Module):
@@ -70,13 +62,8 @@ class _Direction(Module):
         self.dtype = dtype
         G, H = _GATES[cell], hidden_size
         init = np.random.default_rng(init_seed)
-        self.add_parameter("Wx", glorot_uniform(init, input_size, G * H, dtype))
-        self.add_parameter("Wh", _orthogonal_blocks(init, H, G, dtype))
-        b = np.zeros(G * H, dtype)
-        if cell == "lstm":
-            b[H:2 * H] = 1.0  # forget gate
-        self.add_parameter("b", b)
-        self.add_parameter("bh", np.zeros(G * H, dtype))
+        for name, value in cell_for_core_name(cell).init_params(init, input_size, H, dtype).items():
+            self.add_parameter(name, value)
         if norm is not None:
             gain = 1.0 if norm == "layer" else 0.1
             self.norm_x = _NormParams(G * H, gain, dtype)
