@@ -47,6 +47,40 @@ def test_cells_are_described_once():
         get_cell("gru").options["linear_before_reset"] = (True,)  # read-only mapping
 
 
+def test_cells_pickle_and_copy_as_the_registry_entry():
+    import copy
+    import pickle
+
+    for cell in CELLS:
+        assert pickle.loads(pickle.dumps(cell)) is cell
+        assert copy.deepcopy(cell) is cell
+
+
+def test_run_forward_and_backward_give_every_cell_one_convention():
+    rng = np.random.default_rng(0)
+    T, B, I, H = 3, 2, 4, 5
+    for cell in CELLS:
+        G = cell.num_gates
+        x = rng.standard_normal((T, B, I))
+        Wx, Wh = rng.standard_normal((I, G * H)) * 0.3, rng.standard_normal((H, G * H)) * 0.3
+        b = rng.standard_normal(G * H) * 0.1
+        h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+        states = (h0, c0) if cell.has_cell_state else (h0,)
+        direct = cell.forward(x, *states, Wx, Wh, b)
+        y, hT, cT, cache = cell.run_forward(x, h0, c0, Wx, Wh, b)
+        np.testing.assert_array_equal(y, direct[0])
+        np.testing.assert_array_equal(hT, direct[1])
+        assert (cT is None) == (not cell.has_cell_state)
+        dy = rng.standard_normal((T, B, H))
+        grads = cell.run_backward(dy, None, None, cache)
+        ref = cell.run_backward(dy, None, None, cell.run_forward(x, h0, c0, Wx, Wh, b,
+                                                                 reference=True)[3], reference=True)
+        assert len(grads) == len(ref) == 7 and (grads[2] is None) == (not cell.has_cell_state)
+        for g, r in zip(grads, ref):
+            if r is not None:
+                np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-9)
+
+
 def test_unknown_cell_lists_the_valid_names():
     with pytest.raises(ValueError, match="'rnn', 'lstm', 'gru'.*'transformer'"):
         get_cell("transformer")

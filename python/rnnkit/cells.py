@@ -39,11 +39,17 @@ class Cell:
     options: Mapping[str, tuple] = field(default_factory=dict)
     core_variant: str | None = None
     initial_bias: Mapping[str, float] = field(default_factory=dict)
+    torch_module: str = ""  # the same cell's torch.nn class name (parity checks, conversions)
 
     def __post_init__(self):
         # frozen, and shared by every caller: keep the mappings read-only too
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
         object.__setattr__(self, "initial_bias", MappingProxyType(dict(self.initial_bias)))
+
+    def __reduce__(self):
+        # pickles and copies as its name, so a layer restored anywhere shares the registry's
+        # entry (and the read-only mappings, which cannot be pickled, never travel)
+        return get_cell, (self.name,)
 
     # ------------------------------------------------------------------ structure
     @property
@@ -113,6 +119,26 @@ class Cell:
     def reference_backward(self) -> Callable:
         return self._entry("reference", "backward")
 
+    # The entry points differ in their state arguments (an LSTM's come in (h, c) pairs); these
+    # two give every cell one calling convention, with c None where there is none.
+    def run_forward(self, x, h0, c0, Wx, Wh, b, bh=None, *, reference=False, **kwargs):
+        """This cell's functional forward (reference=True: the reference one) on ``x``;
+        ``kwargs`` as that function takes them. Returns (y, hT, cT or None, cache)."""
+        forward = self.reference_forward if reference else self.forward
+        y, *final, cache = forward(x, *self._states(h0, c0), Wx, Wh, b, bh, **kwargs)
+        hT, cT = final if self.has_cell_state else (final[0], None)
+        return y, hT, cT, cache
+
+    def run_backward(self, dy, dhT, dcT, cache, *, reference=False):
+        """The matching backward: (dx, dh0, dc0 or None, dWx, dWh, db, dbh)."""
+        backward = self.reference_backward if reference else self.backward
+        dx, dh0, *rest = backward(dy, *self._states(dhT, dcT), cache)
+        dc0 = rest.pop(0) if self.has_cell_state else None
+        return (dx, dh0, dc0, *rest)
+
+    def _states(self, h, c) -> tuple:
+        return (h, c) if self.has_cell_state else (h,)
+
     # ------------------------------------------------------------------ initialisation
     def init_params(self, rng: np.random.Generator, input_size: int, hidden_size: int,
                     dtype) -> dict:
@@ -142,12 +168,14 @@ def _orthogonal_blocks(rng, H: int, G: int, dtype) -> np.ndarray:
 
 CELLS = (
     Cell("rnn", num_gates=1, gate_names="", has_cell_state=False,
-         options={"nonlinearity": ("tanh", "relu")}, core_variant="nonlinearity"),
-    Cell("lstm", num_gates=4, gate_names="ifgo", has_cell_state=True, initial_bias={"f": 1.0}),
+         options={"nonlinearity": ("tanh", "relu")}, core_variant="nonlinearity",
+         torch_module="RNN"),
+    Cell("lstm", num_gates=4, gate_names="ifgo", has_cell_state=True, initial_bias={"f": 1.0},
+         torch_module="LSTM"),
     # linear_before_reset=True: reset gate after the recurrent product (PyTorch/cuDNN);
     # False: before it (Cho et al. 2014, ONNX default)
     Cell("gru", num_gates=3, gate_names="rzn", has_cell_state=False,
-         options={"linear_before_reset": (True, False)}),
+         options={"linear_before_reset": (True, False)}, torch_module="GRU"),
 )
 _BY_NAME = {cell.name: cell for cell in CELLS}
 _BY_CORE_NAME = {core: cell for cell in CELLS for core in cell.core_names}

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
-from ..cells import cell_for_core_name
+from ..cells import get_cell
 from .._checks import layout_note, lengths_array, shape_str
 from .heads import last_step, last_step_backward
 from .layers import valid_mask
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
 from .normalized import normalized_backward, normalized_forward
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "recurrent_layer"]
 
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 MERGES = ("concat", "sum", "mul", "ave")
 SKIPS = (None, "residual", "dense")
 NORMS = (None, "layer", "batch")
@@ -51,24 +49,25 @@ class _NormParams(Module):
 class _Direction(Module):
     """One layer, one direction: the cell's parameters and one call of the kernel per forward."""
 
-    def __init__(self, cell, input_size, hidden_size, *, reverse, norm, recurrent_dropout,
-                 linear_before_reset, dtype, seed):
+    def __init__(self, cell_type, cell_options, input_size, hidden_size, *, reverse, norm,
+                 recurrent_dropout, dtype, seed):
         init_seed, rng_seed = seed.spawn(2)  # seed: a SeedSequence
         super().__init__(rng_seed)
-        self.cell, self.reverse, self.norm = cell, reverse, norm
+        self.cell_type, self.cell_options = cell_type, cell_options
+        self.cell = cell_type.core_name(**cell_options)
+        self.reverse, self.norm = reverse, norm
         self.hidden_size, self.input_size = hidden_size, input_size
         self.recurrent_dropout = recurrent_dropout
-        self.linear_before_reset = linear_before_reset
         self.dtype = dtype
-        G, H = _GATES[cell], hidden_size
+        G, H = cell_type.num_gates, hidden_size
         init = np.random.default_rng(init_seed)
-        for name, value in cell_for_core_name(cell).init_params(init, input_size, H, dtype).items():
+        for name, value in cell_type.init_params(init, input_size, H, dtype).items():
             self.add_parameter(name, value)
         if norm is not None:
             gain = 1.0 if norm == "layer" else 0.1
             self.norm_x = _NormParams(G * H, gain, dtype)
             self.norm_h = _NormParams(G * H, gain, dtype)
-            if norm == "layer" and cell == "lstm":
+            if norm == "layer" and cell_type.has_cell_state:  # the cell state is normalised too
                 self.norm_c = _NormParams(H, 1.0, dtype, beta=True)
             if norm == "batch":
                 for site in ("x", "h"):
@@ -91,23 +90,14 @@ class _Direction(Module):
             p = self.recurrent_dropout
             mask = ((self._rng.random((B, H)) >= p) / (1.0 - p)).astype(self.dtype)
         self.last_recurrent_mask = mask
-        cT = None
         if self.norm is not None:
             y, hT, cT, cache = normalized_forward(self.cell, x, h0, c0, self._norm_params(),
                                                   self.norm, lengths, self.reverse, mask,
                                                   training, self._buffers)
-        elif self.cell == "lstm":
-            y, hT, cT, cache = F.lstm_forward(x, h0, c0, self.Wx, self.Wh, self.b, self.bh,
-                                              lengths=lengths, reverse=self.reverse,
-                                              recurrent_mask=mask)
-        elif self.cell == "gru":
-            y, hT, cache = F.gru_forward(x, h0, self.Wx, self.Wh, self.b, self.bh, lengths=lengths,
-                                         reverse=self.reverse, recurrent_mask=mask,
-                                         linear_before_reset=self.linear_before_reset)
         else:
-            y, hT, cache = F.rnn_forward(x, h0, self.Wx, self.Wh, self.b, self.bh,
-                                         nonlinearity=self.cell[4:], lengths=lengths,
-                                         reverse=self.reverse, recurrent_mask=mask)
+            y, hT, cT, cache = self.cell_type.run_forward(
+                x, h0, c0, self.Wx, self.Wh, self.b, self.bh, lengths=lengths,
+                reverse=self.reverse, recurrent_mask=mask, **self.cell_options)
         self._cache = cache
         return y, hT, cT
 
@@ -124,13 +114,7 @@ class _Direction(Module):
                 self.norm_c._grads["gamma"] += grads["gamma_c"]
                 self.norm_c._grads["beta"] += grads["beta_c"]
             return dx, dh0, dc0
-        dc0 = None
-        if self.cell == "lstm":
-            dx, dh0, dc0, dWx, dWh, db, dbh = F.lstm_backward(dy, dhT, dcT, cache)
-        elif self.cell == "gru":
-            dx, dh0, dWx, dWh, db, dbh = F.gru_backward(dy, dhT, cache)
-        else:
-            dx, dh0, dWx, dWh, db, dbh = F.rnn_backward(dy, dhT, cache)
+        dx, dh0, dc0, dWx, dWh, db, dbh = self.cell_type.run_backward(dy, dhT, dcT, cache)
         g["Wx"] += dWx
         g["Wh"] += dWh
         g["b"] += db
@@ -142,13 +126,16 @@ class _Level(Module):
     """One layer of a stack: the forward direction and, if bidirectional, the backward one,
     run on the same input with the same lengths, merged."""
 
-    def __init__(self, cell, input_size, hidden_size, *, bidirectional, merge, **kw):
+    def __init__(self, cell_type, cell_options, input_size, hidden_size, *, bidirectional, merge,
+                 **kw):
         seeds = kw.pop("seed").spawn(3)  # a SeedSequence
         super().__init__(seeds[2])
-        self.fwd = _Direction(cell, input_size, hidden_size, reverse=False, seed=seeds[0], **kw)
+        self.fwd = _Direction(cell_type, cell_options, input_size, hidden_size, reverse=False,
+                              seed=seeds[0], **kw)
         self.directions = [self.fwd]
         if bidirectional:
-            self.bwd = _Direction(cell, input_size, hidden_size, reverse=True, seed=seeds[1], **kw)
+            self.bwd = _Direction(cell_type, cell_options, input_size, hidden_size, reverse=True,
+                                  seed=seeds[1], **kw)
             self.directions.append(self.bwd)
         self.merge = merge
         self._outs = None
@@ -159,7 +146,7 @@ class _Level(Module):
             h0, c0 = (s if isinstance(s, tuple) else (s, None))
             y, hT, cT = d.forward(x, lengths, training, h0, c0)
             outs.append(y)
-            states.append((hT, cT) if d.cell == "lstm" else hT)
+            states.append((hT, cT) if d.cell_type.has_cell_state else hT)
         self._outs = outs
         if len(outs) == 1:
             return outs[0], states
@@ -194,19 +181,23 @@ class _Level(Module):
             dhT, dcT = (ds if isinstance(ds, tuple) else (ds, None))
             ddx, dh0, dc0 = d.backward(part, dhT, dcT)
             dx = ddx if dx is None else dx + ddx
-            dinit.append((dh0, dc0) if d.cell == "lstm" else dh0)
+            dinit.append((dh0, dc0) if d.cell_type.has_cell_state else dh0)
         return dx, dinit
 
 
 class _Recurrent(Module):
-    _cell = None
+    _cell = None  # the cell's name in rnnkit.cells
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  merge="concat", dropout=0.0, recurrent_dropout=0.0, skip=None, norm=None,
                  return_sequences=True, return_state=False, batch_first=True,
-                 dtype=np.float32, seed=None, cell=None, linear_before_reset=True):
+                 dtype=np.float32, seed=None, linear_before_reset=True, cell_options=None):
         super().__init__(seed)
-        self.cell = cell or self._cell
+        self.cell_type = get_cell(self._cell)
+        # cell_options: what the subclass takes for its cell (RNN nonlinearity, GRU
+        # linear_before_reset); they reach every kernel call
+        self.cell_options = self.cell_type.resolve_options(**(cell_options or {}))
+        self.cell = self.cell_type.core_name(**self.cell_options)  # "rnn_relu", "lstm", ...
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.num_layers = check_positive_int(num_layers, "num_layers")
@@ -217,7 +208,7 @@ class _Recurrent(Module):
             raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if norm is not None and self.cell == "gru" and not linear_before_reset:
+        if norm is not None and not self.cell_options.get("linear_before_reset", True):
             raise ValueError("norm requires linear_before_reset=True for GRU (the reset-before "
                              "variant puts r inside the normalised product)")
         self.merge, self.skip, self.norm = merge, skip, norm
@@ -245,9 +236,9 @@ class _Recurrent(Module):
                 in_k = self.layer_output_size
             self._residual.append(skip == "residual" and in_k == self.layer_output_size)
             self.add_module(f"l{k}", _Level(
-                self.cell, in_k, H, bidirectional=self.bidirectional, merge=merge,
-                norm=norm, recurrent_dropout=self.recurrent_dropout,
-                linear_before_reset=self.linear_before_reset, dtype=self.dtype, seed=seeds[k]))
+                self.cell_type, self.cell_options, in_k, H, bidirectional=self.bidirectional,
+                merge=merge, norm=norm, recurrent_dropout=self.recurrent_dropout,
+                dtype=self.dtype, seed=seeds[k]))
         self._cache = None
         self.dinitial_state = None
 
@@ -277,7 +268,7 @@ class _Recurrent(Module):
         out = []
         for k, s in enumerate(initial_state):
             name = f"initial_state[{k}]"
-            if self.cell == "lstm":
+            if self.cell_type.has_cell_state:
                 if s is None:
                     out.append(None)
                     continue
@@ -431,6 +422,7 @@ _DOC_COMMON = """
 
 
 class RNN(_Recurrent):
+    _cell = "rnn"
     __doc__ = ("Elman RNN layer stack: h_t = phi(x_t Wx + b + h_{t-1} Wh + bh), phi = tanh or relu "
                "(mode=).\n" + _DOC_COMMON.format(state=""))
 
@@ -438,7 +430,8 @@ class RNN(_Recurrent):
         if mode not in ("tanh", "relu"):
             raise ValueError(f"mode must be 'tanh' or 'relu', got {mode!r}")
         self.mode = mode
-        super().__init__(input_size, hidden_size, num_layers, cell="rnn_" + mode, **kw)
+        super().__init__(input_size, hidden_size, num_layers, cell_options={"nonlinearity": mode},
+                         **kw)
 
 
 class LSTM(_Recurrent):
@@ -454,4 +447,12 @@ class GRU(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, linear_before_reset=True, **kw):
         super().__init__(input_size, hidden_size, num_layers,
-                         linear_before_reset=linear_before_reset, **kw)
+                         linear_before_reset=linear_before_reset,
+                         cell_options={"linear_before_reset": bool(linear_before_reset)}, **kw)
+
+
+def recurrent_layer(cell) -> type:
+    """The layer class (RNN, LSTM or GRU) of the rnnkit.cells cell named ``cell``; ValueError
+    listing the valid names for any other."""
+    name = get_cell(cell).name
+    return next(layer for layer in (RNN, LSTM, GRU) if layer._cell == name)
