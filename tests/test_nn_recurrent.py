@@ -337,7 +337,7 @@ def test_bad_constructor_arguments(kwargs, match):
         nn.GRU(I, H, **kwargs)
     with pytest.raises(ValueError, match="hidden_size"):
         nn.LSTM(I, 0, batch_first=False)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="mode"):  # deprecated alias
         nn.RNN(I, H, mode="sigmoid", batch_first=False)
     with pytest.raises(ValueError, match="linear_before_reset"):
         nn.GRU(I, H, norm="layer", linear_before_reset=False, batch_first=False)
@@ -381,3 +381,20 @@ def test_read_only_inputs_give_the_same_result(kind, norm):
     xb = np.broadcast_to(x[:1, :1], x.shape)
     for g, w in zip(run(xb, None, None, dy), run(np.array(xb), None, None, dy)):
         np.testing.assert_array_equal(g, w)
+
+
+def test_rnn_nonlinearity_and_its_deprecated_alias_mode():
+    x = np.random.default_rng(0).standard_normal((T, B, I))
+    relu = nn.RNN(I, H, nonlinearity="relu", batch_first=False, dtype=np.float64, seed=1)
+    assert relu.nonlinearity == "relu" and relu.cell == "rnn_relu"
+    assert nn.RNN(I, H).nonlinearity == "tanh"
+    with pytest.warns(FutureWarning, match="nonlinearity="):
+        old = nn.RNN(I, H, mode="relu", batch_first=False, dtype=np.float64, seed=1)
+    assert old.nonlinearity == "relu"
+    np.testing.assert_array_equal(old.forward(x), relu.forward(x))
+    with pytest.warns(FutureWarning):
+        assert old.mode == "relu"
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="disagree"):
+        nn.RNN(I, H, mode="tanh", nonlinearity="relu")
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        nn.RNN(I, H, nonlinearity="sigmoid")

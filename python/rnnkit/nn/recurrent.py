@@ -20,6 +20,8 @@ per-time-step NumPy recurrence of ``rnnkit.nn.normalized`` (the slower path).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..cells import get_cell
@@ -424,14 +426,41 @@ _DOC_COMMON = """
 class RNN(_Recurrent):
     _cell = "rnn"
     __doc__ = ("Elman RNN layer stack: h_t = phi(x_t Wx + b + h_{t-1} Wh + bh), phi = tanh or relu "
-               "(mode=).\n" + _DOC_COMMON.format(state=""))
+               "(nonlinearity=; mode= is its deprecated alias).\n" + _DOC_COMMON.format(state=""))
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, mode="tanh", **kw):
-        if mode not in ("tanh", "relu"):
-            raise ValueError(f"mode must be 'tanh' or 'relu', got {mode!r}")
-        self.mode = mode
-        super().__init__(input_size, hidden_size, num_layers, cell_options={"nonlinearity": mode},
-                         **kw)
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", mode=None,
+                 **kw):
+        if mode is not None:
+            nonlinearity = _deprecated_mode(mode, nonlinearity)
+        super().__init__(input_size, hidden_size, num_layers,
+                         cell_options={"nonlinearity": nonlinearity}, **kw)
+        self.nonlinearity = self.cell_options["nonlinearity"]
+
+    @property
+    def mode(self):
+        """Deprecated alias of ``nonlinearity``."""
+        warnings.warn(_MODE_DEPRECATION, FutureWarning, stacklevel=2)
+        return self.nonlinearity
+
+
+# one spelling everywhere, PyTorch's: nonlinearity=; mode= stays for one release
+_MODE_DEPRECATION = ("RNN's mode= is deprecated and will be removed in the next release; "
+                     "use nonlinearity= (the same values, 'tanh' or 'relu')")
+
+
+def _deprecated_mode(mode, nonlinearity):
+    """The nonlinearity that ``mode=`` asks for, with a FutureWarning; ValueError naming mode for
+    a value it does not allow or for a conflicting nonlinearity."""
+    warnings.warn(_MODE_DEPRECATION, FutureWarning, stacklevel=3)
+    if nonlinearity != "tanh" and nonlinearity != mode:
+        raise ValueError(f"mode={mode!r} and nonlinearity={nonlinearity!r} disagree; "
+                         "pass nonlinearity= only")
+    try:
+        get_cell("rnn").resolve_options(nonlinearity=mode)
+    except ValueError:
+        raise ValueError(f"mode (deprecated alias of nonlinearity) must be 'tanh' or 'relu', "
+                         f"got {mode!r}") from None
+    return mode
 
 
 class LSTM(_Recurrent):
