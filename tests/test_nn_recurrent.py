@@ -398,3 +398,26 @@ def test_rnn_nonlinearity_and_its_deprecated_alias_mode():
         nn.RNN(I, H, mode="tanh", nonlinearity="relu")
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
         nn.RNN(I, H, nonlinearity="sigmoid")
+
+
+def test_normalized_relu_recurrence_reduces_to_the_kernel():
+    """As above for the RNN's relu nonlinearity (the slower path's rnn_relu step)."""
+    m = nn.RNN(I, H, nonlinearity="relu", dtype=np.float64, seed=8, batch_first=False)
+    d = m.l0.fwd
+    P = {"Wx": d.Wx, "Wh": d.Wh, "b": d.b + 0.1, "bh": d.bh - 0.2,
+         "gamma_x": np.ones(H), "gamma_h": np.ones(H)}
+    bufs = {"running_mean_x": np.zeros(H), "running_var_x": np.full(H, 1 - EPS),
+            "running_mean_h": np.zeros(H), "running_var_h": np.full(H, 1 - EPS)}
+    rng = np.random.default_rng(3)
+    x, h0 = x_(), rng.standard_normal((B, H))
+    y, hT, _, cache = normalized_forward("rnn_relu", x, h0, None, P, "batch", LENGTHS, False,
+                                         None, False, bufs)
+    want_y, want_hT, kcache = F.rnn_forward(x, h0, P["Wx"], P["Wh"], P["b"], P["bh"],
+                                            nonlinearity="relu", lengths=LENGTHS)
+    np.testing.assert_allclose(y, want_y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hT, want_hT, rtol=0, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dh0, _, grads = normalized_backward(cache, dy, None, None)
+    want = F.rnn_backward(dy, None, kcache)
+    for g, w in zip((dx, dh0, grads["Wx"], grads["Wh"], grads["b"], grads["bh"]), want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-11)
