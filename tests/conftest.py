@@ -6,30 +6,34 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# cell name -> (function prefix, gates G, extra forward keywords)
-CELLS = {
-    "rnn_tanh": ("rnn", 1, {"nonlinearity": "tanh"}),
-    "rnn_relu": ("rnn", 1, {"nonlinearity": "relu"}),
-    "lstm": ("lstm", 4, {}),
-    "gru": ("gru", 3, {"linear_before_reset": True}),
-    "gru_cho": ("gru", 3, {"linear_before_reset": False}),
+from rnnkit.cells import CELLS as REGISTERED_CELLS, get_cell
+
+# test variant -> (rnnkit.cells cell, its forward options): every option value of every cell
+# ("gru_cho": the reset-before variant of Cho et al.)
+VARIANTS = {
+    "rnn_tanh": (get_cell("rnn"), {"nonlinearity": "tanh"}),
+    "rnn_relu": (get_cell("rnn"), {"nonlinearity": "relu"}),
+    "lstm": (get_cell("lstm"), {}),
+    "gru": (get_cell("gru"), {"linear_before_reset": True}),
+    "gru_cho": (get_cell("gru"), {"linear_before_reset": False}),
 }
+assert {cell.name for cell, _ in VARIANTS.values()} == {cell.name for cell in REGISTERED_CELLS}
 GRAD_NAMES = ("x", "h0", "c0", "Wx", "Wh", "b", "bh")
 
 
 class Harness:
-    cells = tuple(CELLS)
+    cells = tuple(VARIANTS)
 
     @staticmethod
-    def is_lstm(cell):
-        return CELLS[cell][0] == "lstm"
+    def has_cell_state(cell):
+        return VARIANTS[cell][0].has_cell_state
 
     @staticmethod
     def make_inputs(cell, T, B, I, H, *, dtype=np.float64, seed=0, h0=True, bh=True):
         """Random inputs scaled so pre-activations stay O(1) (no saturation, no relu blow-up).
         With h0=False the initial states are None; with bh=False there is no recurrent bias."""
         rng = np.random.default_rng(seed)
-        G = CELLS[cell][1]
+        G = VARIANTS[cell][0].num_gates
 
         def normal(*shape, scale=1.0):
             return (scale * rng.standard_normal(shape)).astype(dtype)
@@ -42,7 +46,7 @@ class Harness:
             "b": normal(G * H, scale=0.3),
             "bh": normal(G * H, scale=0.3) if bh else None,
         }
-        if Harness.is_lstm(cell):
+        if Harness.has_cell_state(cell):
             inputs["c0"] = normal(B, H, scale=0.5) if h0 else None
         return inputs
 
@@ -52,33 +56,29 @@ class Harness:
         rng = np.random.default_rng(seed)
         douts = {"y": rng.standard_normal((T, B, H)).astype(dtype),
                  "hT": rng.standard_normal((B, H)).astype(dtype)}
-        if Harness.is_lstm(cell):
+        if Harness.has_cell_state(cell):
             douts["cT"] = rng.standard_normal((B, H)).astype(dtype)
         return douts
 
     @staticmethod
     def forward(impl, cell, inputs, **kwargs):
         """Calls impl.<cell>_forward; returns ({'y', 'hT'[, 'cT']}, cache)."""
-        prefix, _, extra = CELLS[cell]
-        fn = getattr(impl, prefix + "_forward")
-        kw = dict(extra, **kwargs)
+        cell_type, options = VARIANTS[cell]
+        fn = getattr(impl, cell_type.name + "_forward")
         i = inputs
-        if prefix == "lstm":
-            y, hT, cT, cache = fn(i["x"], i["h0"], i["c0"], i["Wx"], i["Wh"], i["b"], i["bh"], **kw)
-            return {"y": y, "hT": hT, "cT": cT}, cache
-        y, hT, cache = fn(i["x"], i["h0"], i["Wx"], i["Wh"], i["b"], i["bh"], **kw)
-        return {"y": y, "hT": hT}, cache
+        states = [i[f"{s}0"] for s in cell_type.state_names]
+        y, *final, cache = fn(i["x"], *states, i["Wx"], i["Wh"], i["b"], i["bh"],
+                              **dict(options, **kwargs))
+        return dict(y=y, **{f"{s}T": v for s, v in zip(cell_type.state_names, final)}), cache
 
     @staticmethod
     def backward(impl, cell, cache, douts):
         """Calls impl.<cell>_backward; returns the gradients keyed by argument name."""
-        prefix = CELLS[cell][0]
-        fn = getattr(impl, prefix + "_backward")
-        if prefix == "lstm":
-            grads = fn(douts.get("y"), douts.get("hT"), douts.get("cT"), cache)
-            return dict(zip(("x", "h0", "c0", "Wx", "Wh", "b", "bh"), grads))
-        grads = fn(douts.get("y"), douts.get("hT"), cache)
-        return dict(zip(("x", "h0", "Wx", "Wh", "b", "bh"), grads))
+        cell_type = VARIANTS[cell][0]
+        fn = getattr(impl, cell_type.name + "_backward")
+        grads = fn(douts.get("y"), *(douts.get(f"{s}T") for s in cell_type.state_names), cache)
+        names = ("x", *(f"{s}0" for s in cell_type.state_names), "Wx", "Wh", "b", "bh")
+        return dict(zip(names, grads))
 
     @staticmethod
     def loss(outs, douts):

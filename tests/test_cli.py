@@ -97,7 +97,8 @@ def test_bench_quick_runs_and_writes_csv(tmp_path, capfd):
 def test_bench_gemm_floor_does_exactly_the_cells_products():
     import numpy as np
 
-    from rnnkit.bench import GATES, gemm_floor_fn
+    from rnnkit.bench import gemm_floor_fn
+    from rnnkit.cells import CELLS
 
     class Recorder:  # numpy, with matmul recording its operand shapes
         def __getattr__(self, name):
@@ -109,7 +110,7 @@ def test_bench_gemm_floor_does_exactly_the_cells_products():
             return np.matmul(a, b, out=out)
 
     T, B, I, H = 3, 2, 5, 4
-    for cell, G in GATES.items():
+    for cell, G in ((c.name, c.num_gates) for c in CELLS):
         GH = G * H
         forward = [((T * B, I), (I, GH))] + [((B, H), (H, GH))] * T
         backward = [((B, GH), (GH, H))] * T + [((T * B, GH), (GH, I)), ((I, T * B), (T * B, GH)),

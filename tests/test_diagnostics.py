@@ -46,7 +46,7 @@ def _reference_norms(layer, x, dy, lengths):
     return out
 
 
-@pytest.mark.parametrize("cls,kw", [(nn.RNN, {}), (nn.RNN, {"mode": "relu"}), (nn.LSTM, {}),
+@pytest.mark.parametrize("cls,kw", [(nn.RNN, {}), (nn.RNN, {"nonlinearity": "relu"}), (nn.LSTM, {}),
                                     (nn.GRU, {}), (nn.GRU, {"linear_before_reset": False})])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_matches_numpy_reference(cls, kw, dtype):

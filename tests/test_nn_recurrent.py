@@ -337,7 +337,7 @@ def test_bad_constructor_arguments(kwargs, match):
         nn.GRU(I, H, **kwargs)
     with pytest.raises(ValueError, match="hidden_size"):
         nn.LSTM(I, 0, batch_first=False)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="mode"):  # deprecated alias
         nn.RNN(I, H, mode="sigmoid", batch_first=False)
     with pytest.raises(ValueError, match="linear_before_reset"):
         nn.GRU(I, H, norm="layer", linear_before_reset=False, batch_first=False)
@@ -381,3 +381,43 @@ def test_read_only_inputs_give_the_same_result(kind, norm):
     xb = np.broadcast_to(x[:1, :1], x.shape)
     for g, w in zip(run(xb, None, None, dy), run(np.array(xb), None, None, dy)):
         np.testing.assert_array_equal(g, w)
+
+
+def test_rnn_nonlinearity_and_its_deprecated_alias_mode():
+    x = np.random.default_rng(0).standard_normal((T, B, I))
+    relu = nn.RNN(I, H, nonlinearity="relu", batch_first=False, dtype=np.float64, seed=1)
+    assert relu.nonlinearity == "relu" and relu.cell == "rnn_relu"
+    assert nn.RNN(I, H).nonlinearity == "tanh"
+    with pytest.warns(FutureWarning, match="nonlinearity="):
+        old = nn.RNN(I, H, mode="relu", batch_first=False, dtype=np.float64, seed=1)
+    assert old.nonlinearity == "relu"
+    np.testing.assert_array_equal(old.forward(x), relu.forward(x))
+    with pytest.warns(FutureWarning):
+        assert old.mode == "relu"
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="disagree"):
+        nn.RNN(I, H, mode="tanh", nonlinearity="relu")
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        nn.RNN(I, H, nonlinearity="sigmoid")
+
+
+def test_normalized_relu_recurrence_reduces_to_the_kernel():
+    """As above for the RNN's relu nonlinearity (the slower path's rnn_relu step)."""
+    m = nn.RNN(I, H, nonlinearity="relu", dtype=np.float64, seed=8, batch_first=False)
+    d = m.l0.fwd
+    P = {"Wx": d.Wx, "Wh": d.Wh, "b": d.b + 0.1, "bh": d.bh - 0.2,
+         "gamma_x": np.ones(H), "gamma_h": np.ones(H)}
+    bufs = {"running_mean_x": np.zeros(H), "running_var_x": np.full(H, 1 - EPS),
+            "running_mean_h": np.zeros(H), "running_var_h": np.full(H, 1 - EPS)}
+    rng = np.random.default_rng(3)
+    x, h0 = x_(), rng.standard_normal((B, H))
+    y, hT, _, cache = normalized_forward("rnn_relu", x, h0, None, P, "batch", LENGTHS, False,
+                                         None, False, bufs)
+    want_y, want_hT, kcache = F.rnn_forward(x, h0, P["Wx"], P["Wh"], P["b"], P["bh"],
+                                            nonlinearity="relu", lengths=LENGTHS)
+    np.testing.assert_allclose(y, want_y, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hT, want_hT, rtol=0, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx, dh0, _, grads = normalized_backward(cache, dy, None, None)
+    want = F.rnn_backward(dy, None, kcache)
+    for g, w in zip((dx, dh0, grads["Wx"], grads["Wh"], grads["b"], grads["bh"]), want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-11)

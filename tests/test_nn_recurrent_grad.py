@@ -102,7 +102,7 @@ def test_states_in_and_out(kind, norm):
 
 
 def test_relu_rnn_gradients():
-    model = generic_point(nn.RNN(I, H, 2, mode="relu", bidirectional=True, skip="dense",
+    model = generic_point(nn.RNN(I, H, 2, nonlinearity="relu", bidirectional=True, skip="dense",
                                  dtype=np.float64, seed=1))
     check_module(model, inputs(), fwd_kwargs=dict(lengths=LENGTHS, training=True))
 

@@ -37,7 +37,7 @@ def _check_gradients(harness, cell, inputs, douts, **kwargs):
     numeric = harness.numerical_gradients(ref, cell, inputs, douts, eps=FD_EPS, **kwargs)
     if inputs["bh"] is None:
         assert grads["bh"] is None, "dbh must be None exactly when bh was None"
-    expected_names = {"x", "h0", "Wx", "Wh", "b"} | ({"c0"} if harness.is_lstm(cell) else set())
+    expected_names = {"x", "h0", "Wx", "Wh", "b"} | ({"c0"} if harness.has_cell_state(cell) else set())
     expected_names |= {"bh"} if inputs["bh"] is not None else set()
     assert set(numeric) == expected_names
     for name, num in numeric.items():
@@ -123,7 +123,7 @@ def test_forward_matches_cell_equations(harness, cell, bh):
     np.testing.assert_allclose(outs["y"], y, rtol=0, atol=EXACT_TOL)
     np.testing.assert_allclose(outs["hT"], hT, rtol=0, atol=EXACT_TOL)
     np.testing.assert_array_equal(outs["hT"], outs["y"][-1])
-    if harness.is_lstm(cell):
+    if harness.has_cell_state(cell):
         np.testing.assert_allclose(outs["cT"], cT, rtol=0, atol=EXACT_TOL)
 
 
@@ -276,7 +276,7 @@ def test_all_empty_sequences(harness, cell):
     np.testing.assert_array_equal(grads["x"], 0.0)
     for name in ("Wx", "Wh", "b", "bh"):
         np.testing.assert_array_equal(grads[name], 0.0)
-    if harness.is_lstm(cell):
+    if harness.has_cell_state(cell):
         np.testing.assert_array_equal(outs["cT"], inputs["c0"])
         np.testing.assert_array_equal(grads["c0"], douts["cT"])
 

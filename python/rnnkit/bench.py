@@ -63,11 +63,12 @@ import sys
 import tempfile
 import time
 
+from .cells import cell_names, get_cell
+
 SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 650, 650),
           (100, 128, 1024, 1024)]
 QUICK_SHAPES = [(5, 2, 8, 8), (4, 3, 16, 12)]
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = cell_names()
 MODES = ("inference", "train")
 IMPLS = ("rnnkit", "numpy", "torch")
 DTYPES = ("float32", "float64")
@@ -190,7 +191,7 @@ def gemm_floor_fn(np, cell, shape, mode, dtype):
     call transposes, as rnnkit's does). Outputs are never read back as operands except the
     gate buffer, which every run rewrites with the same values, so the values stay bounded."""
     T, B, I, H = shape
-    GH = GATES[cell] * H
+    GH = get_cell(cell).num_gates * H
     dt = np.dtype(dtype).type
     rng = np.random.default_rng(2)
     k = 1.0 / np.sqrt(H)
@@ -268,7 +269,8 @@ def recurrent_cases(args, np, F, ref, torch):
     cases = []
     rng = np.random.default_rng(0)
     for cell in args.cells:
-        G = GATES[cell]
+        cell_type = get_cell(cell)
+        G = cell_type.num_gates
         for shape in args.shapes:
             T, B, I, H = shape
             k = 1.0 / np.sqrt(H)  # torch's default init range
@@ -278,10 +280,9 @@ def recurrent_cases(args, np, F, ref, torch):
                         b=rng.uniform(-k, k, G * H), bh=rng.uniform(-k, k, G * H),
                         x=rng.standard_normal((T, B, I)), dy=rng.standard_normal((T, B, H)))
             gemm_flops = 2.0 * T * B * (I + H) * G * H  # forward GEMMs; backward does twice that
-            fwd = {"rnnkit": getattr(F, cell + "_forward"), "numpy": getattr(ref, cell + "_forward")}
-            bwd = {"rnnkit": getattr(F, cell + "_backward"), "numpy": getattr(ref, cell + "_backward")}
-            states = (None, None) if cell == "lstm" else (None,)
-            grad_states = (None, None) if cell == "lstm" else (None,)
+            fwd = {"rnnkit": cell_type.forward, "numpy": cell_type.reference_forward}
+            bwd = {"rnnkit": cell_type.backward, "numpy": cell_type.reference_backward}
+            states = grad_states = (None,) * len(cell_type.state_names)
             for dtype in args.dtypes:
                 Wx, Wh, b, bh, x, dy = (data[n].astype(dtype) for n in ("Wx", "Wh", "b", "bh", "x", "dy"))
                 outputs, group = {}, []
@@ -289,7 +290,7 @@ def recurrent_cases(args, np, F, ref, torch):
                     if impl == "torch":
                         if torch is None:
                             continue
-                        module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H)
+                        module = getattr(torch.nn, cell_type.torch_module)(I, H)
                         if dtype == "float64":
                             module = module.double()
                         with torch.no_grad():
@@ -378,7 +379,8 @@ def dropin_cases(args, np, R, P):
     for impl, mod in (("rnnkit", R), ("numpy", P)):
         fns = {}
         for cell in CELLS:
-            G = GATES[cell]
+            cell_type = get_cell(cell)
+            G = cell_type.num_gates
             Wx = rng.standard_normal((D, G * H)) / np.sqrt(D)
             Wh = rng.standard_normal((H, G * H)) / np.sqrt(H)
             b = rng.standard_normal(G * H) * 0.5
@@ -392,10 +394,10 @@ def dropin_cases(args, np, R, P):
             fns[(f"{cell}_forward/backward", seq, "forward+backward")] = (
                 lambda f=f, g=g, Wx=Wx, Wh=Wh, b=b: g(dh, f(x, h0, Wx, Wh, b)[1])[0])
             st = f"N{N} D{D} H{H}"
-            if cell == "lstm":
-                fns[("lstm_step_forward", st, "forward")] = (
+            if cell_type.has_cell_state:
+                fns[(f"{cell}_step_forward", st, "forward")] = (
                     lambda sf=sf, Wx=Wx, Wh=Wh, b=b: sf(xs, hs, cs, Wx, Wh, b)[0])
-                fns[("lstm_step_forward/backward", st, "forward+backward")] = (
+                fns[(f"{cell}_step_forward/backward", st, "forward+backward")] = (
                     lambda sf=sf, sg=sg, Wx=Wx, Wh=Wh, b=b: sg(dhs, dhs, sf(xs, hs, cs, Wx, Wh, b)[2])[0])
             else:
                 fns[(f"{cell}_step_forward", st, "forward")] = (

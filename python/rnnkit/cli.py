@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 import rnnkit
+from rnnkit.cells import cell_names
 
 
 def cmd_info(args) -> int:
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="version, build flags, SIMD ISA, threads and BLAS")
     demo = sub.add_parser("demo", help="train a small character-level language model and sample from it")
     demo.add_argument("--corpus", metavar="FILE", help="UTF-8 text file (default: CPython's pydoc topics)")
-    demo.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    demo.add_argument("--cell", choices=cell_names(), default="lstm")
     demo.add_argument("--epochs", type=int, default=2)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.add_argument("--hidden", type=int, default=128)

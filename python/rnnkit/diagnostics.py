@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
 from ._checks import lengths_array
 from .nn.heads import last_step_backward
 from .nn.recurrent import _Recurrent
@@ -52,26 +51,15 @@ def _params(direction):
 
 
 def _step_forward(direction, x_t, h, c, length):
-    Wx, Wh, b, bh = _params(direction)
-    cell = direction.cell
-    if cell == "lstm":
-        return F.lstm_forward(x_t, h, c, Wx, Wh, b, bh, lengths=length)
-    if cell == "gru":
-        y, h, cache = F.gru_forward(x_t, h, Wx, Wh, b, bh, lengths=length,
-                                    linear_before_reset=direction.linear_before_reset)
-    else:
-        y, h, cache = F.rnn_forward(x_t, h, Wx, Wh, b, bh, nonlinearity=cell[4:], lengths=length)
-    return y, h, None, cache
+    """One step's forward: (y_t, h_t, c_t or None, cache)."""
+    return direction.cell_type.run_forward(x_t, h, c, *_params(direction), lengths=length,
+                                           **direction.cell_options)
 
 
-def _step_backward(cell, dy_t, dh, dc, cache):
-    """One step's backward: (dx_t, dh_{t-1}, dc_{t-1})."""
-    if cell == "lstm":
-        dx, dh0, dc0, *_ = F.lstm_backward(dy_t, dh, dc, cache)
-        return dx, dh0, dc0
-    dx, dh0, *_ = F.rnn_backward(dy_t, dh, cache) if cell.startswith("rnn") else \
-        F.gru_backward(dy_t, dh, cache)
-    return dx, dh0, None
+def _step_backward(cell_type, dy_t, dh, dc, cache):
+    """One step's backward: (dx_t, dh_{t-1}, dc_{t-1} or None)."""
+    dx, dh0, dc0, *_ = cell_type.run_backward(dy_t, dh, dc, cache)
+    return dx, dh0, dc0
 
 
 def _split_state(s):
@@ -104,18 +92,18 @@ def _stack_gradients(layer, x, lengths, init, dy, dstates):
     grads = [None] * layer.num_layers
     dout = dy
     for k in range(layer.num_layers - 1, -1, -1):
-        cell = layer.levels[k].fwd.cell
+        cell_type = layer.levels[k].fwd.cell_type
         dh, dc = _split_state(dstates[k])
         if dh is None:
             dh = np.zeros((B, layer.hidden_size))
-        if cell == "lstm" and dc is None:
+        if cell_type.has_cell_state and dc is None:
             dc = np.zeros((B, layer.hidden_size))
         g = np.empty((T, B, layer.hidden_size))
         dx = np.empty((T, B, x.shape[2] if k == 0 else layer.hidden_size))
         for t in range(T - 1, -1, -1):
             valid = 1.0 if lengths is None else (lengths > t)[:, None]
             g[t] = dh + dout[t] * valid  # the output y_t = h_t, plus what flows in from t+1..
-            dx_t, dh, dc = _step_backward(cell, dout[t:t + 1], dh, dc, caches[k][t])
+            dx_t, dh, dc = _step_backward(cell_type, dout[t:t + 1], dh, dc, caches[k][t])
             dx[t] = dx_t[0]
         grads[k] = g
         dout = dx

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _core
 from . import _checks
+from .cells import cell_for_core_name, get_cell
 from .embedding import embedding_backward, embedding_forward  # noqa: F401 (part of this API)
 
 __all__ = [
@@ -47,10 +48,7 @@ __all__ = [
     "embedding_backward",
 ]
 
-# the core's cell table (cpp/src/cells.cpp) is the one description of each cell
-_CELLS = {c["name"]: c for c in _core.cells()}
-_CANONICAL_GATES = {name: c["gate_names"] for name, c in _CELLS.items() if c["gate_names"]}
-_GATES = {name: c["gates"] for name, c in _CELLS.items()}
+_RNN, _LSTM, _GRU = (get_cell(name) for name in ("rnn", "lstm", "gru"))
 
 
 @dataclass(frozen=True)
@@ -118,9 +116,9 @@ def _segments(T, lengths, reverse, segment):
 
 def _gate_block(cell: str, gate_order) -> list:
     """Column block of each canonical gate for a user gate order such as 'ifog'."""
-    if cell not in _CANONICAL_GATES:
+    canonical = cell_for_core_name(cell).gate_names
+    if not canonical:  # unnamed gates (RNN): nothing to reorder
         return []
-    canonical = _CANONICAL_GATES[cell]
     if gate_order is None:
         return list(range(len(canonical)))
     if not isinstance(gate_order, str) or sorted(gate_order) != sorted(canonical):
@@ -133,7 +131,8 @@ def _gate_block(cell: str, gate_order) -> list:
 
 def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, gate_order,
              inference, recurrent_mask, segment=None):
-    gates = _GATES[cell]
+    cell_type = cell_for_core_name(cell)
+    gates = cell_type.num_gates
     x = _checks.float_array(x, "x", ndim=3)
     dtype = x.dtype
     T, B, I = x.shape
@@ -147,7 +146,7 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     _checks.expect_shape(b, "b", (GH,), f"({gates}*H,)")
     bh = _checks.optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
     h0 = _checks.optional_float(h0, "h0", (B, H), "(B, H)", dtype)
-    if _CELLS[cell]["has_cell_state"]:
+    if cell_type.has_cell_state:
         c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
     lengths = _checks.lengths_array(lengths, B, T)
     recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
@@ -239,7 +238,7 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
     dtype = cache.dtype
     dy = _checks.optional_float(dy, "dy", (T, B, H), "(T, B, H)", dtype)
     dhT = _checks.optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
-    if _CELLS[cache.cell]["has_cell_state"]:
+    if cell_for_core_name(cache.cell).has_cell_state:
         dcT = _checks.optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
     return cache.backward(dy, dhT, dcT)
 
@@ -250,16 +249,14 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
 
     Returns (y (T, B, H), hT (B, H), cache); cache is None when inference=True.
     """
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    y, hT, _, cache = _forward("rnn_" + nonlinearity, x, h0, None, Wx, Wh, b, bh, lengths,
+    y, hT, _, cache = _forward(_RNN.core_name(nonlinearity=nonlinearity), x, h0, None, Wx, Wh, b, bh, lengths,
                                reverse, True, None, inference, recurrent_mask, segment)
     return y, hT, cache
 
 
 def rnn_backward(dy, dhT, cache):
     """Gradients of an rnn_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
-    dx, dh0, _, dWx, dWh, db, dbh = _backward(("rnn_tanh", "rnn_relu"), dy, dhT, None, cache)
+    dx, dh0, _, dWx, dWh, db, dbh = _backward(_RNN.core_names, dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh
 
 
@@ -270,13 +267,13 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, 
     gate_order: another block order of the same gates (e.g. 'ifog' for the classic NumPy
     assignments) used in place, without copying weights. Returns (y, hT, cT, cache).
     """
-    return _forward("lstm", x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
+    return _forward(_LSTM.core_name(), x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
                     inference, recurrent_mask, segment)
 
 
 def lstm_backward(dy, dhT, dcT, cache):
     """Gradients of an lstm_forward: returns (dx, dh0, dc0, dWx, dWh, db, dbh)."""
-    return _backward(("lstm",), dy, dhT, dcT, cache)
+    return _backward(_LSTM.core_names, dy, dhT, dcT, cache)
 
 
 def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
@@ -288,12 +285,12 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
     n = tanh(x Wx_n + b_n + r * (h Wh_n + bh_n)); False (Cho et al., ONNX default):
     n = tanh(x Wx_n + b_n + (r * h) Wh_n + bh_n). Returns (y, hT, cache).
     """
-    y, hT, _, cache = _forward("gru", x, h0, None, Wx, Wh, b, bh, lengths, reverse,
+    y, hT, _, cache = _forward(_GRU.core_name(), x, h0, None, Wx, Wh, b, bh, lengths, reverse,
                                linear_before_reset, gate_order, inference, recurrent_mask, segment)
     return y, hT, cache
 
 
 def gru_backward(dy, dhT, cache):
     """Gradients of a gru_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
-    dx, dh0, _, dWx, dWh, db, dbh = _backward(("gru",), dy, dhT, None, cache)
+    dx, dh0, _, dWx, dWh, db, dbh = _backward(_GRU.core_names, dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cells import get_cell
+
 __all__ = [
     "rnn_forward",
     "rnn_backward",
@@ -201,7 +203,6 @@ _STEPS = {
     "lstm": (_lstm_step_forward, _lstm_step_backward),
     "gru": (_gru_step_forward, _gru_step_backward),
 }
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 # ----------------------------------------------------------------------------- the time loop
@@ -278,7 +279,7 @@ def _prepare(cell, x, Wx, Wh, b, bh, lengths, **options):
     if x.ndim != 3:
         raise ValueError(f"x must be (T, B, I), got shape {x.shape}")
     T, B, I = x.shape
-    G = _GATES[cell]
+    G = get_cell(cell).num_gates
     Wh = np.asarray(Wh)
     if Wh.ndim != 2:
         raise ValueError(f"Wh must be (H, {G}*H), got shape {Wh.shape}")

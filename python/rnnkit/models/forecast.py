@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import nn
 from ..nn.module import check_positive_int, float_input
-from .networks import _cell_class
+from ..nn.recurrent import recurrent_layer
 
 __all__ = ["make_windows", "SeriesScaler", "ForecastNet", "Forecaster", "naive_forecast", "forecast_errors"]
 
@@ -118,7 +118,7 @@ class ForecastNet(nn.Module):
         self.residual = bool(residual)
         self.dtype = np.dtype(dtype)
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(3)]
-        self.rnn = _cell_class(cell)(self.num_features, hidden_size, num_layers, dropout=dropout,
+        self.rnn = recurrent_layer(cell)(self.num_features, hidden_size, num_layers, dropout=dropout,
                                      return_sequences=False, dtype=dtype, seed=ss[0])
         self.drop = nn.Dropout(dropout, seed=ss[1])
         self.fc = nn.Linear(self.rnn.output_size, self.horizon * self.num_features, dtype=dtype, seed=ss[2])

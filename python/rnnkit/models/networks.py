@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import nn
 from .._runtime import govern_blas
+from ..nn.recurrent import recurrent_layer
 from .._checks import check_ids, check_positive_int
 from ..train.losses import softmax
 from ._decoding import check_sampling, decode
@@ -13,14 +14,7 @@ from ._decoding import check_sampling, decode
 __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "lm_windows", "unigram_perplexity",
            "char_vocabulary"]
 
-_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 _POOLS = {"last": nn.LastStep, "mean": nn.MeanPool, "max": nn.MaxPool}
-
-
-def _cell_class(cell):
-    if cell not in _CELLS:
-        raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
-    return _CELLS[cell]
 
 
 class SequenceClassifier(nn.Module):
@@ -45,7 +39,7 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
         self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx, dtype=dtype,
                                   seed=ss[0].generate_state(1)[0])
-        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional, batch_first=False,
+        self.rnn = recurrent_layer(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional, batch_first=False,
                                      dropout=dropout, recurrent_dropout=recurrent_dropout, dtype=dtype,
                                      seed=int(ss[1].generate_state(1)[0]))
         self.pool = _POOLS[pooling](batch_first=False)
@@ -88,7 +82,7 @@ class LanguageModel(nn.Module):
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(4)]
         self.vocab_size, self.vocab, self.level, self.cell = int(vocab_size), vocab, level, cell
         self.embed = nn.Embedding(vocab_size, embedding_dim, dtype=dtype, seed=ss[0])
-        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, dropout=dropout, batch_first=False,
+        self.rnn = recurrent_layer(cell)(embedding_dim, hidden_size, num_layers, dropout=dropout, batch_first=False,
                                      recurrent_dropout=recurrent_dropout, return_state=True, dtype=dtype,
                                      seed=ss[1])
         self.drop = nn.Dropout(dropout, seed=ss[2])

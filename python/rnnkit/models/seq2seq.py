@@ -33,6 +33,7 @@ import numpy as np
 from .. import nn
 from .._runtime import govern_blas
 from ..nn.layers import glorot_uniform
+from ..nn.recurrent import recurrent_layer
 from .._checks import check_ids, check_positive_int, lengths_array, shape_str
 from ..train.data import DataLayout
 from ..train.losses import cross_entropy, log_softmax
@@ -40,7 +41,6 @@ from ._decoding import beam_search, check_beam, choose_next, decode
 
 __all__ = ["Seq2Seq", "LuongAttention"]
 
-_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 ATTENTIONS = (None, "dot", "additive")
 BRIDGES = ("concat", "sum")
 
@@ -189,8 +189,7 @@ class Seq2Seq(nn.Module):
         if len(set(ids.values())) != 3:
             raise ValueError(f"bos_id, eos_id and pad_id must be distinct, got {ids}")
         self.bos_id, self.eos_id, self.pad_id = ids["bos_id"], ids["eos_id"], ids["pad_id"]
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+        layer_class = recurrent_layer(cell)
         if bridge not in BRIDGES:
             raise ValueError(f"bridge must be one of {BRIDGES}, got {bridge!r}")
         if attention not in ATTENTIONS:
@@ -209,17 +208,17 @@ class Seq2Seq(nn.Module):
         self.num_directions = D
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(8 + 2 * L)]
         self.src_embed = nn.Embedding(self.src_vocab_size, E, padding_idx=self.pad_id, dtype=dtype, seed=ss[0])
-        self.encoder = _CELLS[cell](E, He, L, bidirectional=self.bidirectional, dropout=dropout, batch_first=False,
+        self.encoder = layer_class(E, He, L, bidirectional=self.bidirectional, dropout=dropout, batch_first=False,
                                     return_state=True, dtype=dtype, seed=ss[1])
         self.tgt_embed = nn.Embedding(V, E, padding_idx=self.pad_id, dtype=dtype, seed=ss[2])
-        self.decoder = _CELLS[cell](E + Hd, Hd, L, dropout=dropout, return_state=True, batch_first=False, dtype=dtype,
+        self.decoder = layer_class(E + Hd, Hd, L, dropout=dropout, return_state=True, batch_first=False, dtype=dtype,
                                     seed=ss[3])
         comb = D * He if bridge == "concat" else He
         self._bridges = []
         for l in range(L):
             bh = self.add_module(f"bridge_h{l}", nn.Linear(comb, Hd, dtype=dtype, seed=ss[8 + 2 * l]))
             bc = None
-            if cell == "lstm":
+            if self.encoder.cell_type.has_cell_state:  # the c states get their own bridge
                 bc = self.add_module(f"bridge_c{l}", nn.Linear(comb, Hd, dtype=dtype, seed=ss[9 + 2 * l]))
             self._bridges.append((bh, bc))
         self.drop = nn.Dropout(dropout, seed=ss[4])
@@ -271,13 +270,13 @@ class Seq2Seq(nn.Module):
         init, hs = [], []
         for l, (bh, bc) in enumerate(self._bridges):
             per = states[l * D:(l + 1) * D]
-            if self.cell == "lstm":
+            if self.encoder.cell_type.has_cell_state:
                 h_parts, c_parts = [s[0] for s in per], [s[1] for s in per]
             else:
                 h_parts, c_parts = per, None
             h0 = np.tanh(bh.forward(self._combine(h_parts)))
             hs.append(h0)
-            if self.cell == "lstm":
+            if self.encoder.cell_type.has_cell_state:
                 init.append((h0, np.ascontiguousarray(bc.forward(self._combine(c_parts)))))
             else:
                 init.append(h0)
@@ -402,7 +401,7 @@ class Seq2Seq(nn.Module):
         D, L = self.num_directions, self.num_layers
         dstates = [None] * (D * L)
         for l, (bh, bc) in enumerate(self._bridges):
-            if self.cell == "lstm":
+            if self.encoder.cell_type.has_cell_state:
                 dh0, dc0 = dinit[l]
             else:
                 dh0, dc0 = dinit[l], None
@@ -410,7 +409,7 @@ class Seq2Seq(nn.Module):
                 dh0 = dh0 + dctx
             h0 = self._h0[l]
             dh_parts = self._split(bh.backward(dh0 * (1.0 - h0 * h0)))
-            if self.cell == "lstm":
+            if self.encoder.cell_type.has_cell_state:
                 dc_parts = self._split(bc.backward(dc0))
                 for d in range(D):
                     dstates[l * D + d] = (dh_parts[d], dc_parts[d])

@@ -15,7 +15,7 @@ from .. import nn
 from .._checks import check_ids, lengths_array
 from ..nn.module import check_positive_int
 from ..train.losses import cross_entropy, softmax
-from .networks import _cell_class
+from ..nn.recurrent import recurrent_layer
 
 __all__ = ["SequenceTagger", "tagging_loss"]
 
@@ -52,7 +52,7 @@ class SequenceTagger(nn.Module):
         ss = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(5)]
         self.embed = nn.Embedding(self.vocab_size, embedding_dim, padding_idx=padding_idx, dtype=dtype, seed=ss[0])
         self.drop_in = nn.Dropout(dropout, seed=ss[1])
-        self.rnn = _cell_class(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional, batch_first=False,
+        self.rnn = recurrent_layer(cell)(embedding_dim, hidden_size, num_layers, bidirectional=bidirectional, batch_first=False,
                                      dropout=dropout, recurrent_dropout=recurrent_dropout, dtype=dtype, seed=ss[2])
         self.drop = nn.Dropout(dropout, seed=ss[3])
         self.fc = nn.Linear(self.rnn.output_size, self.num_tags, batch_first=False, dtype=dtype, seed=ss[4])

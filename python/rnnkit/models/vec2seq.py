@@ -23,7 +23,7 @@ from ..nn.module import check_positive_int, float_input
 from ..train.data import DataLayout
 from ..train.losses import cross_entropy
 from ._decoding import beam_search, check_decoding, decode
-from .networks import _cell_class
+from ..nn.recurrent import recurrent_layer
 
 __all__ = ["VectorToSequence"]
 
@@ -99,7 +99,7 @@ class VectorToSequence(nn.Module):
         if condition in ("input", "both"):
             self.ctx = nn.Linear(self.num_features, self.context_size, dtype=dtype, seed=ss[2])
             in_size += self.context_size
-        self.rnn = _cell_class(cell)(in_size, self.hidden_size, self.num_layers, dropout=dropout, batch_first=False,
+        self.rnn = recurrent_layer(cell)(in_size, self.hidden_size, self.num_layers, dropout=dropout, batch_first=False,
                                      return_state=True, dtype=dtype, seed=ss[3])
         self.drop = nn.Dropout(dropout, seed=ss[4])
         self.fc = nn.Linear(self.hidden_size, self.vocab_size, batch_first=False, dtype=dtype, seed=ss[5])
@@ -122,7 +122,7 @@ class VectorToSequence(nn.Module):
             H = self.hidden_size
             h0 = np.tanh(self.init.forward(x))
             hs = [np.ascontiguousarray(h0[:, k * H:(k + 1) * H]) for k in range(self.num_layers)]
-            init = [(h, None) for h in hs] if self.cell == "lstm" else hs
+            init = [(h, None) for h in hs] if self.rnn.cell_type.has_cell_state else hs
         if "ctx" in self._children:
             ctx = self.ctx.forward(x)
         return init, ctx, h0

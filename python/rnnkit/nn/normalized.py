@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cells import cell_for_core_name
+
 EPS = 1e-5
 MOMENTUM = 0.1
 
@@ -156,9 +158,13 @@ def normalized_forward(cell, x, h0, c0, P, norm, lengths, reverse, rmask, traini
     XW = (x.reshape(T * B, I) @ Wx).reshape(T, B, -1)
     AX, cache_x = nx.forward(XW, V)
     AX = AX + P["b"]
+    cell_type = cell_for_core_name(cell)
+    step_forward = _STEPS[cell_type.name][0]
+    # what a step needs besides its pre-activations: sizes, the cell's options, LSTM's N_c
+    ctx = dict(H=H, norm=norm, P=P, **cell_type.options_for_core_name(cell))
     h = np.zeros((B, H), dt) if h0 is None else h0.copy()
     c = None
-    if cell == "lstm":
+    if cell_type.has_cell_state:
         c = np.zeros((B, H), dt) if c0 is None else c0.copy()
     y = np.zeros((T, B, H), dt)
     steps = range(T - 1, -1, -1) if reverse else range(T)
@@ -169,35 +175,16 @@ def normalized_forward(cell, x, h0, c0, P, norm, lengths, reverse, rmask, traini
         AHn, cache_h = nh.forward(hm @ Wh, v)
         AH = AHn + P["bh"]
         s = {"h": h, "hm": hm, "cache_h": cache_h}
-        if cell in ("rnn_tanh", "rnn_relu"):
-            hn = np.tanh(AX[t] + AH) if cell == "rnn_tanh" else np.maximum(AX[t] + AH, 0)
-            s["hn"] = hn
-        elif cell == "lstm":
-            a = AX[t] + AH
-            i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
-            g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
-            cn = f * c + i * g
-            if norm == "layer":
-                cnn, s["cache_c"] = ln_forward(cn, P["gamma_c"], P["beta_c"])
-            else:
-                cnn = cn
-            tc = np.tanh(cnn)
-            hn = o * tc
-            s.update(c=c, i=i, f=f, g=g, o=o, tc=tc)
+        hn, cn = step_forward(AX[t], AH, h, c, s, ctx)
+        if cell_type.has_cell_state:
             c = v * cn + (1 - v) * c
-        else:  # gru, reset after the recurrent product
-            a_rz = AX[t][:, :2 * H] + AH[:, :2 * H]
-            r, z = _sigmoid(a_rz[:, :H]), _sigmoid(a_rz[:, H:])
-            n = np.tanh(AX[t][:, 2 * H:] + r * AH[:, 2 * H:])
-            hn = (1 - z) * n + z * h
-            s.update(r=r, z=z, n=n, ah_n=AH[:, 2 * H:])
         y[t] = v[:, :1] * hn
         h = v * hn + (1 - v) * h
         s["hn"] = hn
         store[t] = s
     nx.update_running()
     nh.update_running()
-    cache = dict(cell=cell, x=x, P=P, V=V, rmask=rmask, reverse=reverse, norm=norm, nx=nx, nh=nh,
+    cache = dict(cell=cell, ctx=ctx, x=x, P=P, V=V, rmask=rmask, reverse=reverse, norm=norm, nx=nx, nh=nh,
                  cache_x=cache_x, store=store, has_h0=h0 is not None, has_c0=c0 is not None, bn=bn)
     return y, h, c, cache
 
@@ -213,43 +200,17 @@ def normalized_backward(cache, dy, dhT, dcT):
     grads = {k: np.zeros_like(v) for k, v in P.items()}
     dAX = np.zeros((T, B, Wx.shape[1]), dt)
     dh = np.zeros((B, H), dt) if dhT is None else dhT.copy()
+    cell_type = cell_for_core_name(cell)
+    step_backward = _STEPS[cell_type.name][1]
     dc = None
-    if cell == "lstm":
+    if cell_type.has_cell_state:
         dc = np.zeros((B, H), dt) if dcT is None else dcT.copy()
     steps = range(T) if cache["reverse"] else range(T - 1, -1, -1)
     for t in steps:
         v, s = V[t], store[t]
         dhn = v * (dh if dy is None else dh + dy[t])
-        dh_prev = (1 - v) * dh
-        if cell in ("rnn_tanh", "rnn_relu"):
-            hn = s["hn"]
-            da = dhn * (1 - hn * hn) if cell == "rnn_tanh" else dhn * (hn > 0)
-            dax = dah = da
-        elif cell == "lstm":
-            i, f, g, o, tc = s["i"], s["f"], s["g"], s["o"], s["tc"]
-            do = dhn * tc
-            dcnn = dhn * o * (1 - tc * tc)
-            if cache["norm"] == "layer":
-                dcn, dgc, dbc = ln_backward(dcnn, P["gamma_c"], s["cache_c"])
-                grads["gamma_c"] += dgc
-                grads["beta_c"] += dbc
-            else:
-                dcn = dcnn
-            dcn = dcn + v * dc
-            dc_prev = dcn * f + (1 - v) * dc
-            da = np.concatenate([dcn * g * i * (1 - i), dcn * s["c"] * f * (1 - f),
-                                 dcn * i * (1 - g * g), do * o * (1 - o)], axis=1)
-            dax = dah = da
-            dc = dc_prev
-        else:
-            r, z, n, ah_n, h = s["r"], s["z"], s["n"], s["ah_n"], s["h"]
-            dan = dhn * (1 - z) * (1 - n * n)
-            dz = dhn * (h - n)
-            dh_prev = dh_prev + dhn * z
-            dr = dan * ah_n
-            dar, daz = dr * r * (1 - r), dz * z * (1 - z)
-            dax = np.concatenate([dar, daz, dan], axis=1)
-            dah = np.concatenate([dar, daz, dan * r], axis=1)
+        dax, dah, dh_direct, dc = step_backward(dhn, dc, v, s, cache["ctx"], grads)
+        dh_prev = (1 - v) * dh + dh_direct
         dAX[t] = dax
         grads["bh"] += dah.sum(axis=0)
         dHW, dgh = nh.backward(dah, s["cache_h"])
@@ -264,3 +225,83 @@ def normalized_backward(cache, dy, dhT, dcT):
     grads["Wx"] += x.reshape(T * B, I).T @ dXW2
     dx = (dXW2 @ Wx.T).reshape(T, B, I)
     return dx, dh, dc, grads
+
+
+# ----------------------------------------------------------------------------- cell steps
+# step_forward(ax, ah, h, c, s, ctx) -> (h_t, c_t or None), keeping what backward needs in s;
+# step_backward(dhn, dc, v, s, ctx, grads) -> (d ax, d ah, gradient reaching h_{t-1} directly
+# (not through ah), gradient of c_{t-1} or None). v: the step's (B, 1) validity.
+
+_ACTIVATIONS = {  # RNN nonlinearity: phi and phi' written in terms of phi's output
+    "tanh": (np.tanh, lambda out: 1 - out * out),
+    "relu": (lambda a: np.maximum(a, 0), lambda out: out > 0),
+}
+
+
+def _rnn_step_forward(ax, ah, h, c, s, ctx):
+    hn = _ACTIVATIONS[ctx["nonlinearity"]][0](ax + ah)
+    return hn, None
+
+
+def _rnn_step_backward(dhn, dc, v, s, ctx, grads):
+    da = dhn * _ACTIVATIONS[ctx["nonlinearity"]][1](s["hn"])
+    return da, da, 0, None
+
+
+def _lstm_step_forward(ax, ah, h, c, s, ctx):
+    H, P = ctx["H"], ctx["P"]
+    a = ax + ah
+    i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H])
+    g, o = np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+    cn = f * c + i * g
+    if ctx["norm"] == "layer":
+        cnn, s["cache_c"] = ln_forward(cn, P["gamma_c"], P["beta_c"])
+    else:
+        cnn = cn
+    tc = np.tanh(cnn)
+    s.update(c=c, i=i, f=f, g=g, o=o, tc=tc)
+    return o * tc, cn
+
+
+def _lstm_step_backward(dhn, dc, v, s, ctx, grads):
+    i, f, g, o, tc = s["i"], s["f"], s["g"], s["o"], s["tc"]
+    do = dhn * tc
+    dcnn = dhn * o * (1 - tc * tc)
+    if ctx["norm"] == "layer":
+        dcn, dgc, dbc = ln_backward(dcnn, ctx["P"]["gamma_c"], s["cache_c"])
+        grads["gamma_c"] += dgc
+        grads["beta_c"] += dbc
+    else:
+        dcn = dcnn
+    dcn = dcn + v * dc
+    dc_prev = dcn * f + (1 - v) * dc
+    da = np.concatenate([dcn * g * i * (1 - i), dcn * s["c"] * f * (1 - f),
+                         dcn * i * (1 - g * g), do * o * (1 - o)], axis=1)
+    return da, da, 0, dc_prev
+
+
+def _gru_step_forward(ax, ah, h, c, s, ctx):  # reset after the recurrent product
+    H = ctx["H"]
+    a_rz = ax[:, :2 * H] + ah[:, :2 * H]
+    r, z = _sigmoid(a_rz[:, :H]), _sigmoid(a_rz[:, H:])
+    n = np.tanh(ax[:, 2 * H:] + r * ah[:, 2 * H:])
+    s.update(r=r, z=z, n=n, ah_n=ah[:, 2 * H:])
+    return (1 - z) * n + z * h, None
+
+
+def _gru_step_backward(dhn, dc, v, s, ctx, grads):
+    r, z, n, ah_n, h = s["r"], s["z"], s["n"], s["ah_n"], s["h"]
+    dan = dhn * (1 - z) * (1 - n * n)
+    dz = dhn * (h - n)
+    dr = dan * ah_n
+    dar, daz = dr * r * (1 - r), dz * z * (1 - z)
+    dax = np.concatenate([dar, daz, dan], axis=1)
+    dah = np.concatenate([dar, daz, dan * r], axis=1)
+    return dax, dah, dhn * z, None
+
+
+_STEPS = {  # by rnnkit.cells name; the equations are in this module's docstring
+    "rnn": (_rnn_step_forward, _rnn_step_backward),
+    "lstm": (_lstm_step_forward, _lstm_step_backward),
+    "gru": (_gru_step_forward, _gru_step_backward),
+}

@@ -9,9 +9,8 @@ and ``bh`` (G*H,) with gate blocks RNN 1, LSTM i, f, g, o, GRU r, z, n, named
 LSTM layer norm ``norm_c.gamma``/``norm_c.beta``; batch norm buffers ``running_mean_x``,
 ``running_var_x``, ``running_mean_h``, ``running_var_h``).
 
-Initialisation (Keras-style): Wx Glorot uniform, every H x H gate block of Wh orthogonal,
-b and bh zero except the LSTM forget-gate block of b, which is 1 (so f starts near
-sigmoid(1) = 0.73 and gradients flow through the cell early in training). Normalisation gains
+Initialisation: each cell's ``init_params`` (rnnkit.cells; Keras-style: Wx Glorot uniform,
+Wh orthogonal blocks, biases zero but the LSTM forget gate's b at 1). Normalisation gains
 start at 1 (layer norm) or 0.1 (batch norm, Cooijmans et al.), shifts at 0.
 
 Without ``norm`` every direction of every layer is one call of the fused C++ kernels of
@@ -21,29 +20,22 @@ per-time-step NumPy recurrence of ``rnnkit.nn.normalized`` (the slower path).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from .. import functional as F
+from ..cells import get_cell
 from .._checks import layout_note, lengths_array, shape_str
 from .heads import last_step, last_step_backward
-from .layers import glorot_uniform, valid_mask
+from .layers import valid_mask
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
 from .normalized import normalized_backward, normalized_forward
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "recurrent_layer"]
 
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 MERGES = ("concat", "sum", "mul", "ave")
 SKIPS = (None, "residual", "dense")
 NORMS = (None, "layer", "batch")
-
-
-def _orthogonal_blocks(rng, H: int, G: int, dtype) -> np.ndarray:
-    blocks = []
-    for _ in range(G):
-        q, r = np.linalg.qr(rng.standard_normal((H, H)))
-        blocks.append(q * np.sign(np.diag(r)))
-    return np.concatenate(blocks, axis=1).astype(dtype)
 
 
 class _NormParams(Module):
@@ -59,29 +51,25 @@ class _NormParams(Module):
 class _Direction(Module):
     """One layer, one direction: the cell's parameters and one call of the kernel per forward."""
 
-    def __init__(self, cell, input_size, hidden_size, *, reverse, norm, recurrent_dropout,
-                 linear_before_reset, dtype, seed):
+    def __init__(self, cell_type, cell_options, input_size, hidden_size, *, reverse, norm,
+                 recurrent_dropout, dtype, seed):
         init_seed, rng_seed = seed.spawn(2)  # seed: a SeedSequence
         super().__init__(rng_seed)
-        self.cell, self.reverse, self.norm = cell, reverse, norm
+        self.cell_type, self.cell_options = cell_type, cell_options
+        self.cell = cell_type.core_name(**cell_options)
+        self.reverse, self.norm = reverse, norm
         self.hidden_size, self.input_size = hidden_size, input_size
         self.recurrent_dropout = recurrent_dropout
-        self.linear_before_reset = linear_before_reset
         self.dtype = dtype
-        G, H = _GATES[cell], hidden_size
+        G, H = cell_type.num_gates, hidden_size
         init = np.random.default_rng(init_seed)
-        self.add_parameter("Wx", glorot_uniform(init, input_size, G * H, dtype))
-        self.add_parameter("Wh", _orthogonal_blocks(init, H, G, dtype))
-        b = np.zeros(G * H, dtype)
-        if cell == "lstm":
-            b[H:2 * H] = 1.0  # forget gate
-        self.add_parameter("b", b)
-        self.add_parameter("bh", np.zeros(G * H, dtype))
+        for name, value in cell_type.init_params(init, input_size, H, dtype).items():
+            self.add_parameter(name, value)
         if norm is not None:
             gain = 1.0 if norm == "layer" else 0.1
             self.norm_x = _NormParams(G * H, gain, dtype)
             self.norm_h = _NormParams(G * H, gain, dtype)
-            if norm == "layer" and cell == "lstm":
+            if norm == "layer" and cell_type.has_cell_state:  # the cell state is normalised too
                 self.norm_c = _NormParams(H, 1.0, dtype, beta=True)
             if norm == "batch":
                 for site in ("x", "h"):
@@ -104,23 +92,14 @@ class _Direction(Module):
             p = self.recurrent_dropout
             mask = ((self._rng.random((B, H)) >= p) / (1.0 - p)).astype(self.dtype)
         self.last_recurrent_mask = mask
-        cT = None
         if self.norm is not None:
             y, hT, cT, cache = normalized_forward(self.cell, x, h0, c0, self._norm_params(),
                                                   self.norm, lengths, self.reverse, mask,
                                                   training, self._buffers)
-        elif self.cell == "lstm":
-            y, hT, cT, cache = F.lstm_forward(x, h0, c0, self.Wx, self.Wh, self.b, self.bh,
-                                              lengths=lengths, reverse=self.reverse,
-                                              recurrent_mask=mask)
-        elif self.cell == "gru":
-            y, hT, cache = F.gru_forward(x, h0, self.Wx, self.Wh, self.b, self.bh, lengths=lengths,
-                                         reverse=self.reverse, recurrent_mask=mask,
-                                         linear_before_reset=self.linear_before_reset)
         else:
-            y, hT, cache = F.rnn_forward(x, h0, self.Wx, self.Wh, self.b, self.bh,
-                                         nonlinearity=self.cell[4:], lengths=lengths,
-                                         reverse=self.reverse, recurrent_mask=mask)
+            y, hT, cT, cache = self.cell_type.run_forward(
+                x, h0, c0, self.Wx, self.Wh, self.b, self.bh, lengths=lengths,
+                reverse=self.reverse, recurrent_mask=mask, **self.cell_options)
         self._cache = cache
         return y, hT, cT
 
@@ -137,13 +116,7 @@ class _Direction(Module):
                 self.norm_c._grads["gamma"] += grads["gamma_c"]
                 self.norm_c._grads["beta"] += grads["beta_c"]
             return dx, dh0, dc0
-        dc0 = None
-        if self.cell == "lstm":
-            dx, dh0, dc0, dWx, dWh, db, dbh = F.lstm_backward(dy, dhT, dcT, cache)
-        elif self.cell == "gru":
-            dx, dh0, dWx, dWh, db, dbh = F.gru_backward(dy, dhT, cache)
-        else:
-            dx, dh0, dWx, dWh, db, dbh = F.rnn_backward(dy, dhT, cache)
+        dx, dh0, dc0, dWx, dWh, db, dbh = self.cell_type.run_backward(dy, dhT, dcT, cache)
         g["Wx"] += dWx
         g["Wh"] += dWh
         g["b"] += db
@@ -155,13 +128,16 @@ class _Level(Module):
     """One layer of a stack: the forward direction and, if bidirectional, the backward one,
     run on the same input with the same lengths, merged."""
 
-    def __init__(self, cell, input_size, hidden_size, *, bidirectional, merge, **kw):
+    def __init__(self, cell_type, cell_options, input_size, hidden_size, *, bidirectional, merge,
+                 **kw):
         seeds = kw.pop("seed").spawn(3)  # a SeedSequence
         super().__init__(seeds[2])
-        self.fwd = _Direction(cell, input_size, hidden_size, reverse=False, seed=seeds[0], **kw)
+        self.fwd = _Direction(cell_type, cell_options, input_size, hidden_size, reverse=False,
+                              seed=seeds[0], **kw)
         self.directions = [self.fwd]
         if bidirectional:
-            self.bwd = _Direction(cell, input_size, hidden_size, reverse=True, seed=seeds[1], **kw)
+            self.bwd = _Direction(cell_type, cell_options, input_size, hidden_size, reverse=True,
+                                  seed=seeds[1], **kw)
             self.directions.append(self.bwd)
         self.merge = merge
         self._outs = None
@@ -172,7 +148,7 @@ class _Level(Module):
             h0, c0 = (s if isinstance(s, tuple) else (s, None))
             y, hT, cT = d.forward(x, lengths, training, h0, c0)
             outs.append(y)
-            states.append((hT, cT) if d.cell == "lstm" else hT)
+            states.append((hT, cT) if d.cell_type.has_cell_state else hT)
         self._outs = outs
         if len(outs) == 1:
             return outs[0], states
@@ -207,19 +183,23 @@ class _Level(Module):
             dhT, dcT = (ds if isinstance(ds, tuple) else (ds, None))
             ddx, dh0, dc0 = d.backward(part, dhT, dcT)
             dx = ddx if dx is None else dx + ddx
-            dinit.append((dh0, dc0) if d.cell == "lstm" else dh0)
+            dinit.append((dh0, dc0) if d.cell_type.has_cell_state else dh0)
         return dx, dinit
 
 
 class _Recurrent(Module):
-    _cell = None
+    _cell = None  # the cell's name in rnnkit.cells
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  merge="concat", dropout=0.0, recurrent_dropout=0.0, skip=None, norm=None,
                  return_sequences=True, return_state=False, batch_first=True,
-                 dtype=np.float32, seed=None, cell=None, linear_before_reset=True):
+                 dtype=np.float32, seed=None, linear_before_reset=True, cell_options=None):
         super().__init__(seed)
-        self.cell = cell or self._cell
+        self.cell_type = get_cell(self._cell)
+        # cell_options: what the subclass takes for its cell (RNN nonlinearity, GRU
+        # linear_before_reset); they reach every kernel call
+        self.cell_options = self.cell_type.resolve_options(**(cell_options or {}))
+        self.cell = self.cell_type.core_name(**self.cell_options)  # "rnn_relu", "lstm", ...
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.num_layers = check_positive_int(num_layers, "num_layers")
@@ -230,7 +210,7 @@ class _Recurrent(Module):
             raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if norm is not None and self.cell == "gru" and not linear_before_reset:
+        if norm is not None and not self.cell_options.get("linear_before_reset", True):
             raise ValueError("norm requires linear_before_reset=True for GRU (the reset-before "
                              "variant puts r inside the normalised product)")
         self.merge, self.skip, self.norm = merge, skip, norm
@@ -258,9 +238,9 @@ class _Recurrent(Module):
                 in_k = self.layer_output_size
             self._residual.append(skip == "residual" and in_k == self.layer_output_size)
             self.add_module(f"l{k}", _Level(
-                self.cell, in_k, H, bidirectional=self.bidirectional, merge=merge,
-                norm=norm, recurrent_dropout=self.recurrent_dropout,
-                linear_before_reset=self.linear_before_reset, dtype=self.dtype, seed=seeds[k]))
+                self.cell_type, self.cell_options, in_k, H, bidirectional=self.bidirectional,
+                merge=merge, norm=norm, recurrent_dropout=self.recurrent_dropout,
+                dtype=self.dtype, seed=seeds[k]))
         self._cache = None
         self.dinitial_state = None
 
@@ -290,7 +270,7 @@ class _Recurrent(Module):
         out = []
         for k, s in enumerate(initial_state):
             name = f"initial_state[{k}]"
-            if self.cell == "lstm":
+            if self.cell_type.has_cell_state:
                 if s is None:
                     out.append(None)
                     continue
@@ -444,14 +424,43 @@ _DOC_COMMON = """
 
 
 class RNN(_Recurrent):
+    _cell = "rnn"
     __doc__ = ("Elman RNN layer stack: h_t = phi(x_t Wx + b + h_{t-1} Wh + bh), phi = tanh or relu "
-               "(mode=).\n" + _DOC_COMMON.format(state=""))
+               "(nonlinearity=; mode= is its deprecated alias).\n" + _DOC_COMMON.format(state=""))
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, mode="tanh", **kw):
-        if mode not in ("tanh", "relu"):
-            raise ValueError(f"mode must be 'tanh' or 'relu', got {mode!r}")
-        self.mode = mode
-        super().__init__(input_size, hidden_size, num_layers, cell="rnn_" + mode, **kw)
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh", mode=None,
+                 **kw):
+        if mode is not None:
+            nonlinearity = _deprecated_mode(mode, nonlinearity)
+        super().__init__(input_size, hidden_size, num_layers,
+                         cell_options={"nonlinearity": nonlinearity}, **kw)
+        self.nonlinearity = self.cell_options["nonlinearity"]
+
+    @property
+    def mode(self):
+        """Deprecated alias of ``nonlinearity``."""
+        warnings.warn(_MODE_DEPRECATION, FutureWarning, stacklevel=2)
+        return self.nonlinearity
+
+
+# one spelling everywhere, PyTorch's: nonlinearity=; mode= stays for one release
+_MODE_DEPRECATION = ("RNN's mode= is deprecated and will be removed in the next release; "
+                     "use nonlinearity= (the same values, 'tanh' or 'relu')")
+
+
+def _deprecated_mode(mode, nonlinearity):
+    """The nonlinearity that ``mode=`` asks for, with a FutureWarning; ValueError naming mode for
+    a value it does not allow or for a conflicting nonlinearity."""
+    warnings.warn(_MODE_DEPRECATION, FutureWarning, stacklevel=3)
+    if nonlinearity != "tanh" and nonlinearity != mode:
+        raise ValueError(f"mode={mode!r} and nonlinearity={nonlinearity!r} disagree; "
+                         "pass nonlinearity= only")
+    try:
+        get_cell("rnn").resolve_options(nonlinearity=mode)
+    except ValueError:
+        raise ValueError(f"mode (deprecated alias of nonlinearity) must be 'tanh' or 'relu', "
+                         f"got {mode!r}") from None
+    return mode
 
 
 class LSTM(_Recurrent):
@@ -467,4 +476,12 @@ class GRU(_Recurrent):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, linear_before_reset=True, **kw):
         super().__init__(input_size, hidden_size, num_layers,
-                         linear_before_reset=linear_before_reset, **kw)
+                         linear_before_reset=linear_before_reset,
+                         cell_options={"linear_before_reset": bool(linear_before_reset)}, **kw)
+
+
+def recurrent_layer(cell) -> type:
+    """The layer class (RNN, LSTM or GRU) of the rnnkit.cells cell named ``cell``; ValueError
+    listing the valid names for any other."""
+    name = get_cell(cell).name
+    return next(layer for layer in (RNN, LSTM, GRU) if layer._cell == name)

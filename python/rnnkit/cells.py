@@ -1,0 +1,205 @@
+"""The recurrent cells rnnkit knows, each described once.
+
+Layers, models, benchmarks and tests look a cell up here (``get_cell("gru")``) and ask it what
+they need (gate count, state structure, options, initialisation, entry points) instead of
+branching on its name; a new cell is one more entry in ``CELLS``. The C++ core keeps its own
+table (``rnnkit._core.cells()``, cpp/src/cells.cpp) keyed by *core names*, one per variant the
+kernels compile separately (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``); ``Cell.core_name``
+maps a cell and its options onto that table, and the tests check that both tables agree.
+
+Shapes follow docs/design.md: Wx (I, G*H), Wh (H, G*H), b and bh (G*H,), G = ``num_gates``
+H-wide column blocks in the canonical order ``gate_names``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import numpy as np
+
+__all__ = ["Cell", "CELLS", "get_cell", "cell_for_core_name", "cell_names"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One recurrent cell.
+
+    ``options`` maps each option name to its allowed values, the default first
+    (``nonlinearity=("tanh", "relu")``). ``core_variant`` names the option, if any, whose value
+    selects a separately compiled kernel (the core name is then ``f"{name}_{value}"``);
+    other options are arguments of one kernel. ``initial_bias`` gives the initial value of
+    ``b``'s block of the named gates (everything else starts at 0)."""
+
+    name: str
+    num_gates: int
+    gate_names: str  # canonical block order, one letter per gate; "" when gates are unnamed
+    has_cell_state: bool  # carries c besides h: states are (h, c) pairs
+    options: Mapping[str, tuple] = field(default_factory=dict)
+    core_variant: str | None = None
+    initial_bias: Mapping[str, float] = field(default_factory=dict)
+    torch_module: str = ""  # the same cell's torch.nn class name (parity checks, conversions)
+
+    def __post_init__(self):
+        # frozen, and shared by every caller: keep the mappings read-only too
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "initial_bias", MappingProxyType(dict(self.initial_bias)))
+
+    def __reduce__(self):
+        # pickles and copies as its name, so a layer restored anywhere shares the registry's
+        # entry (and the read-only mappings, which cannot be pickled, never travel)
+        return get_cell, (self.name,)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def state_names(self) -> tuple:
+        """The states a layer carries, in the order the entry points take them."""
+        return ("h", "c") if self.has_cell_state else ("h",)
+
+    # ------------------------------------------------------------------ options
+    def defaults(self) -> dict:
+        return {option: allowed[0] for option, allowed in self.options.items()}
+
+    def resolve_options(self, **given) -> dict:
+        """Every option of this cell, ``given`` ones checked, the others at their defaults.
+        ValueError naming the option for a value it does not allow or an unknown option."""
+        for option, value in given.items():
+            if option not in self.options:
+                known = ", ".join(self.options) or "none"
+                raise ValueError(f"{self.name} has no option {option!r} (its options: {known})")
+            allowed = self.options[option]
+            if value not in allowed:
+                raise ValueError(f"{option} must be {' or '.join(map(repr, allowed))}, "
+                                 f"got {value!r}")
+        return dict(self.defaults(), **given)
+
+    def core_name(self, **options) -> str:
+        """The core's name of this cell with ``options`` (e.g. nonlinearity="relu": rnn_relu)."""
+        resolved = self.resolve_options(**options)
+        if self.core_variant is None:
+            return self.name
+        return f"{self.name}_{resolved[self.core_variant]}"
+
+    @property
+    def core_names(self) -> tuple:
+        """Every core name this cell runs as."""
+        if self.core_variant is None:
+            return (self.name,)
+        return tuple(f"{self.name}_{value}" for value in self.options[self.core_variant])
+
+    def options_for_core_name(self, core_name: str) -> dict:
+        """The options that ``core_name`` fixes (nonlinearity="relu" for rnn_relu)."""
+        if core_name not in self.core_names:
+            raise ValueError(f"{core_name!r} is not a core name of {self.name}")
+        if self.core_variant is None:
+            return {}
+        return {self.core_variant: core_name[len(self.name) + 1:]}
+
+    # ------------------------------------------------------------------ entry points
+    # Resolved on use: rnnkit.functional and rnnkit.reference may import this module.
+    def _entry(self, module: str, direction: str) -> Callable:
+        return getattr(importlib.import_module(f"rnnkit.{module}"), f"{self.name}_{direction}")
+
+    @property
+    def forward(self) -> Callable:
+        """rnnkit.functional.<name>_forward, the fused kernel."""
+        return self._entry("functional", "forward")
+
+    @property
+    def backward(self) -> Callable:
+        return self._entry("functional", "backward")
+
+    @property
+    def reference_forward(self) -> Callable:
+        """rnnkit.reference.<name>_forward, the plain NumPy oracle."""
+        return self._entry("reference", "forward")
+
+    @property
+    def reference_backward(self) -> Callable:
+        return self._entry("reference", "backward")
+
+    # The entry points differ in their state arguments (an LSTM's come in (h, c) pairs); these
+    # two give every cell one calling convention, with c None where there is none.
+    def run_forward(self, x, h0, c0, Wx, Wh, b, bh=None, *, reference=False, **kwargs):
+        """This cell's functional forward (reference=True: the reference one) on ``x``;
+        ``kwargs`` as that function takes them. Returns (y, hT, cT or None, cache)."""
+        forward = self.reference_forward if reference else self.forward
+        y, *final, cache = forward(x, *self._states(h0, c0), Wx, Wh, b, bh, **kwargs)
+        hT, cT = final if self.has_cell_state else (final[0], None)
+        return y, hT, cT, cache
+
+    def run_backward(self, dy, dhT, dcT, cache, *, reference=False):
+        """The matching backward: (dx, dh0, dc0 or None, dWx, dWh, db, dbh)."""
+        backward = self.reference_backward if reference else self.backward
+        dx, dh0, *rest = backward(dy, *self._states(dhT, dcT), cache)
+        dc0 = rest.pop(0) if self.has_cell_state else None
+        return (dx, dh0, dc0, *rest)
+
+    def _states(self, h, c) -> tuple:
+        return (h, c) if self.has_cell_state else (h,)
+
+    # ------------------------------------------------------------------ initialisation
+    def init_params(self, rng: np.random.Generator, input_size: int, hidden_size: int,
+                    dtype) -> dict:
+        """The nn layers' initial {Wx, Wh, b, bh} (Keras-style): Wx Glorot uniform, every
+        H x H gate block of Wh orthogonal, b and bh zero except ``initial_bias`` (the LSTM
+        forget gate starts at 1, so f starts near sigmoid(1) = 0.73 and gradients flow
+        through the cell early in training). Draws Wx, then Wh, from ``rng``."""
+        from .nn.layers import glorot_uniform  # nn imports this module
+
+        G, H = self.num_gates, hidden_size
+        Wx = glorot_uniform(rng, input_size, G * H, dtype)
+        Wh = _orthogonal_blocks(rng, H, G, dtype)
+        b = np.zeros(G * H, dtype)
+        for gate, value in self.initial_bias.items():
+            k = self.gate_names.index(gate)
+            b[k * H:(k + 1) * H] = value
+        return {"Wx": Wx, "Wh": Wh, "b": b, "bh": np.zeros(G * H, dtype)}
+
+
+def _orthogonal_blocks(rng, H: int, G: int, dtype) -> np.ndarray:
+    blocks = []
+    for _ in range(G):
+        q, r = np.linalg.qr(rng.standard_normal((H, H)))
+        blocks.append(q * np.sign(np.diag(r)))  # sign fix: uniform over orthogonal matrices
+    return np.concatenate(blocks, axis=1).astype(dtype)
+
+
+CELLS = (
+    Cell("rnn", num_gates=1, gate_names="", has_cell_state=False,
+         options={"nonlinearity": ("tanh", "relu")}, core_variant="nonlinearity",
+         torch_module="RNN"),
+    Cell("lstm", num_gates=4, gate_names="ifgo", has_cell_state=True, initial_bias={"f": 1.0},
+         torch_module="LSTM"),
+    # linear_before_reset=True: reset gate after the recurrent product (PyTorch/cuDNN);
+    # False: before it (Cho et al. 2014, ONNX default)
+    Cell("gru", num_gates=3, gate_names="rzn", has_cell_state=False,
+         options={"linear_before_reset": (True, False)}, torch_module="GRU"),
+)
+_BY_NAME = {cell.name: cell for cell in CELLS}
+_BY_CORE_NAME = {core: cell for cell in CELLS for core in cell.core_names}
+
+
+def cell_names() -> tuple:
+    return tuple(_BY_NAME)
+
+
+def get_cell(name) -> Cell:
+    """The cell called ``name`` ("rnn", "lstm", "gru"); a Cell is returned as it is."""
+    if isinstance(name, Cell):
+        return name
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell must be one of {', '.join(map(repr, _BY_NAME))}, "
+                         f"got {name!r}") from None
+
+
+def cell_for_core_name(core_name: str) -> Cell:
+    """The cell the core's ``core_name`` ("rnn_relu", "gru", ...) is a variant of."""
+    try:
+        return _BY_CORE_NAME[core_name]
+    except (KeyError, TypeError):
+        raise ValueError(f"core cell must be one of {', '.join(map(repr, _BY_CORE_NAME))}, "
+                         f"got {core_name!r}") from None
