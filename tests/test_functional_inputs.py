@@ -596,3 +596,32 @@ def test_unsupported_isa_environment_value_warns_and_falls_back(monkeypatch):
     status, output = run_python(["-c", _REPORT_ISA])
     assert status == 0, output
     assert f"isa {rnnkit.supported_isas()[-1]}" in output and "is not supported by this CPU" in output
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_non_finite_padding_never_reaches_the_gradients(cell):
+    """Padded steps may hold anything (NaN, inf): outputs and every gradient equal those of the
+    same batch padded with zeros."""
+    rng = np.random.default_rng(3)
+    T, B, I, H = 5, 3, 4, 6
+    G = GATES[cell]
+    lengths = np.array([5, 2, 0])
+    x = rng.standard_normal((T, B, I))
+    x[2:, 1] = 0.0
+    x[:, 2] = 0.0
+    dirty = x.copy()
+    dirty[2:, 1] = np.nan
+    dirty[:, 2] = np.inf
+    Wx, Wh = rng.standard_normal((I, G * H)) * 0.3, rng.standard_normal((H, G * H)) * 0.3
+    b, bh = rng.standard_normal(G * H) * 0.1, rng.standard_normal(G * H) * 0.1
+    dy = rng.standard_normal((T, B, H))
+    forward, backward = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
+    states = (None, None) if cell == "lstm" else (None,)
+    clean_out = forward(x, *states, Wx, Wh, b, bh, lengths=lengths)
+    dirty_out = forward(dirty, *states, Wx, Wh, b, bh, lengths=lengths)
+    np.testing.assert_array_equal(dirty_out[0], clean_out[0])
+    grads = [backward(dy, *states, out[-1]) for out in (clean_out, dirty_out)]
+    for clean, got in zip(*grads):
+        if clean is not None:
+            assert np.all(np.isfinite(got))
+            np.testing.assert_array_equal(got, clean)

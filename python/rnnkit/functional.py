@@ -149,6 +149,11 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     if cell_type.has_cell_state:
         c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
     lengths = _checks.lengths_array(lengths, B, T)
+    if lengths is not None and not inference and B and lengths.min() < T:
+        # Backward's dWx = x^T @ dA meets padded rows of x with zeros of dA, and 0 * NaN is
+        # NaN: zero the padding so that whatever it holds never reaches a gradient.
+        valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        x = np.where(valid, x, dtype.type(0))
     recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
