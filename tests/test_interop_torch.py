@@ -301,6 +301,18 @@ def test_state_dict_mismatches_are_explained():
         from_torch(embedding)
 
 
+def test_state_conversions_check_their_input():
+    h = np.zeros((4, B, H))
+    assert [s.shape for s in states_from_torch(h)] == [(B, H)] * 4
+    with pytest.raises(ValueError, match="3-D"):
+        states_from_torch(np.zeros((B, H)))
+    with pytest.raises(ValueError, match=r"\(h, c\) pair"):
+        states_from_torch((h, h, h))
+    with pytest.raises(ValueError, match="same shape"):
+        states_from_torch((h, np.zeros((2, B, H))))
+    with pytest.raises(ValueError, match="non-empty list"):
+        states_to_torch([])
+
 def test_interop_imports_without_torch_and_says_what_is_missing():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import rnnkit.interop as interop, rnnkit.nn as nn\n"

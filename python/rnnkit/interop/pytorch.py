@@ -280,7 +280,7 @@ def states_from_torch(hx) -> list:
     layer-major order on both sides). Tensors or arrays; None stays None."""
     if hx is None:
         return None
-    if isinstance(hx, (tuple, list)):
+    if isinstance(hx, tuple):  # torch's LSTM state; a list would be rnnkit's own format
         if len(hx) != 2:
             raise ValueError(f"an LSTM state must be an (h, c) pair, got {len(hx)} entries")
         h, c = (_stacked_state(part, name) for part, name in zip(hx, ("h", "c")))
