@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-PUBLIC_MODULES = ["rnnkit", "rnnkit.functional", "rnnkit.dropin", "rnnkit.embedding", "rnnkit.reference", "rnnkit.text", "rnnkit.nn",
+PUBLIC_MODULES = ["rnnkit", "rnnkit.functional", "rnnkit.dropin", "rnnkit.embedding", "rnnkit.reference", "rnnkit.text", "rnnkit.nn", "rnnkit.interop", "rnnkit.interop.pytorch",
                   "rnnkit.models", "rnnkit.train"]
 
 
