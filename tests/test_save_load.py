@@ -1,0 +1,239 @@
+"""rnnkit.save / rnnkit.load: round trips are bit for bit, malformed files raise FormatError."""
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import nn
+from rnnkit.persistence import DOCUMENT_ENTRY, FORMAT_VERSION
+from rnnkit.text import Vocabulary
+
+from child_process import run_python
+
+RNG = np.random.default_rng(0)
+IDS = RNG.integers(0, 12, (3, 7))
+LENGTHS = np.array([7, 4, 1])
+
+
+def round_trip(obj, tmp_path):
+    path = tmp_path / "saved.rnnkit"
+    rnnkit.save(obj, path)
+    return rnnkit.load(path)
+
+
+def assert_same_outputs(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_outputs(x, y)
+    else:
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+LAYERS = {
+    "linear": (lambda: nn.Linear(5, 3, bias=False, dtype=np.float64, seed=1), RNG.standard_normal((4, 5))),
+    "linear-time-major": (lambda: nn.Linear(5, 3, batch_first=False, seed=1),
+                          RNG.standard_normal((7, 3, 5)).astype(np.float32)),
+    "embedding": (lambda: nn.Embedding(12, 4, padding_idx=0, seed=2), IDS),
+    "dropout": (lambda: nn.Dropout(0.25, seed=3), RNG.standard_normal((4, 5)).astype(np.float32)),
+    "rnn-relu": (lambda: nn.RNN(5, 6, 2, nonlinearity="relu", skip="dense", seed=4),
+                 RNG.standard_normal((3, 7, 5)).astype(np.float32)),
+    "lstm-bidirectional-norm": (lambda: nn.LSTM(5, 6, 2, bidirectional=True, merge="sum", norm="layer",
+                                                return_state=True, dtype=np.float64, seed=5),
+                                RNG.standard_normal((3, 7, 5))),
+    "gru-reset-before": (lambda: nn.GRU(5, 6, linear_before_reset=False, return_sequences=False, seed=6),
+                         RNG.standard_normal((3, 7, 5)).astype(np.float32)),
+    "gru-batchnorm": (lambda: nn.GRU(5, 6, 2, norm="batch", skip="residual", seed=7),
+                      RNG.standard_normal((3, 7, 5)).astype(np.float32)),
+    "sequential": (lambda: nn.Sequential(embed=nn.Embedding(12, 4, seed=1), rnn=nn.LSTM(4, 6, seed=2),
+                                         pool=nn.MeanPool(), drop=nn.Dropout(0.1), out=nn.Linear(6, 2, seed=3)),
+                   IDS),
+    "sequential-positional": (lambda: nn.Sequential(nn.Embedding(12, 4), nn.RNN(4, 3), nn.LastStep()), IDS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_round_trip_is_bit_identical(name, tmp_path):
+    make, x = LAYERS[name]
+    layer = make()
+    if isinstance(layer, nn.GRU) and layer.norm == "batch":  # running statistics are buffers
+        layer(x, training=True)
+    loaded = round_trip(layer, tmp_path)
+    assert type(loaded) is type(layer)
+    kwargs = {} if isinstance(layer, (nn.Linear, nn.Dropout)) or name.startswith("embedding") else \
+        {"lengths": LENGTHS}
+    assert_same_outputs(layer(x, **kwargs), loaded(x, **kwargs))
+    for key, value in layer.state_dict().items():
+        assert loaded.state_dict()[key].tobytes() == value.tobytes()
+
+
+def test_generator_states_are_restored(tmp_path):
+    drop = nn.Dropout(0.5, seed=9)
+    x = np.ones((4, 8), np.float32)
+    drop(x, training=True)  # advance the generator: the saved state is not the seed's
+    loaded = round_trip(drop, tmp_path)
+    assert_same_outputs(drop(x, training=True), loaded(x, training=True))
+
+
+def test_deprecated_rnn_mode_loads_without_warning(tmp_path, recwarn):
+    with pytest.warns(FutureWarning):
+        layer = nn.RNN(3, 4, mode="relu")
+    recwarn.clear()
+    loaded = round_trip(layer, tmp_path)
+    assert loaded.nonlinearity == "relu" and not [w for w in recwarn if w.category is FutureWarning]
+
+
+def test_vocabulary_round_trip(tmp_path):
+    vocab = Vocabulary.from_texts(["the cat sat", "the dog ran fast"], bos=True, eos=True,
+                                  ngram_range=(1, 2))
+    loaded = round_trip(vocab, tmp_path)
+    assert loaded == vocab and loaded.encode_text("the cat ran") == vocab.encode_text("the cat ran")
+
+
+def test_user_subclass_is_refused_at_save(tmp_path):
+    class MyLinear(nn.Linear):
+        pass
+
+    with pytest.raises(TypeError, match="not one of the classes"):
+        rnnkit.save(MyLinear(2, 3), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_fresh_process_gives_identical_predictions(tmp_path):
+    model, x = LAYERS["lstm-bidirectional-norm"]
+    layer = model()
+    rnnkit.save(layer, tmp_path / "lstm.rnnkit")
+    np.save(tmp_path / "x.npy", x)
+    expected = layer(x, lengths=LENGTHS)[0]
+    code = ("import numpy as np, rnnkit, sys; d = sys.argv[1]; m = rnnkit.load(d + '/lstm.rnnkit'); "
+            "y = m(np.load(d + '/x.npy'), lengths=np.array([7, 4, 1]))[0]; np.save(d + '/y.npy', y)")
+    status, output = run_python(["-c", code, str(tmp_path)])
+    assert status == 0, output
+    assert np.load(tmp_path / "y.npy").tobytes() == expected.tobytes()
+
+
+# ------------------------------------------------------------------------------- malformed files
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "good.rnnkit"
+    rnnkit.save(nn.Sequential(nn.Embedding(12, 4), nn.GRU(4, 3)), path)
+    return path
+
+
+def rewrite_document(path, change):
+    """The file with its JSON document replaced by change(document)."""
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {name: archive[name] for name in archive.files}
+    document = json.loads(entries[DOCUMENT_ENTRY].tobytes())
+    change(document)
+    entries[DOCUMENT_ENTRY] = np.frombuffer(json.dumps(document).encode(), np.uint8)
+    write_npz(path, entries)
+
+
+def write_npz(path, entries):
+    with open(path, "wb") as f:  # np.savez(path) would append ".npz" to the name
+        np.savez(f, **entries)
+
+
+def test_format_error_is_a_value_error():
+    assert issubclass(rnnkit.FormatError, ValueError)
+    assert {"save", "load", "FormatError"} <= set(rnnkit.__all__)
+
+
+def test_truncated_file(saved):
+    data = saved.read_bytes()
+    for size in (0, 10, len(data) // 2, len(data) - 30):
+        saved.write_bytes(data[:size])
+        with pytest.raises(rnnkit.FormatError):
+            rnnkit.load(saved)
+
+
+def test_corrupted_bytes(saved):
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+        info = z.getinfo("a1.npy")  # flip a byte inside an array's data: the CRC catches it
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+    data[offset] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(rnnkit.FormatError, match="CRC|could not be read"):
+        rnnkit.load(saved)
+
+
+def test_wrong_format_version(saved):
+    rewrite_document(saved, lambda d: d.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(rnnkit.FormatError, match="format version 2"):
+        rnnkit.load(saved)
+
+
+def test_plain_npz_is_not_rnnkit(tmp_path):
+    np.savez(tmp_path / "plain.npz", weights=np.ones(3))
+    with pytest.raises(rnnkit.FormatError, match="not an rnnkit file"):
+        rnnkit.load(tmp_path / "plain.npz")
+    np.save(tmp_path / "array.npy", np.ones(3))
+    with pytest.raises(rnnkit.FormatError, match="not an rnnkit file"):
+        rnnkit.load(tmp_path / "array.npy")
+
+
+class _CreatesFile:
+    """Unpickling this calls open(path, 'w'): proof that a loader unpickled it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickle_payloads_are_never_unpickled(tmp_path, saved):
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_CreatesFile(str(marker)))
+    (tmp_path / "raw.pkl").write_bytes(payload)
+    with pytest.raises(rnnkit.FormatError):
+        rnnkit.load(tmp_path / "raw.pkl")
+    # an object array in an otherwise valid rnnkit file: np.save pickles it
+    with np.load(saved, allow_pickle=False) as archive:
+        entries = {name: archive[name] for name in archive.files}
+    entries["a0"] = np.array([_CreatesFile(str(marker))], dtype=object)
+    write_npz(saved, entries)
+    with pytest.raises(rnnkit.FormatError, match="pickle"):
+        rnnkit.load(saved)
+    assert not marker.exists()
+
+
+def test_class_not_in_registry(saved):
+    rewrite_document(saved, lambda d: d["object"].update({"class": "os.system"}))
+    with pytest.raises(rnnkit.FormatError, match="does not construct"):
+        rnnkit.load(saved)
+
+
+def test_unknown_generator_name_is_refused(saved):
+    def evil(document):
+        document["object"]["rng"]["__dict__"][0][1]["__dict__"][0][1] = "seed"
+    rewrite_document(saved, evil)
+    with pytest.raises(rnnkit.FormatError, match="generator"):
+        rnnkit.load(saved)
+
+
+def test_configuration_rejected_by_the_constructor(saved):
+    rewrite_document(saved, lambda d: d["object"]["args"][0]["__object__"]["args"].__setitem__(0, -1))
+    with pytest.raises(rnnkit.FormatError, match="could not be rebuilt"):
+        rnnkit.load(saved)
+
+
+def test_state_that_does_not_fit(saved):
+    def drop_array(document):
+        document["object"]["state"].popitem()
+    rewrite_document(saved, drop_array)
+    with pytest.raises(rnnkit.FormatError, match="could not be rebuilt"):
+        rnnkit.load(saved)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        rnnkit.load(tmp_path / "absent")
