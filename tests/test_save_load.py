@@ -237,3 +237,90 @@ def test_state_that_does_not_fit(saved):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         rnnkit.load(tmp_path / "absent")
+
+
+# ------------------------------------------------------------------------------- models
+from rnnkit import models  # noqa: E402
+
+
+def word_vocabulary():
+    return Vocabulary.from_texts(["a b c d", "b c e f", "g h a"], bos=True, eos=True)
+
+
+MODELS = {
+    "sequence-classifier": lambda: models.SequenceClassifier(12, 3, embedding_dim=4, hidden_size=5, cell="gru",
+                                                              bidirectional=True, pooling="max", seed=1),
+    "language-model": lambda: models.LanguageModel(len(word_vocabulary()), embedding_dim=4, hidden_size=6,
+                                                   vocab=word_vocabulary(), level="word", seed=2),
+    "mlp-classifier": lambda: models.MLPClassifier(6, 3, hidden_sizes=(5, 4), dropout=0.1, dtype=np.float64,
+                                                   seed=3),
+    "sequence-tagger": lambda: models.SequenceTagger(12, 4, embedding_dim=4, hidden_size=5, cell="rnn", seed=4),
+    "vector-to-sequence": lambda: models.VectorToSequence(6, len(word_vocabulary()), embedding_dim=4,
+                                                          hidden_size=5, vocab=word_vocabulary(), seed=5),
+    "forecast-net": lambda: models.ForecastNet(2, 3, hidden_size=5, residual=True, seed=6),
+}
+
+
+def model_outputs(model):
+    """What the model computes for a fixed input, by its kind."""
+    if isinstance(model, models.LanguageModel):
+        return model(IDS % len(model.vocab)), model.generate([2, 4], 5, seed=0)
+    if isinstance(model, models.MLPClassifier):
+        return (model(np.random.default_rng(1).standard_normal((4, 6))),)
+    if isinstance(model, models.VectorToSequence):
+        x = np.random.default_rng(1).standard_normal((2, 6)).astype(np.float32)
+        return model(x, IDS[:2] % model.vocab_size), model.generate(x, max_len=6, method="beam")
+    if isinstance(model, models.ForecastNet):
+        return (model(np.random.default_rng(1).standard_normal((3, 7, 2)).astype(np.float32)),)
+    return (model(IDS, lengths=LENGTHS),)
+
+
+def assert_same_results(a, b):
+    if isinstance(a, np.ndarray):
+        assert_same_outputs(a, b)
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_results(x, y)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_round_trip_is_bit_identical(name, tmp_path):
+    model = MODELS[name]()
+    loaded = round_trip(model, tmp_path)
+    assert type(loaded) is type(model)
+    assert_same_results(model_outputs(model), model_outputs(loaded))
+
+
+def test_seq2seq_round_trip_with_vocabularies(tmp_path):
+    src, tgt = word_vocabulary(), Vocabulary.from_texts(["x y z", "y w"], bos=True, eos=True)
+    model = models.Seq2Seq(len(src), len(tgt), bos_id=tgt.bos_id, eos_id=tgt.eos_id, embedding_dim=4,
+                           hidden_size=5, attention="additive", src_vocab=src, tgt_vocab=tgt, seed=7)
+    loaded = round_trip(model, tmp_path)
+    assert loaded.src_vocab == src and loaded.tgt_vocab == tgt
+    source = IDS % len(src)
+    assert_same_results(model.predict(source, src_lengths=LENGTHS, beam_width=3, max_len=6),
+                        loaded.predict(source, src_lengths=LENGTHS, beam_width=3, max_len=6))
+
+
+@pytest.mark.parametrize("strategy, scale", [("recursive", "standard"), ("direct", "minmax"), ("direct", None)])
+def test_forecaster_round_trip_keeps_its_scaler(strategy, scale, tmp_path):
+    t = np.arange(80, dtype=np.float64)
+    series = np.stack([np.sin(t / 5) * 3 + 10, np.cos(t / 7)], axis=1)
+    forecaster = models.Forecaster(8, 3, strategy=strategy, scale=scale, hidden_size=6, epochs=2, seed=1)
+    forecaster.fit(series[:60])
+    loaded = round_trip(forecaster, tmp_path)
+    if scale is not None:
+        assert_same_outputs(loaded.scaler_.center_, forecaster.scaler_.center_)
+        assert_same_outputs(loaded.scaler_.scale_, forecaster.scaler_.scale_)
+    assert loaded.history_ is None  # the training history is not saved
+    assert_same_outputs(forecaster.predict(series[:70]), loaded.predict(series[:70]))
+
+
+def test_unfitted_forecaster_and_scaler_round_trip(tmp_path):
+    loaded = round_trip(models.Forecaster(5, 2, cell="gru", dtype=np.float64), tmp_path)
+    assert loaded.model_ is None and loaded.cell == "gru" and loaded.dtype == np.float64
+    assert round_trip(models.SeriesScaler("minmax"), tmp_path).method == "minmax"
+
