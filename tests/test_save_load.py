@@ -324,3 +324,99 @@ def test_unfitted_forecaster_and_scaler_round_trip(tmp_path):
     assert loaded.model_ is None and loaded.cell == "gru" and loaded.dtype == np.float64
     assert round_trip(models.SeriesScaler("minmax"), tmp_path).method == "minmax"
 
+
+# ------------------------------------------------------------------------------- estimators, BagOfWords
+from rnnkit.text import BagOfWords  # noqa: E402
+
+TEXTS = ["the match was won by the home team", "bake the bread with flour and salt",
+         "the rocket reached orbit around the moon", "the coach praised the team",
+         "boil the pasta and add salt", "a telescope saw a new planet"] * 3
+LABELS = ["sport", "cooking", "space"] * 6
+NEW_TEXTS = ["the team baked a rocket", "salt on the moon", "unknown words only"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: models.TextClassifier(epochs=2, embedding_dim=6, hidden_size=5, cell="lstm", early_stopping=False),
+    lambda: models.TextClassifier(epochs=3, embedding_dim=6, hidden_size=5, init_embeddings="random",
+                                  stop_words="english", random_state=3),
+    lambda: models.BagOfWordsClassifier(epochs=2, hidden_sizes=(6,), ngram_range=(1, 2), early_stopping=False),
+], ids=["text-classifier", "text-classifier-early-stopping", "bag-of-words-classifier"])
+def test_estimator_round_trip_gives_identical_predictions(make, tmp_path):
+    estimator = make().fit(TEXTS, LABELS)
+    loaded = round_trip(estimator, tmp_path)
+    assert loaded.get_params() == estimator.get_params()
+    assert_same_outputs(estimator.predict_proba(NEW_TEXTS), loaded.predict_proba(NEW_TEXTS))
+    assert list(loaded.predict(NEW_TEXTS)) == list(estimator.predict(NEW_TEXTS))
+    assert loaded.classes_.dtype == estimator.classes_.dtype
+    assert not hasattr(loaded, "history_")
+
+
+def test_unfitted_estimator_round_trip(tmp_path):
+    loaded = round_trip(models.TextClassifier(hidden_size=7, cell="rnn"), tmp_path)
+    assert loaded.hidden_size == 7 and loaded.cell == "rnn" and not hasattr(loaded, "model_")
+
+
+@pytest.mark.parametrize("options", [
+    dict(weighting="tfidf", sublinear_tf=True, ngram_range=(1, 2), min_df=2),
+    dict(weighting="binary", analyzer="char_wb", ngram_range=(2, 3), stop_words={"the", "a"}),
+    dict(weighting="count", max_features=5, norm="l1", dtype=np.float32),
+    dict(vocabulary=["team", "salt", "moon"]),
+], ids=["tfidf", "binary-char", "count-l1", "fixed-vocabulary"])
+def test_bag_of_words_round_trip(options, tmp_path):
+    bow = BagOfWords(**options).fit(TEXTS)
+    loaded = round_trip(bow, tmp_path)
+    assert loaded.get_params() == bow.get_params()
+    a, b = bow.transform(NEW_TEXTS), loaded.transform(NEW_TEXTS)
+    assert (a != b).nnz == 0 and a.dtype == b.dtype
+    assert list(loaded.get_feature_names_out()) == list(bow.get_feature_names_out())
+
+
+def test_bag_of_words_with_vocabulary_object(tmp_path):
+    vocab = Vocabulary.from_texts(TEXTS, min_freq=2)
+    bow = BagOfWords(vocabulary=vocab, weighting="tfidf").fit(TEXTS)
+    loaded = round_trip(bow, tmp_path)
+    assert loaded.vocabulary == vocab
+    assert (bow.transform(NEW_TEXTS) != loaded.transform(NEW_TEXTS)).nnz == 0
+
+
+def test_callable_analyzer_is_refused_at_save(tmp_path):
+    with pytest.raises(TypeError, match="analyzer"):
+        rnnkit.save(BagOfWords(analyzer=str.split), tmp_path / "bow")
+    assert not (tmp_path / "bow").exists()
+
+
+def test_estimator_fresh_process_round_trip(tmp_path):
+    estimator = models.BagOfWordsClassifier(epochs=2, hidden_sizes=(6,), early_stopping=False).fit(TEXTS, LABELS)
+    rnnkit.save(estimator, tmp_path / "clf.rnnkit")
+    expected = estimator.predict_proba(NEW_TEXTS)
+    code = ("import numpy as np, rnnkit, sys; d = sys.argv[1]; m = rnnkit.load(d + '/clf.rnnkit'); "
+            f"np.save(d + '/p.npy', m.predict_proba({NEW_TEXTS!r}))")
+    status, output = run_python(["-c", code, str(tmp_path)])
+    assert status == 0, output
+    assert np.load(tmp_path / "p.npy").tobytes() == expected.tobytes()
+
+
+def test_children_given_to_the_constructor_are_stored_once(tmp_path):
+    stack = nn.Sequential(nn.Embedding(50, 40), nn.LSTM(40, 40))
+    rnnkit.save(stack, tmp_path / "stack")
+    with np.load(tmp_path / "stack", allow_pickle=False) as archive:
+        stored = sum(archive[name].nbytes for name in archive.files if name != DOCUMENT_ENTRY)
+    assert stored == sum(a.nbytes for a in stack.state_dict().values())
+
+
+def test_module_without_constructor_record_is_refused(tmp_path):
+    layer = nn.Linear(2, 3)
+    del layer.__dict__["_constructor_call"]  # as a module unpickled from an older rnnkit
+    with pytest.raises(TypeError, match="constructor call"):
+        rnnkit.save(layer, tmp_path / "old")
+
+
+def test_deeply_nested_document(saved):
+    rewrite_document(saved, lambda d: d.update(extra="x"))  # a valid file, still loadable
+    rnnkit.load(saved)
+    with np.load(saved, allow_pickle=False) as archive:
+        entries = {name: archive[name] for name in archive.files}
+    entries[DOCUMENT_ENTRY] = np.frombuffer(b"[" * 100000 + b"]" * 100000, np.uint8)
+    write_npz(saved, entries)
+    with pytest.raises(rnnkit.FormatError):
+        rnnkit.load(saved)

@@ -88,6 +88,7 @@ class _Writer:
     def __init__(self):
         self.arrays = {}
         self.registry = _saveable_classes()
+        self.module_tree = set()  # ids of the modules inside the module being described
 
     def add_array(self, array) -> dict:
         array = np.asarray(array)
@@ -134,11 +135,22 @@ class _Writer:
         kind = _kind(cls)
         out = {"class": cls.__name__}
         if kind == "module":
-            args, kwargs = obj.__dict__["_constructor_call"]
+            call = obj.__dict__.get("_constructor_call")
+            if call is None:
+                raise TypeError(f"rnnkit.save cannot write {where}: this {cls.__name__} has no record of "
+                                f"the constructor call that built it (e.g. it was unpickled from an older "
+                                f"rnnkit); build it again and load its state_dict() into it")
+            # modules passed to the constructor that end up in this module's tree (Sequential's
+            # children) are written as structure only: this module's state covers their arrays
+            outer_tree = self.module_tree
+            self.module_tree = {id(m) for _, m in obj.named_modules()} - {id(obj)}
+            args, kwargs = call
             out["args"] = [self.value(a, f"{where} argument {i}") for i, a in enumerate(args)]
             out["kwargs"] = {k: self.value(v, f"{where} argument {k}") for k, v in kwargs.items()}
-            out["state"] = {k: self.add_array(v) for k, v in obj.state_dict().items()}
-            out["rng"] = self.value(obj.rng_state(), f"{where} generator states")
+            self.module_tree = outer_tree
+            if id(obj) not in outer_tree:
+                out["state"] = {k: self.add_array(v) for k, v in obj.state_dict().items()}
+                out["rng"] = self.value(obj.rng_state(), f"{where} generator states")
         elif kind == "vocabulary":
             out["vocabulary"] = obj.to_dict()
         elif kind == "tokenizer":
@@ -198,7 +210,7 @@ def _read_document(path, entries) -> dict:
         raise FormatError(f"{os.fspath(path)!r}: the {DOCUMENT_ENTRY!r} entry is not UTF-8 bytes")
     try:
         document = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FormatError(f"{os.fspath(path)!r}: the rnnkit document is not valid JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise FormatError(f"{os.fspath(path)!r} is not an rnnkit file")
@@ -286,6 +298,8 @@ class _Reader:
             # a deprecated spelling (e.g. RNN's mode=) warned when the object was first built
             warnings.simplefilter("ignore", FutureWarning)
             module = cls(*args, **kwargs)
+        if "state" not in record and "rng" not in record:
+            return module  # a part of the enclosing module, whose state covers it
         state = {k: self.array(v) if isinstance(v, dict) else None
                  for k, v in self._dict(record, "state").items()}
         module.load_state_dict(state)
