@@ -18,6 +18,7 @@ except ImportError as exc:  # the sources without their compiled core, e.g. PYTH
         "core into this source tree first (cmake -S . -B build/dev && cmake --build build/dev)"
     ) from exc
 from ._runtime import govern_blas
+from .persistence import FormatError, load, save
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,9 @@ __all__ = [
     "supported_isas",
     "info",
     "govern_blas",
+    "save",
+    "load",
+    "FormatError",
 ]
 
 

@@ -18,6 +18,7 @@ Randomness (dropout masks) comes from each module's own ``np.random.Generator``;
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import OrderedDict
 
@@ -75,6 +76,11 @@ class Module:
     Module to an attribute (``self.embed = Embedding(...)``) or with ``add_module``. Parameters
     and buffers are readable as attributes (``layer.W``).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_constructor_call(cls.__init__)
 
     def __init__(self, seed=None):
         object.__setattr__(self, "_params", OrderedDict())
@@ -242,6 +248,20 @@ class Module:
         for name, child in self._children.items():
             lines.append("  (" + name + "): " + repr(child).replace("\n", "\n  "))
         return "\n".join(lines) + "\n)"
+
+
+def _recording_constructor_call(init):
+    """Wraps a subclass's ``__init__`` so that the instance keeps the arguments of the call that
+    built it (``_constructor_call``: positional tuple, keyword dict). ``rnnkit.save`` writes them
+    so that ``rnnkit.load`` rebuilds the same structure before loading the weights. Only the
+    outermost call counts: the ``super().__init__`` calls it makes find the record already there."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "_constructor_call" not in self.__dict__:
+            object.__setattr__(self, "_constructor_call", (args, dict(kwargs)))
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
 def _accepts(fn, name: str) -> bool:

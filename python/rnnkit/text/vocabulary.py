@@ -192,17 +192,34 @@ class Vocabulary:
     def load(cls, path) -> "Vocabulary":
         with open(os.fspath(path), encoding="utf-8") as f:
             data = json.load(f)
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data) -> "Vocabulary":
+        """The vocabulary ``to_dict()`` described; ValueError when ``data`` is not one."""
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a saved rnnkit Vocabulary")
+            raise ValueError("not a saved rnnkit Vocabulary")
         if data.get("version") != 1:
             raise ValueError(f"unsupported Vocabulary file version {data.get('version')!r}")
         vocab = cls.__new__(cls)
-        vocab.min_freq, vocab.max_size = data["min_freq"], data["max_size"]
-        vocab.bos, vocab.eos = data["bos"], data["eos"]
-        vocab._set_tokens(list(data["tokens"]), list(data["counts"]), data["n_specials"])
-        if vocab._itos[:2] != [PAD, UNK] or len(vocab._counts) != len(vocab._itos):
-            raise ValueError(f"{os.fspath(path)!r}: corrupt Vocabulary file")
-        vocab.tokenizer = _as_tokenizer(data["tokenizer"])
+        try:
+            vocab.min_freq, vocab.max_size = data["min_freq"], data["max_size"]
+            vocab.bos, vocab.eos = data["bos"], data["eos"]
+            tokens, counts = data["tokens"], data["counts"]
+            if not isinstance(tokens, list) or not isinstance(counts, list) \
+                    or not all(isinstance(t, str) for t in tokens):
+                raise ValueError("tokens and counts must be lists (tokens of str)")
+            vocab._set_tokens(list(tokens), list(counts), data["n_specials"])
+            if vocab._itos[:2] != [PAD, UNK] or len(vocab._counts) != len(vocab._itos):
+                raise ValueError("the specials or the counts do not match the tokens")
+            vocab.tokenizer = _as_tokenizer(data["tokenizer"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"corrupt Vocabulary file: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"corrupt Vocabulary file: {exc}") from None
         return vocab
 
     def __eq__(self, other) -> bool:
