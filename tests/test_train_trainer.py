@@ -156,11 +156,10 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 1})
     good = path.read_bytes()
 
-    def broken_dump(obj, f, protocol=None):
-        f.write(b"\x80\x05partial")
+    def broken_fsync(fd):  # the bytes are written, flushing them to disk fails
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint_mod.pickle, "dump", broken_dump)
+    monkeypatch.setattr(checkpoint_mod.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 2})
     assert path.read_bytes() == good
@@ -183,11 +182,11 @@ def test_stale_temp_files_are_removed_after_a_successful_write(tmp_path):
     for f in stale + others:
         f.write_bytes(b"\x80\x05partial")
 
-    def broken_dump(obj, f, protocol=None):
+    def broken_fsync(fd):
         raise OSError("disk full")
 
     with pytest.MonkeyPatch.context() as mp:  # a failed write removes nothing else
-        mp.setattr(checkpoint_mod.pickle, "dump", broken_dump)
+        mp.setattr(checkpoint_mod.os, "fsync", broken_fsync)
         with pytest.raises(OSError, match="disk full"):
             save_checkpoint(path, {"format": "rnnkit.train.checkpoint", "v": 0})
     assert all(f.exists() for f in stale + others)
@@ -339,3 +338,43 @@ def test_bad_token_id_is_reported_at_its_data_set_row_before_training():
     Xv[9, 0] = -1
     with pytest.raises(IndexError, match=r"val X contains a negative id -1 at position \(9, 0\)"):
         trainer.fit((X, y, lengths), (Xv, y, lengths), epochs=1, batch_size=8)
+
+
+class _CreatesAFileWhenUnpickled:
+    """A pickle payload: unpickling it calls open(marker, "w")."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare-pickle", "pickle-inside-npz"])
+def test_loading_a_pickle_carrying_checkpoint_raises_format_error_and_runs_nothing(tmp_path, wrapped):
+    from rnnkit import FormatError
+
+    marker = tmp_path / "payload-ran"
+    payload = {"format": "rnnkit.train.checkpoint", "evil": _CreatesAFileWhenUnpickled(str(marker))}
+    path = tmp_path / "c.ckpt"
+    if wrapped:  # an .npz whose entry is a pickled object array, named like a checkpoint's
+        np.savez(path.open("wb"), __rnnkit__=np.array([payload], dtype=object))
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    for read in (load_checkpoint, lambda p: fit(make_model(), make_data(8), checkpoint=p, resume=True, quiet=True)):
+        with pytest.raises(FormatError, match="not an rnnkit training checkpoint"):
+            read(path)
+        assert not marker.exists()
+
+
+def test_checkpoints_are_rnnkit_files_readable_without_pickle(tmp_path):
+    import json
+
+    X, y, L = make_data(40)
+    path = tmp_path / "c.ckpt"
+    fit(make_model(), (X, y, L), epochs=1, batch_size=16, checkpoint=path, quiet=True)
+    with np.load(path, allow_pickle=False) as archive:
+        document = json.loads(archive["__rnnkit__"].tobytes().decode("utf-8"))
+    assert document["format"] == "rnnkit" and "checkpoint" in document
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and set(state["model"]) == set(make_model().state_dict())

@@ -164,26 +164,42 @@ class _Writer:
         return out
 
 
+def _file_bytes(body: dict, writer: _Writer) -> bytes:
+    """The whole file in memory: the document (the format header and ``body``, whose arrays
+    ``writer`` holds) and those arrays, as ``.npz`` bytes. Also used for training checkpoints
+    (``rnnkit.train.checkpoint``), whose body is a ``"checkpoint"`` value instead of an object."""
+    from . import __version__
+
+    document = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "rnnkit_version": __version__, **body}
+    text = json.dumps(document, ensure_ascii=False, allow_nan=True)
+    entries = {DOCUMENT_ENTRY: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
+    entries.update(writer.arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **entries)
+    return buffer.getvalue()
+
+
 def save(obj, path) -> None:
     """Writes ``obj`` (an rnnkit layer, model, estimator, ``Vocabulary``, ``BagOfWords`` ...) to
     ``path`` (written as given: no extension is added). TypeError, before anything is written,
     for an object (or a part of one) that is not an rnnkit class ``load`` can construct."""
-    from . import __version__
-
     writer = _Writer()
-    document = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "rnnkit_version": __version__,
-                "object": writer.record(obj, type(obj).__name__)}
-    text = json.dumps(document, ensure_ascii=False, allow_nan=True)
-    entries = {DOCUMENT_ENTRY: np.frombuffer(text.encode("utf-8"), dtype=np.uint8)}
-    entries.update(writer.arrays)
-    # write to memory first, so that a failure leaves no partial file at path
-    buffer = io.BytesIO()
-    np.savez(buffer, **entries)
+    # built in memory first, so that a failure leaves no partial file at path
+    data = _file_bytes({"object": writer.record(obj, type(obj).__name__)}, writer)
     with open(os.fspath(path), "wb") as f:
-        f.write(buffer.getvalue())
+        f.write(data)
 
 
 # ---------------------------------------------------------------------------------- reading
+def _check_generator_states(rng) -> None:
+    """FormatError unless ``rng`` is a ``Module.rng_state()`` snapshot naming known bit
+    generators: Module.set_rng_state builds np.random.<name>(), so only those names may reach
+    it. Also checked by the Trainer before it restores a checkpoint's model generators."""
+    if not isinstance(rng, dict) or not all(
+            isinstance(s, dict) and s.get("bit_generator") in _BIT_GENERATORS for s in rng.values()):
+        raise FormatError(f"the generator states must name one of {_BIT_GENERATORS}")
+
+
 def _read_entries(path) -> dict:
     """Every array of the file, read and CRC-checked now (np.load reads zip members lazily)."""
     path = os.fspath(path)
@@ -219,8 +235,6 @@ def _read_document(path, entries) -> dict:
         raise FormatError(f"{os.fspath(path)!r} has rnnkit file format version {version!r} (written by "
                           f"rnnkit {document.get('rnnkit_version')!r}); this rnnkit reads version "
                           f"{FORMAT_VERSION} only")
-    if not isinstance(document.get("object"), dict):
-        raise FormatError(f"{os.fspath(path)!r}: the rnnkit document describes no object")
     return document
 
 
@@ -304,16 +318,9 @@ class _Reader:
                  for k, v in self._dict(record, "state").items()}
         module.load_state_dict(state)
         rng = self.value(record.get("rng"))
-        self._check_rng_state(rng)
+        _check_generator_states(rng)
         module.set_rng_state(rng)
         return module
-
-    @staticmethod
-    def _check_rng_state(rng):
-        # Module.set_rng_state builds np.random.<name>(): only known generator names may reach it
-        if not isinstance(rng, dict) or not all(
-                isinstance(s, dict) and s.get("bit_generator") in _BIT_GENERATORS for s in rng.values()):
-            raise FormatError(f"the generator states must name one of {_BIT_GENERATORS}")
 
     def _estimator(self, cls, record):
         params = self.value({"__dict__": [[k, v] for k, v in self._dict(record, "params").items()]})
@@ -336,14 +343,24 @@ class _Reader:
         return value
 
 
+def _read_file(path):
+    """(document, reader) of a file: its format header checked, its arrays read; FormatError
+    for anything that is not an rnnkit file. Shared with ``rnnkit.train.checkpoint``."""
+    entries = _read_entries(path)
+    return _read_document(path, entries), _Reader(entries)
+
+
 def load(path):
     """Reads an object written by ``rnnkit.save``. FormatError (a ValueError) when the file is
     truncated, corrupted, not an rnnkit file, of another format version, or describes an object
     rnnkit does not construct or cannot rebuild; FileNotFoundError when there is no file."""
-    entries = _read_entries(path)
-    document = _read_document(path, entries)
+    document, reader = _read_file(path)
+    if not isinstance(document.get("object"), dict):
+        raise FormatError(f"{os.fspath(path)!r}: the rnnkit document describes no object" +
+                          (" (it is a training checkpoint: Trainer.fit(resume=True) reads it)"
+                           if "checkpoint" in document else ""))
     try:
-        return _Reader(entries).construct(document["object"])
+        return reader.construct(document["object"])
     except FormatError as exc:
         raise FormatError(f"{os.fspath(path)!r}: {exc}") from None
     except Exception as exc:  # the file's configuration or arrays were rejected while rebuilding

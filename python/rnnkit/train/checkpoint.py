@@ -1,5 +1,11 @@
 """Training checkpoints: ``save_checkpoint`` / ``load_checkpoint``.
 
+A checkpoint is a file of rnnkit's own format (``rnnkit.persistence``: an ``.npz`` whose
+JSON document holds the ``"checkpoint"`` value and whose other entries are its arrays), so
+reading one never unpickles and never runs code: a file that is not such a checkpoint, pickles
+included, raises ``FormatError``. The state saved is a dict of what that format describes
+(numbers, strings, lists, tuples, dicts, arrays...); anything else is a TypeError at saving.
+
 Checkpoints are written to a temporary file in the same directory, flushed to disk and renamed
 over the old one (``os.replace``), so a crash mid-write leaves the last good checkpoint intact;
 temporary files left by a killed writer are removed at the next successful write.
@@ -11,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pickle
 import re
 import tempfile
 
+from ..persistence import FormatError, _file_bytes, _read_file, _Writer
+
 __all__ = ["save_checkpoint", "load_checkpoint", "check_checkpoint_writable", "CHECKPOINT_FORMAT"]
 
-# the "format" entry of every Trainer checkpoint; load_checkpoint rejects other pickles
+# the "format" entry of every Trainer checkpoint; load_checkpoint rejects other states
 CHECKPOINT_FORMAT = "rnnkit.train.checkpoint"
 
 
@@ -46,13 +53,16 @@ def _remove_stale_temp_files(path: str) -> None:
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """Pickles ``state`` atomically: temp file in the same directory, fsync, os.replace. Then
-    removes temp files left beside it by writers killed mid-write."""
+    """Writes ``state`` atomically: temp file in the same directory, fsync, os.replace. Then
+    removes temp files left beside it by writers killed mid-write. TypeError, before anything
+    is written, for a value the rnnkit format does not describe."""
     path = os.fspath(path)
+    writer = _Writer()
+    data = _file_bytes({"checkpoint": writer.value(state, "the checkpoint")}, writer)
     fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -80,9 +90,20 @@ def check_checkpoint_writable(path: str) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    with open(os.fspath(path), "rb") as f:
-        state = pickle.load(f)
+    """The state written by ``save_checkpoint``. FormatError (a ValueError) for any other file
+    (a pickle, an ``rnnkit.save`` file, a truncated write); nothing in it is unpickled or run."""
+    path = os.fspath(path)
+    not_a_checkpoint = f"{path!r} is not an rnnkit training checkpoint"
+    try:
+        document, reader = _read_file(path)
+    except FormatError as exc:
+        raise FormatError(f"{not_a_checkpoint}: {exc}") from None
+    if "checkpoint" not in document:
+        raise FormatError(f"{not_a_checkpoint}: it is an rnnkit file without a checkpoint (rnnkit.load reads it)")
+    try:
+        state = reader.value(document["checkpoint"])
+    except FormatError as exc:
+        raise FormatError(f"{not_a_checkpoint}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not an rnnkit training checkpoint")
+        raise FormatError(not_a_checkpoint)
     return state
-

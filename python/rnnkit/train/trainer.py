@@ -31,6 +31,7 @@ import numpy as np
 
 from .._checks import check_ids, check_positive_int
 from .._runtime import govern_blas
+from ..persistence import _check_generator_states
 from .callbacks import EarlyStopping, History
 from .checkpoint import CHECKPOINT_FORMAT, check_checkpoint_writable, load_checkpoint, save_checkpoint
 from .data import DEFAULT_LAYOUT, Data, DataLayout, plan_batches, shown_name
@@ -174,6 +175,7 @@ class Trainer:
     def _restore(self, state: dict):
         self.model.load_state_dict(state["model"])
         if state["model_rng"] is not None:
+            _check_generator_states(state["model_rng"])
             self.model.set_rng_state(state["model_rng"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None:
