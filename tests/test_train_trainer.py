@@ -127,6 +127,30 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
     assert fresh.rng_state()["drop"] == ref.rng_state()["drop"]
 
 
+
+def test_resume_with_plateau_schedule_and_early_stopping_state_is_bit_identical(tmp_path):
+    """The states the JSON document must carry beyond the test above: ReduceLROnPlateau's best
+    and counters, early stopping's best value and best weights, SGD momentum buffers."""
+    from rnnkit.train import ReduceLROnPlateau
+
+    X, y, L = make_data()
+    Xv, yv, Lv = make_data(30, seed=1)
+    kw = dict(epochs=3, batch_size=16, lr=0.03, quiet=True, seed=3, optimizer="sgd",
+              optimizer_options={"momentum": 0.9}, checkpoint_every=3)
+    fresh_callbacks = lambda: dict(schedule=ReduceLROnPlateau(patience=0, factor=0.5),  # noqa: E731
+                                   early_stopping=EarlyStopping(patience=5, restore_best=True))
+    ref = make_model()
+    h_ref = fit(ref, (X, y, L), (Xv, yv, Lv), checkpoint=tmp_path / "ref.ckpt", **kw, **fresh_callbacks())
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(_Interrupt):
+        fit(make_model(), (X, y, L), (Xv, yv, Lv), checkpoint=path, loss=interrupting_loss(13), **kw,
+            **fresh_callbacks())
+    assert load_checkpoint(path)["early_stopping"]["best_state"] is not None
+    fresh = make_model(seed=99)
+    h = fit(fresh, (X, y, L), (Xv, yv, Lv), checkpoint=path, resume=True, **kw, **fresh_callbacks())
+    assert params_equal(fresh, ref)
+    assert h.history == h_ref.history
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the inf weights below overflow on purpose
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_checkpoint(tmp_path):
     X, y, L = make_data()
