@@ -16,6 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rnnkit import nn  # noqa: E402
+from compare import scaled_error  # noqa: E402
+from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 from rnnkit.interop import (from_torch, load_torch_state_dict, states_from_torch,  # noqa: E402
                             states_to_torch, to_torch)
 from rnnkit.interop.pytorch import _layer_mapping  # noqa: E402
@@ -39,23 +41,6 @@ TORCH_CELLS = {  # test id -> (torch.nn class name, constructor options)
     "gru": ("GRU", {}),
 }
 TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_thread():
-    """These problems are tiny: torch's thread pool only adds overhead on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def scaled_error(got, expected):
-    got = np.asarray(got.detach() if hasattr(got, "detach") else got, dtype=np.float64)
-    expected = np.asarray(expected.detach() if hasattr(expected, "detach") else expected,
-                          dtype=np.float64)
-    assert got.shape == expected.shape, (got.shape, expected.shape)
-    return float(np.max(np.abs(got - expected)) / max(1.0, float(np.max(np.abs(expected)))))
 
 
 def assert_close(got, expected, what, dtype):

@@ -17,6 +17,8 @@ from rnnkit import _core
 from rnnkit import functional as F
 from rnnkit import reference as ref
 
+from compare import scaled_error
+
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"]
 HIDDEN = [1, 3, 7, 8, 9, 15, 16, 17, 33, 64]
 T, B, I = 5, 4, 7
@@ -45,15 +47,6 @@ TOL_F32 = 1e-5
 # few-ulp exp/tanh approximations differ, so the gap is at most the sum of each side's error
 # against exact maths: the float64 bound (measured ~1e-15) and the float32 bound (~5e-7).
 TOL_ISA = {np.float64: 1e-12, np.float32: 1e-5}
-
-
-def scaled_error(got, expected):
-    got = np.asarray(got, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert got.shape == expected.shape
-    if got.size == 0:
-        return 0.0
-    return float(np.max(np.abs(got - expected)) / max(1.0, float(np.max(np.abs(expected)))))
 
 
 def _cast(d, dtype):

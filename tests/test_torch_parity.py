@@ -17,6 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rnnkit import functional as F  # noqa: E402
+from compare import scaled_error  # noqa: E402
+from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 
 T, B, I = 5, 4, 6
 TORCH_LENGTHS = np.array([5, 3, 1, 4])  # torch's packing needs every length >= 1; includes T
@@ -32,21 +34,6 @@ TORCH_CELLS = {  # our cell name -> (torch module factory, our functional call n
     "lstm": lambda I, H, bi: torch.nn.LSTM(I, H, bidirectional=bi, dtype=torch.float64),
     "gru": lambda I, H, bi: torch.nn.GRU(I, H, bidirectional=bi, dtype=torch.float64),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _torch_single_thread():
-    """These problems are tiny: torch's thread pool only adds overhead on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def scaled_error(got, expected):
-    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    assert got.shape == expected.shape, (got.shape, expected.shape)
-    return float(np.max(np.abs(got - expected)) / max(1.0, float(np.max(np.abs(expected)))))
 
 
 def assert_close(got, expected, what):
