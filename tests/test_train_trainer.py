@@ -253,33 +253,26 @@ def test_bucketing_limits_padding_and_covers_every_sample():
     assert spread < spread_plain / 5
 
 
-def test_early_stopping_restores_best_weights():
+@pytest.mark.parametrize("patience, epochs, stops", [
+    (2, 10, True),   # stops early after epoch 3
+    (5, 3, False),   # the epochs run out after the best one: restored all the same
+])
+def test_early_stopping_restores_best_weights(patience, epochs, stops):
     X, y, L = make_data()
     Xv, yv, Lv = make_data(30, seed=1)
     one = make_model()
     fit(one, (X, y, L), epochs=1, batch_size=16, quiet=True)
     model = make_model()
     # min_delta so large nothing counts as an improvement after epoch 1
-    es = EarlyStopping(patience=2, min_delta=1e9)
-    h = fit(model, (X, y, L), (Xv, yv, Lv), epochs=10, batch_size=16, early_stopping=es, quiet=True)
-    assert h.epochs == [1, 2, 3] and h.stopped_early and es.best_epoch == 1
+    es = EarlyStopping(patience=patience, min_delta=1e9)
+    h = fit(model, (X, y, L), (Xv, yv, Lv), epochs=epochs, batch_size=16, early_stopping=es, quiet=True)
+    assert h.epochs == [1, 2, 3] and h.stopped_early == stops and es.best_epoch == 1
     assert params_equal(model, one)
-
-
-def test_early_stopping_restores_best_weights_when_the_epochs_run_out_after_the_best():
-    X, y, L = make_data()
-    Xv, yv, Lv = make_data(30, seed=1)
-    one = make_model()
-    fit(one, (X, y, L), epochs=1, batch_size=16, quiet=True)
-    model = make_model()
-    es = EarlyStopping(patience=5, min_delta=1e9)  # epoch 1 stays the best; 3 epochs never stop
-    h = fit(model, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
-    assert h.epochs == [1, 2, 3] and not h.stopped_early and es.best_epoch == 1
-    assert params_equal(model, one)
-    kept_last = make_model()
-    es = EarlyStopping(patience=5, min_delta=1e9, restore_best=False)
-    fit(kept_last, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
-    assert not params_equal(kept_last, one)
+    if not stops:
+        kept_last = make_model()
+        es = EarlyStopping(patience=5, min_delta=1e9, restore_best=False)
+        fit(kept_last, (X, y, L), (Xv, yv, Lv), epochs=3, batch_size=16, early_stopping=es, quiet=True)
+        assert not params_equal(kept_last, one)
 
 
 def test_resuming_a_run_that_stopped_early_gives_the_best_weights_again(tmp_path):
