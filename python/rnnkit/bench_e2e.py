@@ -35,9 +35,10 @@ def _topics():
 
 def lm_data(quick: bool):
     """(X, Y, vocabulary size): the windows of the first ``batches`` batches of the corpus."""
+    from .cli import _default_corpus
     from .models import char_vocabulary, lm_windows
 
-    text = "\n\n".join(_topics().values())
+    text, _ = _default_corpus()  # the demo's corpus
     vocab = char_vocabulary(text)
     X, Y = lm_windows(np.array(vocab.encode(list(text))), LM["seq_len"])
     n = LM["batch_size"] * (QUICK["batches"] if quick else LM["batches"])
