@@ -20,12 +20,15 @@ namespace rnnkit::bindings {
 namespace {
 
 CellSpec make_spec(const std::string& cell, bool linear_before_reset,
-                   const std::vector<int>& gate_block) {
+                   const std::vector<int>& gate_block, bool peepholes) {
   const CellInfo* info = find_cell(cell);
   if (!info) throw py::value_error("cell must be " + cell_names() + ", got '" + cell + "'");
   CellSpec spec;
   spec.kind = info->kind;
   spec.linear_before_reset = linear_before_reset;
+  if (peepholes && !info->takes_peepholes)
+    throw py::value_error("peepholes: the " + std::string(info->name) + " cell has none");
+  spec.peepholes = peepholes;
   const int G = info->gates;
   if (!gate_block.empty()) {
     if (int(gate_block.size()) != G)
@@ -63,11 +66,14 @@ template <typename T>
 CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
-                       bool reverse, const py::object& recurrent_mask,
-                       std::vector<py::object>& keep) {
+                       bool reverse, const py::object& recurrent_mask, const py::object& Wr,
+                       const py::object& peepholes, std::vector<py::object>& keep) {
   if (x.ndim() != 3) throw py::value_error("x must be 3-D (T, B, I)");
-  if (Wh.ndim() != 2) throw py::value_error("Wh must be 2-D (H, G*H)");
+  if (Wh.ndim() != 2) throw py::value_error("Wh must be 2-D (S, G*H)");
   if (b.is_none()) throw py::type_error("b must be an array, got None");
+  const CellInfo& info = cell_info(spec.kind);
+  if (!Wr.is_none() && !info.takes_projection)
+    throw py::value_error("Wr: the " + std::string(info.name) + " cell takes no projection");
   CallDesc call;
   call.cell = spec;
   call.dtype = std::is_same_v<T, float> ? DType::Float32 : DType::Float64;
@@ -76,24 +82,40 @@ CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::objec
   d.T = x.shape(0);
   d.B = x.shape(1);
   d.I = x.shape(2);
-  d.H = Wh.shape(0);
-  const int64_t GH = spec.gates() * d.H;
+  // H from Wh's G*H columns (its rows are S: P when projected); P from Wr (H, P)
+  if (Wh.shape(1) % spec.gates() != 0)
+    throw py::value_error("Wh must have G*H columns (G = " + std::to_string(spec.gates()) + ")");
+  d.H = Wh.shape(1) / spec.gates();
+  if (!Wr.is_none()) {
+    if (!py::isinstance<py::array>(Wr)) throw py::type_error("Wr must be an array (H, P)");
+    const auto Wr_array = py::reinterpret_borrow<py::array>(Wr);
+    if (Wr_array.ndim() != 2 || Wr_array.shape(1) < 1)
+      throw py::value_error("Wr must be a 2-D array (H, P) with P >= 1");
+    d.P = Wr_array.shape(1);
+  }
+  const int64_t GH = spec.gates() * d.H, S = d.state_size();
   InputViews& in = call.in;
   in.x = checked_input<T>(x, "x", {d.T, d.B, d.I});
-  in.h0 = checked_input<T>(h0, "h0", {d.B, d.H}, true);
+  in.h0 = checked_input<T>(h0, "h0", {d.B, S}, true);
   in.c0 = spec.has_cell_state() ? checked_input<T>(c0, "c0", {d.B, d.H}, true) : nullptr;
   in.Wx = checked_input<T>(Wx, "Wx", {d.I, GH});
-  in.Wh = checked_input<T>(Wh, "Wh", {d.H, GH});
+  in.Wh = checked_input<T>(Wh, "Wh", {S, GH});
   in.b = checked_input<T>(b, "b", {GH});
   in.bh = checked_input<T>(bh, "bh", {GH}, true);
+  in.Wr = d.P > 0 ? checked_input<T>(Wr, "Wr", {d.H, d.P}) : nullptr;
+  if (spec.peepholes) {
+    if (peepholes.is_none()) throw py::type_error("peepholes must be an array (3, H), got None");
+    in.peepholes = checked_input<T>(peepholes, "peepholes", {3, d.H});
+  }
   in.lengths = checked_input<int64_t>(lengths, "lengths", {d.B}, true);
   if (in.lengths)
     for (int64_t i = 0; i < d.B; ++i)
       if (in.lengths[i] < 0 || in.lengths[i] > d.T)
         throw py::value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(in.lengths[i]) +
                               " is outside [0, T=" + std::to_string(d.T) + "]");
-  in.recurrent_mask = checked_input<T>(recurrent_mask, "recurrent_mask", {d.B, d.H}, true);
-  keep = {x, h0, spec.has_cell_state() ? c0 : py::none(), Wx, Wh, b, bh, lengths, recurrent_mask};
+  in.recurrent_mask = checked_input<T>(recurrent_mask, "recurrent_mask", {d.B, S}, true);
+  keep = {x, h0, spec.has_cell_state() ? c0 : py::none(), Wx, Wh, b, bh, lengths, recurrent_mask,
+          Wr, peepholes};
   return call;
 }
 
@@ -101,7 +123,8 @@ CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::objec
 template <typename T>
 py::tuple new_outputs(const CallDesc& call, OutputViews& out) {
   const Dims& d = call.dims;
-  py::array_t<T> y = new_array<T>({d.T, d.B, d.H}), hT = new_array<T>({d.B, d.H});
+  const int64_t S = d.state_size();
+  py::array_t<T> y = new_array<T>({d.T, d.B, S}), hT = new_array<T>({d.B, S});
   out.y = y.mutable_data();
   out.hT = hT.mutable_data();
   py::object cT = py::none();
@@ -117,11 +140,11 @@ template <typename T>
 py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::object& h0,
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
-                       bool reverse, const py::object& recurrent_mask, bool training,
-                       bool keep_reserve) {
+                       bool reverse, const py::object& recurrent_mask, const py::object& Wr,
+                       const py::object& peepholes, bool training, bool keep_reserve) {
   auto handle = std::make_unique<ForwardHandle>();
   handle->call = describe_call<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                  recurrent_mask, handle->arrays);
+                                  recurrent_mask, Wr, peepholes, handle->arrays);
   handle->backend = &cpu_backend();
   handle->has_bh = !bh.is_none();
   const CallDesc& call = handle->call;
@@ -132,8 +155,9 @@ py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::objec
   without_gil([&] { reserve = handle->backend->forward(call, out, store); });
   if (!training) return py::make_tuple(outputs[0], outputs[1], outputs[2], py::none());
   handle->reserve = std::move(reserve);
-  const size_t state = size_t(call.dims.B * call.dims.H) * sizeof(T);
-  handle->state_nbytes = (call.in.h0 ? state : 0) + (call.in.c0 ? state : 0);
+  const size_t state = size_t(call.dims.B) * sizeof(T);
+  handle->state_nbytes = (call.in.h0 ? state * call.dims.state_size() : 0) +
+                         (call.in.c0 ? state * call.dims.H : 0);
   return py::make_tuple(outputs[0], outputs[1], outputs[2], py::cast(std::move(handle)));
 }
 
@@ -142,16 +166,16 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
                         const py::object& dcT) {
   const CallDesc& call = handle.call;
   const Dims& d = call.dims;
-  const int64_t GH = call.cell.gates() * d.H;
+  const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
   const bool cell_state = call.cell.has_cell_state();
   GradViews g;
-  g.dy = checked_input<T>(dy, "dy", {d.T, d.B, d.H}, true);
-  g.dhT = checked_input<T>(dhT, "dhT", {d.B, d.H}, true);
+  g.dy = checked_input<T>(dy, "dy", {d.T, d.B, S}, true);
+  g.dhT = checked_input<T>(dhT, "dhT", {d.B, S}, true);
   g.dcT = cell_state ? checked_input<T>(dcT, "dcT", {d.B, d.H}, true) : nullptr;
-  py::array_t<T> dx = new_array<T>({d.T, d.B, d.I}), dh0 = new_array<T>({d.B, d.H});
-  py::array_t<T> dWx = new_array<T>({d.I, GH}), dWh = new_array<T>({d.H, GH});
+  py::array_t<T> dx = new_array<T>({d.T, d.B, d.I}), dh0 = new_array<T>({d.B, S});
+  py::array_t<T> dWx = new_array<T>({d.I, GH}), dWh = new_array<T>({S, GH});
   py::array_t<T> db = new_array<T>({GH});
-  py::object dc0 = py::none(), dbh = py::none();
+  py::object dc0 = py::none(), dbh = py::none(), dWr = py::none(), dpeepholes = py::none();
   g.dx = dx.mutable_data();
   g.dh0 = dh0.mutable_data();
   g.dWx = dWx.mutable_data();
@@ -167,17 +191,28 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
     g.dbh = a.mutable_data();
     dbh = a;
   }
-  // a checkpoint handle reruns its forward into throw-away outputs to rebuild the reserve
+  if (d.P > 0) {
+    py::array_t<T> a = new_array<T>({d.H, d.P});
+    g.dWr = a.mutable_data();
+    dWr = a;
+  }
+  if (call.cell.peepholes) {
+    py::array_t<T> a = new_array<T>({3, d.H});
+    g.dpeepholes = a.mutable_data();
+    dpeepholes = a;
+  }
+  // a checkpoint handle reruns its forward into throw-away outputs (y, hT, cT) to rebuild the
+  // reserve
   std::vector<T> scratch;
-  if (!handle.reserve) scratch.resize(size_t((d.T + 2) * d.B * d.H));
+  if (!handle.reserve) scratch.resize(size_t((d.T + 1) * d.B * S + d.B * d.H));
   without_gil([&] {
     if (handle.reserve) return handle.backend->backward(call, *handle.reserve, g);
     T* p = scratch.data();
-    OutputViews out{p, p + d.T * d.B * d.H, cell_state ? p + (d.T + 1) * d.B * d.H : nullptr};
+    OutputViews out{p, p + d.T * d.B * S, cell_state ? p + (d.T + 1) * d.B * S : nullptr};
     std::unique_ptr<Reserve> rebuilt = handle.backend->forward(call, out, true);
     handle.backend->backward(call, *rebuilt, g);
   });
-  return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh);
+  return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeepholes);
 }
 
 }  // namespace
@@ -193,6 +228,9 @@ void recurrent_init(py::module_& m) {
         const Dims& d = h.call.dims;
         return py::make_tuple(d.T, d.B, d.I, d.H);
       }, "(T, B, I, H) of the forward")
+      .def_property_readonly("state_size", [](const ForwardHandle& h) {
+        return h.call.dims.state_size();
+      }, "S, the width of h and of the outputs: the projection width P, or H")
       .def_property_readonly("cell", [](const ForwardHandle& h) {
         return std::string(cell_info(h.call.cell.kind).name);
       })
@@ -217,33 +255,38 @@ void recurrent_init(py::module_& m) {
       d["gates"] = c.gates;
       d["has_cell_state"] = c.has_cell_state;
       d["gate_names"] = c.gate_names;
+      d["takes_peepholes"] = c.takes_peepholes;
+      d["takes_projection"] = c.takes_projection;
       out.append(d);
     }
     return out;
-  }, "The core's cell table: name, gates (G), has_cell_state, gate_names (canonical order)");
+  }, "The core's cell table: name, gates (G), has_cell_state, gate_names (canonical order), "
+     "takes_peepholes, takes_projection");
 
   m.def("forward",
         [](const std::string& cell, const py::array& x, const py::object& h0, const py::object& c0,
            const py::array& Wx, const py::array& Wh, const py::object& b, const py::object& bh,
            const py::object& lengths, bool reverse, const py::object& recurrent_mask,
            bool linear_before_reset, const std::vector<int>& gate_block, bool training,
-           bool keep_reserve) {
-          CellSpec spec = make_spec(cell, linear_before_reset, gate_block);
+           bool keep_reserve, const py::object& Wr, const py::object& peepholes) {
+          CellSpec spec = make_spec(cell, linear_before_reset, gate_block, !peepholes.is_none());
           if (has_dtype<float>(x))
             return forward_impl<float>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                       recurrent_mask, training, keep_reserve);
+                                       recurrent_mask, Wr, peepholes, training, keep_reserve);
           if (has_dtype<double>(x))
             return forward_impl<double>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                        recurrent_mask, training, keep_reserve);
+                                        recurrent_mask, Wr, peepholes, training, keep_reserve);
           throw py::type_error("x must be float32 or float64");
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("Wx"), py::arg("Wh"),
         py::arg("b"), py::arg("bh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("recurrent_mask"), py::arg("linear_before_reset"), py::arg("gate_block"),
-        py::arg("training"), py::arg("keep_reserve") = true,
+        py::arg("training"), py::arg("keep_reserve") = true, py::arg("Wr") = py::none(),
+        py::arg("peepholes") = py::none(),
         "One layer, one direction. Returns (y, hT, cT or None, handle or None); the handle "
         "(training only) is backward's input. keep_reserve=False keeps the inputs only and "
-        "backward recomputes the forward (checkpointing).");
+        "backward recomputes the forward (checkpointing). Wr (H, P): output projection, "
+        "h and y are then P wide and Wh is (P, G*H); peepholes (3, H): p_i, p_f, p_o (LSTM).");
 
   m.def("backward",
         [](const ForwardHandle& handle, const py::object& dy, const py::object& dhT,
@@ -253,7 +296,8 @@ void recurrent_init(py::module_& m) {
         },
         py::arg("handle"), py::arg("dy"), py::arg("dhT"), py::arg("dcT"),
         "BPTT of one layer, one direction, over a training forward's handle. "
-        "Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None).");
+        "Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, "
+        "dpeepholes or None).");
 }
 
 }  // namespace rnnkit::bindings

@@ -9,10 +9,11 @@ namespace rnnkit {
 namespace {
 
 const CellInfo kCells[] = {
-    {CellKind::RnnTanh, "rnn_tanh", 1, false, ""},
-    {CellKind::RnnRelu, "rnn_relu", 1, false, ""},
-    {CellKind::Lstm, "lstm", 4, true, "ifgo"},
-    {CellKind::Gru, "gru", 3, false, "rzn"},
+    // kind, name, gates, cell state, gate order, peepholes, projection
+    {CellKind::RnnTanh, "rnn_tanh", 1, false, "", false, false},
+    {CellKind::RnnRelu, "rnn_relu", 1, false, "", false, false},
+    {CellKind::Lstm, "lstm", 4, true, "ifgo", true, true},
+    {CellKind::Gru, "gru", 3, false, "rzn", false, false},
 };
 
 }  // namespace

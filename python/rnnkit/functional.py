@@ -2,6 +2,8 @@
 
 Shapes (docs/design.md): x (T, B, I), y (T, B, H), states (B, H), Wx (I, G*H), Wh (H, G*H),
 b and bh (G*H,), with G = 1 (RNN), 4 (LSTM, gates i, f, g, o), 3 (GRU, gates r, z, n).
+An LSTM with a projection ``Wr`` (H, P) has h, y and h0 P wide and Wh (P, 4*H); its cell state
+stays H wide. Peepholes are ``peepholes`` (3, H), the rows p_i, p_f, p_o.
 
 Every forward returns a cache for its backward. Pass ``inference=True`` to skip storing it
 (faster, less memory): the cache is then None and backward raises.
@@ -23,7 +25,8 @@ pass, results equal to the unsegmented ones up to float rounding. With reverse=T
 sequences must be full length.
 
 Backward results: parameter gradients sum over all time steps; ``dbh`` is None exactly when the
-forward had no ``bh``. float32 and float64 are supported; all floating arguments of one call
+forward had no ``bh``. An LSTM forward given ``Wr`` or ``peepholes`` has two more results,
+``dWr`` and ``dpeepholes`` (None for the one it was not given). float32 and float64 are supported; all floating arguments of one call
 must share one dtype. Non-contiguous arrays are accepted (copied once).
 """
 from __future__ import annotations
@@ -60,7 +63,8 @@ class RecurrentCache:
     one checkpoint handle per k-step segment, covering time positions ``spans[i]``: it keeps
     only the states entering its segment, and backward reruns that segment's forward before
     backpropagating it. ``nbytes`` is what the cache keeps besides the inputs; ``cell``,
-    ``dims`` (T, B, I, H) and ``dtype`` describe the forward that made it."""
+    ``dims`` (T, B, I, H), ``state_size`` (S: the width of h and y) and ``dtype`` describe
+    the forward that made it."""
 
     cell: str
     handles: tuple
@@ -80,13 +84,17 @@ class RecurrentCache:
         return max(t1 for _, t1 in self.spans), B, I, H
 
     @property
+    def state_size(self) -> int:
+        return self.handles[0].state_size
+
+    @property
     def dtype(self) -> np.dtype:
         return self.handles[0].dtype
 
     def backward(self, dy, dhT, dcT):
         """Backward over checked gradients (``dy`` time-major and C-contiguous or None);
-        returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None). Callers check the cache
-        first (``check_cache``)."""
+        returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or
+        None). Callers check the cache first (``check_cache``)."""
         if not self.segmented:
             return _core.backward(self.handles[0], dy, dhT, dcT)
         # One segment at a time, last first: each handle reruns its segment's forward from the
@@ -101,8 +109,7 @@ class RecurrentCache:
             dx[t0:t1], dh, dc, *params = _core.backward(handle, seg_dy, dh, dc)
             total = params if total is None else [a if g is None else a + g
                                                   for a, g in zip(total, params)]
-        dWx, dWh, db, dbh = total
-        return dx, dh, dc, dWx, dWh, db, dbh
+        return (dx, dh, dc, *total)
 
 
 def _segments(T, lengths, reverse, segment):
@@ -130,22 +137,33 @@ def _gate_block(cell: str, gate_order) -> list:
 
 
 def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, gate_order,
-             inference, recurrent_mask, segment=None):
+             inference, recurrent_mask, segment=None, Wr=None, peepholes=None):
     cell_type = cell_for_core_name(cell)
     gates = cell_type.num_gates
     x = _checks.float_array(x, "x", ndim=3)
     dtype = x.dtype
     T, B, I = x.shape
     Wh = _checks.float_array(Wh, "Wh", ndim=2, dtype=dtype)
-    H = Wh.shape[0]
+    if Wr is None:
+        H = S = Wh.shape[0]
+        _checks.expect_shape(Wh, "Wh", (H, gates * H), f"(H, {gates}*H)")
+        state = "(B, H)"
+    else:  # projected: H comes from Wr (H, P); h, y and Wh's rows are P wide
+        Wr = _checks.float_array(Wr, "Wr", ndim=2, dtype=dtype)
+        H, S = Wr.shape
+        if S < 1:
+            raise ValueError(f"Wr must be (H, P) with P >= 1, got shape {_checks.shape_str(Wr.shape)}")
+        _checks.expect_shape(Wh, "Wh", (S, gates * H), f"(P, {gates}*H) with (H, P) = Wr.shape")
+        state = "(B, P)"
     GH = gates * H
-    _checks.expect_shape(Wh, "Wh", (H, GH), f"(H, {gates}*H)")
     Wx = _checks.float_array(Wx, "Wx", ndim=2, dtype=dtype)
     _checks.expect_shape(Wx, "Wx", (I, GH), f"(I, {gates}*H) with I = x.shape[2]")
     b = _checks.float_array(b, "b", ndim=1, dtype=dtype)
     _checks.expect_shape(b, "b", (GH,), f"({gates}*H,)")
     bh = _checks.optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
-    h0 = _checks.optional_float(h0, "h0", (B, H), "(B, H)", dtype)
+    peepholes = _checks.optional_float(peepholes, "peepholes", (3, H), "(3, H): p_i, p_f, p_o",
+                                       dtype)
+    h0 = _checks.optional_float(h0, "h0", (B, S), state, dtype)
     if cell_type.has_cell_state:
         c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
     lengths = _checks.lengths_array(lengths, B, T)
@@ -154,7 +172,7 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
         # NaN: zero the padding so that whatever it holds never reaches a gradient.
         valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
         x = np.where(valid, x, dtype.type(0))
-    recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, H), "(B, H)", dtype)
+    recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, S), state, dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
     if segment is not None:
@@ -165,27 +183,28 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
                              "or all equal to T): a reversed padded row starts at its own length")
         if not inference and segment < T:
             return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                      recurrent_mask, bool(linear_before_reset), block, int(segment))
+                                      recurrent_mask, bool(linear_before_reset), block, int(segment),
+                                      Wr, peepholes)
     y, hT, cT, handle = _core.forward(
         cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
-        bool(linear_before_reset), block, not inference,
+        bool(linear_before_reset), block, not inference, Wr=Wr, peepholes=peepholes,
     )
     cache = None if inference else RecurrentCache(cell, (handle,), ((0, T),))
     return y, hT, cT, cache
 
 
 def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
-                       linear_before_reset, block, segment):
+                       linear_before_reset, block, segment, Wr, peepholes):
     """Runs the segments keeping one checkpoint handle each: the segment's inputs and the
     states entering it, no reserve."""
     T, B, _ = x.shape
-    y = np.empty((T, B, Wh.shape[0]), x.dtype)
+    y = np.empty((T, B, Wh.shape[0]), x.dtype)  # Wh has S rows
     handles, spans = [], []
     h, c = h0, c0
     for t0, t1, seg_lengths in _segments(T, lengths, reverse, segment):
         y[t0:t1], h, c, handle = _core.forward(
             cell, x[t0:t1], h, c, Wx, Wh, b, bh, seg_lengths, reverse, recurrent_mask,
-            linear_before_reset, block, True, False,
+            linear_before_reset, block, True, False, Wr=Wr, peepholes=peepholes,
         )
         handles.append(handle)
         spans.append((t0, t1))
@@ -240,9 +259,10 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
         )
     check_cache(cache, expected_cells)
     T, B, _, H = cache.dims
-    dtype = cache.dtype
-    dy = _checks.optional_float(dy, "dy", (T, B, H), "(T, B, H)", dtype)
-    dhT = _checks.optional_float(dhT, "dhT", (B, H), "(B, H)", dtype)
+    S, dtype = cache.state_size, cache.dtype
+    state = "(B, H)" if S == H else "(B, P)"  # P: the projection's width
+    dy = _checks.optional_float(dy, "dy", (T, B, S), f"(T, {state[1:]}", dtype)
+    dhT = _checks.optional_float(dhT, "dhT", (B, S), state, dtype)
     if cell_for_core_name(cache.cell).has_cell_state:
         dcT = _checks.optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
     return cache.backward(dy, dhT, dcT)
@@ -261,24 +281,32 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
 
 def rnn_backward(dy, dhT, cache):
     """Gradients of an rnn_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
-    dx, dh0, _, dWx, dWh, db, dbh = _backward(_RNN.core_names, dy, dhT, None, cache)
+    dx, dh0, _, dWx, dWh, db, dbh, _, _ = _backward(_RNN.core_names, dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh
 
 
 def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, inference=False,
-                 gate_order=None, recurrent_mask=None, segment=None):
+                 gate_order=None, recurrent_mask=None, segment=None, Wr=None, peepholes=None):
     """LSTM with gates i, f, g, o (PyTorch/Keras/cuDNN order) in the column blocks of Wx, Wh, b.
 
     gate_order: another block order of the same gates (e.g. 'ifog' for the classic NumPy
-    assignments) used in place, without copying weights. Returns (y, hT, cT, cache).
+    assignments) used in place, without copying weights.
+    Wr (H, P): output projection as torch.nn.LSTM(proj_size=P): h_t = (o * tanh(c_t)) @ Wr, so
+    y, hT, h0 and the recurrent_mask are P wide and Wh is (P, 4*H); c stays H wide.
+    peepholes (3, H): p_i, p_f, p_o (Gers & Schmidhuber; ONNX's P): i and f add p * c_{t-1}
+    to their pre-activations, o adds p_o * c_t.
+    Returns (y, hT, cT, cache).
     """
     return _forward(_LSTM.core_name(), x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
-                    inference, recurrent_mask, segment)
+                    inference, recurrent_mask, segment, Wr, peepholes)
 
 
 def lstm_backward(dy, dhT, dcT, cache):
-    """Gradients of an lstm_forward: returns (dx, dh0, dc0, dWx, dWh, db, dbh)."""
-    return _backward(_LSTM.core_names, dy, dhT, dcT, cache)
+    """Gradients of an lstm_forward: returns (dx, dh0, dc0, dWx, dWh, db, dbh), and when the
+    forward had Wr or peepholes also (dWr, dpeepholes), None for the one it did not have."""
+    grads = _backward(_LSTM.core_names, dy, dhT, dcT, cache)
+    extended = grads[-2] is not None or grads[-1] is not None
+    return grads if extended else grads[:7]
 
 
 def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
@@ -297,5 +325,5 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
 
 def gru_backward(dy, dhT, cache):
     """Gradients of a gru_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
-    dx, dh0, _, dWx, dWh, db, dbh = _backward(_GRU.core_names, dy, dhT, None, cache)
+    dx, dh0, _, dWx, dWh, db, dbh, _, _ = _backward(_GRU.core_names, dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh

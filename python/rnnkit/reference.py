@@ -6,7 +6,8 @@ fast; benchmarks also use it as "the plain NumPy implementation".
 
 Shapes (docs/design.md): x (T, B, I) time-major, y (T, B, H), states (B, H), Wx (I, G*H),
 Wh (H, G*H), b and bh (G*H,), with G = 1 (RNN), 4 (LSTM, gates i, f, g, o) and
-3 (GRU, gates r, z, n); gate blocks are contiguous H-wide column blocks.
+3 (GRU, gates r, z, n); gate blocks are contiguous H-wide column blocks. An LSTM with a
+projection Wr (H, P) has y, h0, hT P wide and Wh (P, 4*H); peepholes are (3, H): p_i, p_f, p_o.
 
 Computation runs in the dtype of ``x`` (float32 or float64; float64 is the oracle use) and
 every floating argument must share it. ``h0``, ``c0``, ``dy``, ``dhT``, ``dcT`` may be None
@@ -19,7 +20,7 @@ gradients given there (dy) are ignored, and nothing read there (x) reaches any r
 writes each output at the time position of the input it came from.
 
 Backward: activation gradients (dx, dh0, dc0) are assigned, parameter gradients (dWx, dWh,
-db, dbh) are sums over all time steps and valid rows.
+db, dbh, and dWr, dpeepholes for an LSTM given them) are sums over all time steps and valid rows.
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ class _Params:
     has_bh: bool
     nonlinearity: str = "tanh"  # RNN only
     linear_before_reset: bool = True  # GRU only
+    Wr: np.ndarray | None = None  # (H, P) LSTM output projection, or None
+    peepholes: np.ndarray | None = None  # (3, H) LSTM p_i, p_f, p_o, or None
 
 
 @dataclass
@@ -73,10 +76,15 @@ class _Grads:
     dWh: np.ndarray
     db: np.ndarray
     dbh: np.ndarray
+    dWr: np.ndarray | None = None
+    dpeepholes: np.ndarray | None = None
 
     @classmethod
     def zeros_like(cls, p: _Params) -> "_Grads":
-        return cls(np.zeros_like(p.Wx), np.zeros_like(p.Wh), np.zeros_like(p.b), np.zeros_like(p.bh))
+        def zeros(a):
+            return None if a is None else np.zeros_like(a)
+        return cls(zeros(p.Wx), zeros(p.Wh), zeros(p.b), zeros(p.bh), zeros(p.Wr),
+                   zeros(p.peepholes))
 
 
 @dataclass
@@ -120,28 +128,44 @@ def _rnn_step_backward(dstates, x_t, saved, p, grads):
 def _lstm_step_forward(x_t, states, p):
     h_prev, c_prev = states
     a = x_t @ p.Wx + p.b + h_prev @ p.Wh + p.bh
-    i, f, _, o = _blocks(sigmoid(a), 4)  # one sigmoid call for the three sigmoid gates
-    g = np.tanh(_blocks(a, 4)[2])
+    a_i, a_f, a_g, a_o = _blocks(a, 4)
+    if p.peepholes is not None:  # i and f look at c_{t-1}
+        p_i, p_f, _ = p.peepholes
+        a_i, a_f = a_i + p_i * c_prev, a_f + p_f * c_prev
+    i, f, g = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g)
     c = f * c_prev + i * g
+    if p.peepholes is not None:  # o looks at c_t
+        a_o = a_o + p.peepholes[2] * c
+    o = sigmoid(a_o)
     tanh_c = np.tanh(c)
-    h = o * tanh_c
-    return (h, c), (h_prev, c_prev, i, f, g, o, tanh_c)
+    m = o * tanh_c  # the cell's output; the projection, if any, makes it h
+    h = m if p.Wr is None else m @ p.Wr
+    return (h, c), (h_prev, c_prev, c, i, f, g, o, tanh_c, m)
 
 
 def _lstm_step_backward(dstates, x_t, saved, p, grads):
     dh, dc = dstates
-    h_prev, c_prev, i, f, g, o, tanh_c = saved
-    do = dh * tanh_c
+    h_prev, c_prev, c, i, f, g, o, tanh_c, m = saved
+    if p.Wr is not None:
+        grads.dWr += m.T @ dh
+        dh = dh @ p.Wr.T  # now the gradient reaching m
+    da_o = dh * tanh_c * o * (1 - o)
     dc = dc + dh * o * (1 - tanh_c * tanh_c)
-    di, df, dg = dc * g, dc * c_prev, dc * i
-    da = np.concatenate(
-        [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1
-    )
+    if p.peepholes is not None:
+        dc = dc + da_o * p.peepholes[2]
+    da_i, da_f, da_g = dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g)
+    da = np.concatenate([da_i, da_f, da_g, da_o], axis=1)
+    dc_prev = dc * f
+    if p.peepholes is not None:
+        p_i, p_f, _ = p.peepholes
+        dc_prev = dc_prev + da_i * p_i + da_f * p_f
+        grads.dpeepholes += np.stack([(da_i * c_prev).sum(axis=0), (da_f * c_prev).sum(axis=0),
+                                      (da_o * c).sum(axis=0)])
     grads.dWx += x_t.T @ da
     grads.dWh += h_prev.T @ da
     grads.db += da.sum(axis=0)
     grads.dbh += da.sum(axis=0)
-    return da @ p.Wx.T, (da @ p.Wh.T, dc * f)
+    return da @ p.Wx.T, (da @ p.Wh.T, dc_prev)
 
 
 def _gru_step_forward(x_t, states, p):
@@ -219,10 +243,10 @@ def _schedule(T, lengths, reverse):
 def _run_forward(cell, x, states, p, lengths, reverse):
     step_forward = _STEPS[cell][0]
     T, B, _ = x.shape
-    H = p.Wh.shape[0]
+    S = p.Wh.shape[0]  # the width of h: H, or P with a projection
     rows = np.arange(B)
     lengths = np.full(B, T, dtype=np.int64) if lengths is None else lengths
-    y = np.zeros((T, B, H), dtype=x.dtype)
+    y = np.zeros((T, B, S), dtype=x.dtype)
     cache = ReferenceCache(cell, x.shape, p, has_cell_state=len(states) == 2)
     for t_index, valid in _schedule(T, lengths, reverse):
         keep = valid[:, None]
@@ -254,7 +278,7 @@ def _run_backward(dy, dstates, cache):
         dstates = tuple(np.where(keep, new, old) for new, old in zip(dprev, dstates))
         dx[t_index[valid], rows[valid]] = dx_t[valid]
     dbh = grads.dbh if p.has_bh else None
-    return dx, dstates, grads.dWx, grads.dWh, grads.db, dbh
+    return dx, dstates, grads.dWx, grads.dWh, grads.db, dbh, grads.dWr, grads.dpeepholes
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -272,7 +296,7 @@ def _optional(a, name, shape, dtype):
     return np.zeros(shape, dtype=dtype) if a is None else _float(a, name, shape, dtype)
 
 
-def _prepare(cell, x, Wx, Wh, b, bh, lengths, **options):
+def _prepare(cell, x, Wx, Wh, b, bh, lengths, Wr=None, peepholes=None, **options):
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x must be float32 or float64, got {x.dtype}")
@@ -283,11 +307,21 @@ def _prepare(cell, x, Wx, Wh, b, bh, lengths, **options):
     Wh = np.asarray(Wh)
     if Wh.ndim != 2:
         raise ValueError(f"Wh must be (H, {G}*H), got shape {Wh.shape}")
-    H = Wh.shape[0]
-    Wh = _float(Wh, "Wh", (H, G * H), x.dtype)
+    if Wr is None:
+        H = S = Wh.shape[0]
+    else:
+        Wr = np.asarray(Wr)
+        if Wr.ndim != 2:
+            raise ValueError(f"Wr must be (H, P), got shape {Wr.shape}")
+        H, S = Wr.shape
+        Wr = _float(Wr, "Wr", (H, S), x.dtype)
+    Wh = _float(Wh, "Wh", (S, G * H), x.dtype)
     Wx = _float(Wx, "Wx", (I, G * H), x.dtype)
     b = _float(b, "b", (G * H,), x.dtype)
-    p = _Params(Wx, Wh, b, _optional(bh, "bh", (G * H,), x.dtype), bh is not None, **options)
+    if peepholes is not None:
+        peepholes = _float(peepholes, "peepholes", (3, H), x.dtype)
+    p = _Params(Wx, Wh, b, _optional(bh, "bh", (G * H,), x.dtype), bh is not None, Wr=Wr,
+                peepholes=peepholes, **options)
     if lengths is not None:
         lengths = np.asarray(lengths)
         if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
@@ -295,7 +329,7 @@ def _prepare(cell, x, Wx, Wh, b, bh, lengths, **options):
         if lengths.size and (lengths.min() < 0 or lengths.max() > T):
             raise ValueError(f"lengths must lie in [0, {T}], got {lengths}")
         lengths = lengths.astype(np.int64)
-    return x, p, lengths, (B, H)
+    return x, p, lengths, (B, S)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -315,26 +349,34 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
 def rnn_backward(dy, dhT, cache):
     """Gradients of rnn_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
     dy, (dhT,) = _backward_inputs("rnn", dy, (dhT,), ("dhT",), cache)
-    dx, (dh0,), dWx, dWh, db, dbh = _run_backward(dy, (dhT,), cache)
+    dx, (dh0,), dWx, dWh, db, dbh, _, _ = _run_backward(dy, (dhT,), cache)
     return dx, dh0, dWx, dWh, db, dbh
 
 
-def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False):
-    """LSTM, gates i, f, g, o: c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
+def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, Wr=None,
+                 peepholes=None):
+    """LSTM, gates i, f, g, o: c_t = f c_{t-1} + i g, h_t = o tanh(c_t); with Wr (H, P),
+    h_t = (o tanh(c_t)) @ Wr; with peepholes (3, H), i and f add p * c_{t-1} and o adds
+    p_o * c_t to their pre-activations.
 
-    Returns (y (T, B, H), hT (B, H), cT (B, H), cache)."""
-    x, p, lengths, state_shape = _prepare("lstm", x, Wx, Wh, b, bh, lengths)
+    Returns (y (T, B, S), hT (B, S), cT (B, H), cache), S = P with Wr, else H."""
+    x, p, lengths, state_shape = _prepare("lstm", x, Wx, Wh, b, bh, lengths, Wr=Wr,
+                                          peepholes=peepholes)
     h0 = _optional(h0, "h0", state_shape, x.dtype)
-    c0 = _optional(c0, "c0", state_shape, x.dtype)
+    c0 = _optional(c0, "c0", (state_shape[0], p.Wx.shape[1] // 4), x.dtype)
     y, (hT, cT), cache = _run_forward("lstm", x, (h0, c0), p, lengths, bool(reverse))
     return y, hT, cT, cache
 
 
 def lstm_backward(dy, dhT, dcT, cache):
-    """Gradients of lstm_forward: returns (dx, dh0, dc0, dWx, dWh, db, dbh)."""
+    """Gradients of lstm_forward: returns (dx, dh0, dc0, dWx, dWh, db, dbh), and when the
+    forward had Wr or peepholes also (dWr, dpeepholes), None for the one it did not have."""
     dy, dstates = _backward_inputs("lstm", dy, (dhT, dcT), ("dhT", "dcT"), cache)
-    dx, (dh0, dc0), dWx, dWh, db, dbh = _run_backward(dy, dstates, cache)
-    return dx, dh0, dc0, dWx, dWh, db, dbh
+    dx, (dh0, dc0), dWx, dWh, db, dbh, dWr, dpeepholes = _run_backward(dy, dstates, cache)
+    grads = (dx, dh0, dc0, dWx, dWh, db, dbh)
+    if dWr is None and dpeepholes is None:
+        return grads
+    return grads + (dWr, dpeepholes)
 
 
 def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, linear_before_reset=True):
@@ -354,7 +396,7 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, linea
 def gru_backward(dy, dhT, cache):
     """Gradients of gru_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
     dy, (dhT,) = _backward_inputs("gru", dy, (dhT,), ("dhT",), cache)
-    dx, (dh0,), dWx, dWh, db, dbh = _run_backward(dy, (dhT,), cache)
+    dx, (dh0,), dWx, dWh, db, dbh, _, _ = _run_backward(dy, (dhT,), cache)
     return dx, dh0, dWx, dWh, db, dbh
 
 
@@ -363,8 +405,10 @@ def _backward_inputs(cell, dy, dstates, names, cache):
         kind = cache.cell if isinstance(cache, ReferenceCache) else type(cache).__name__
         raise TypeError(f"cache must come from reference.{cell}_forward, got {kind}")
     T, B, _ = cache.x_shape
-    H = cache.params.Wh.shape[0]
+    S = cache.params.Wh.shape[0]  # the width of h
+    H = cache.params.Wx.shape[1] // get_cell(cell).num_gates  # the width of c
     dtype = cache.params.Wx.dtype
-    dy = _optional(dy, "dy", (T, B, H), dtype)
-    dstates = tuple(_optional(d, name, (B, H), dtype) for d, name in zip(dstates, names))
+    dy = _optional(dy, "dy", (T, B, S), dtype)
+    dstates = tuple(_optional(d, name, (B, width), dtype)
+                    for d, name, width in zip(dstates, names, (S, H)))
     return dy, dstates

@@ -5,7 +5,8 @@
 // needs is a Reserve the backend allocates, fills and reads.
 //
 // Letters (docs/design.md): T time steps, B batch, I input features, H hidden units,
-// G gates (RNN 1, GRU 3, LSTM 4). Arrays are dense row-major; sequences are time-major.
+// G gates (RNN 1, GRU 3, LSTM 4), P projection width, S state width (P when projected,
+// else H). Arrays are dense row-major; sequences are time-major.
 #pragma once
 
 #include <cstddef>
@@ -20,20 +21,25 @@ enum class DType { Float32, Float64 };
 
 struct Dims {
   int64_t T = 0, B = 0, I = 0, H = 0;
+  int64_t P = 0;  // output projection width; 0: no projection
+  // width of h, of the outputs and of what the recurrent product reads
+  int64_t state_size() const { return P > 0 ? P : H; }
 };
 
 // Views of a call's input arrays, elements of the call's dtype (lengths: int64). The backend
 // only reads them; optional ones may be null (zeros / absent). Callers check shapes.
 struct InputViews {
   const void* x = nullptr;               // [T, B, I]
-  const void* h0 = nullptr;              // [B, H] optional
+  const void* h0 = nullptr;              // [B, S] optional
   const void* c0 = nullptr;              // [B, H] optional, cells with a cell state
   const void* Wx = nullptr;              // [I, G*H] input-to-hidden weights
-  const void* Wh = nullptr;              // [H, G*H] hidden-to-hidden weights
+  const void* Wh = nullptr;              // [S, G*H] hidden-to-hidden weights
   const void* b = nullptr;               // [G*H] input bias (null only when backward alone runs)
   const void* bh = nullptr;              // [G*H] optional recurrent bias
+  const void* Wr = nullptr;              // [H, P] output projection, when Dims::P > 0
+  const void* peepholes = nullptr;       // [3, H] p_i, p_f, p_o, when CellSpec::peepholes
   const int64_t* lengths = nullptr;      // [B] optional, 0 <= lengths[b] <= T
-  // [B, H] optional: multiplies h_{t-1} where it enters the recurrent product (variational
+  // [B, S] optional: multiplies h_{t-1} where it enters the recurrent product (variational
   // recurrent dropout). A GRU's direct path z * h_{t-1} and the carried state are not masked.
   const void* recurrent_mask = nullptr;
 };
@@ -48,24 +54,27 @@ struct CallDesc {
 };
 
 struct OutputViews {
-  void* y = nullptr;   // [T, B, H] outputs; zero past each sequence's length
-  void* hT = nullptr;  // [B, H] state after each sequence's own last step
+  void* y = nullptr;   // [T, B, S] outputs; zero past each sequence's length
+  void* hT = nullptr;  // [B, S] state after each sequence's own last step
   void* cT = nullptr;  // [B, H] cells with a cell state
 };
 
 // Backward's gradients in and out. All results are assigned (=), never accumulated; dbh may
-// be null when the layer has no bh, dc0 when the cell has no cell state.
+// be null when the layer has no bh, dc0 when the cell has no cell state, dWr and dpeepholes
+// when the call has no projection or peepholes.
 struct GradViews {
-  const void* dy = nullptr;   // [T, B, H] optional
-  const void* dhT = nullptr;  // [B, H] optional
+  const void* dy = nullptr;   // [T, B, S] optional
+  const void* dhT = nullptr;  // [B, S] optional
   const void* dcT = nullptr;  // [B, H] optional
   void* dx = nullptr;         // [T, B, I]
-  void* dh0 = nullptr;        // [B, H]
+  void* dh0 = nullptr;        // [B, S]
   void* dc0 = nullptr;        // [B, H]
   void* dWx = nullptr;        // [I, G*H]
-  void* dWh = nullptr;        // [H, G*H]
+  void* dWh = nullptr;        // [S, G*H]
   void* db = nullptr;         // [G*H]
   void* dbh = nullptr;        // [G*H]
+  void* dWr = nullptr;        // [H, P]
+  void* dpeepholes = nullptr; // [3, H]
 };
 
 // What a training-mode forward keeps for backward. Opaque: only the backend that made it

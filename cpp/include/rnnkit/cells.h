@@ -18,6 +18,8 @@ struct CellInfo {
   int gates;               // G: H-wide column blocks of Wx, Wh, b and bh
   bool has_cell_state;     // carries c besides h (LSTM): c0, cT, dc0, dcT exist
   const char* gate_names;  // canonical gate order, one letter per gate ("ifgo"; "" for RNN)
+  bool takes_peepholes;    // accepts diagonal peephole weights p_i, p_f, p_o (LSTM)
+  bool takes_projection;   // accepts an output projection h_t = m_t @ Wr (LSTM)
 };
 
 // Every entry, in table order.
@@ -38,6 +40,9 @@ struct CellSpec {
   // (LSTM i,f,g,o; GRU r,z,n). Identity by default; lets callers with another gate order
   // (e.g. the classic NumPy LSTM's i,f,o,g) use the kernels without copying weights.
   int gate_block[kMaxGates] = {0, 1, 2, 3};
+  // LSTM only: i and f see c_{t-1}, o sees c_t, through diagonal weights (Gers & Schmidhuber;
+  // ONNX's P input). The weights are indexed by canonical gate, whatever gate_block says.
+  bool peepholes = false;
 
   int gates() const { return cell_info(kind).gates; }
   bool has_cell_state() const { return cell_info(kind).has_cell_state; }

@@ -20,6 +20,8 @@ LayerInputs<T> typed_inputs(const CallDesc& call) {
   in.Wh = static_cast<const T*>(v.Wh);
   in.b = static_cast<const T*>(v.b);
   in.bh = static_cast<const T*>(v.bh);
+  in.Wr = call.dims.P > 0 ? static_cast<const T*>(v.Wr) : nullptr;
+  in.peepholes = call.cell.peepholes ? static_cast<const T*>(v.peepholes) : nullptr;
   in.lengths = v.lengths;
   in.reverse = call.reverse;
   in.recurrent_mask = static_cast<const T*>(v.recurrent_mask);
@@ -42,8 +44,9 @@ void typed_backward(const CallDesc& call, const Reserve& any, const GradViews& v
   if (!reserve) throw std::invalid_argument("reserve does not come from a CPU forward of this dtype");
   const Dims& d = call.dims;
   if (reserve->dims.T != d.T || reserve->dims.B != d.B || reserve->dims.I != d.I ||
-      reserve->dims.H != d.H || reserve->spec.kind != call.cell.kind ||
-      reserve->spec.linear_before_reset != call.cell.linear_before_reset)
+      reserve->dims.H != d.H || reserve->dims.P != d.P || reserve->spec.kind != call.cell.kind ||
+      reserve->spec.linear_before_reset != call.cell.linear_before_reset ||
+      reserve->spec.peepholes != call.cell.peepholes)
     throw std::invalid_argument("reserve does not belong to these inputs (shapes or cell differ)");
   const bool cell_state = call.cell.has_cell_state();
   LayerGrads<T> g;
@@ -57,6 +60,8 @@ void typed_backward(const CallDesc& call, const Reserve& any, const GradViews& v
   g.dWh = static_cast<T*>(v.dWh);
   g.db = static_cast<T*>(v.db);
   g.dbh = static_cast<T*>(v.dbh);
+  g.dWr = d.P > 0 ? static_cast<T*>(v.dWr) : nullptr;
+  g.dpeepholes = call.cell.peepholes ? static_cast<T*>(v.dpeepholes) : nullptr;
   backward<T>(call.cell, d, typed_inputs<T>(call), *reserve, g);
 }
 

@@ -4,6 +4,8 @@
 //     active ISA, row by row, storing what backward needs in the reserve (training only);
 //  3. backward runs the steps in reverse producing the gate gradients dA_t and
 //     dh_{t-1} = dA_t @ Wh^T; the weight gradients are then large GEMMs over all steps.
+// With an output projection (Dims::P > 0) each step also multiplies the cell's output m_t by
+// Wr (h_t = m_t @ Wr, S = P wide), and backward first takes dm_t = dh_t @ Wr^T.
 //
 // The loops are written once, over a cell policy (cpu/cells/*.h: stages, reserve layout, the
 // pointwise kernels of a step forward and backward); registry.h picks the policy per call.
@@ -159,26 +161,30 @@ template <class P, typename T>
 void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                   const LayerOutputs<T>& out, CpuReserve<T>* reserve, const StepMap& steps,
                   T* xw, const T* unfolded_bias, const PointwiseKernels<T>& K,
-                  const T* const* packed, int64_t b0, int64_t b1) {
-  const int64_t Tn = dims.T, B = dims.B, H = dims.H, GH = P::kGates * H;
+                  const T* const* packed, const T* packed_Wr, int64_t b0, int64_t b1) {
+  const int64_t Tn = dims.T, B = dims.B, H = dims.H, S = dims.state_size(), GH = P::kGates * H;
   const int64_t M = b1 - b0;
+  const bool projected = dims.P > 0;
   // tiles of span hidden units: one wide tile of packed_gemm per gate block
   const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
   BlockRange stage_blocks[P::kStages];
   for (int stage = 0; stage < P::kStages; ++stage) stage_blocks[stage] = P::stage_blocks(spec, stage);
 
   Scratch<T> scratch;  // every buffer is written before it is read
-  T* h = scratch.take(M * H);
+  T* h = scratch.take(M * S);
   T* c = P::kCellState ? scratch.take(M * H) : nullptr;
   T* c_next = P::kCellState && !reserve ? scratch.take(M * H) : nullptr;
   T* hw = scratch.take(M * GH);
   T* stage_out = P::kStages > 1 ? scratch.take(M * H) : nullptr;
   T* extra = P::kExtra && !reserve ? scratch.take(M * H) : nullptr;
   // hr: what enters the recurrent product, h or h * recurrent_mask
-  T* hr = in.recurrent_mask ? scratch.take(M * H) : h;
+  T* hr = in.recurrent_mask ? scratch.take(M * S) : h;
+  // projected: the cell's outputs m, and h_new = m @ Wr, for all rows of a step
+  T* m = projected ? scratch.take(M * H) : nullptr;
+  T* h_new = projected ? scratch.take(M * S) : nullptr;
   for (int64_t i = 0; i < M; ++i) {
     const int64_t b = b0 + i;
-    copy_row(in.h0 ? in.h0 + b * H : nullptr, h + i * H, H);
+    copy_row(in.h0 ? in.h0 + b * S : nullptr, h + i * S, S);
     if (P::kCellState) copy_row(in.c0 ? in.c0 + b * H : nullptr, c + i * H, H);
   }
   std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
@@ -187,7 +193,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     for (int64_t i = 0; i < M; ++i)
       rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
     if (in.recurrent_mask)
-      for (int64_t k = 0; k < M * H; ++k) hr[k] = h[k] * in.recurrent_mask[b0 * H + k];
+      for (int64_t k = 0; k < M * S; ++k) hr[k] = h[k] * in.recurrent_mask[b0 * S + k];
 
     for (int stage = 0; stage < P::kStages; ++stage) {
       const T* A = stage == 0 ? hr : stage_out;
@@ -196,7 +202,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
         const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
         // hw[:, block g, tile t] = A @ (Wh's block g, tile t)
         for (int64_t g = blocks.first; g < blocks.first + blocks.count; ++g)
-          K.packed_gemm(A, H, M, H, packed[g] + t * H * span, nv, hw + g * H + j0, GH, false);
+          K.packed_gemm(A, S, M, S, packed[g] + t * S * span, nv, hw + g * H + j0, GH, false);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           const int64_t row = rows[i];
@@ -204,8 +210,9 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
           tile.ax = xw + row * GH + j0;
           tile.ah = hw + i * GH + j0;
           tile.gates = reserve ? tile.ax : nullptr;
-          tile.h_prev = h + i * H + j0;
-          tile.h_in = hr + i * H + j0;
+          // h_prev and h_in are H wide here: only cells that cannot be projected read them
+          tile.h_prev = h + i * S + j0;
+          tile.h_in = hr + i * S + j0;
           tile.c_prev = P::kCellState ? c + i * H + j0 : nullptr;
           tile.c = P::kCellState ? (reserve ? reserve->cells.data() + row * H : c_next + i * H) + j0
                                  : nullptr;
@@ -213,7 +220,8 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
                                  : nullptr;
           tile.stage_out = stage_out ? stage_out + i * H + j0 : nullptr;
           tile.bias = unfolded_bias ? unfolded_bias + j0 : nullptr;
-          tile.h = out.y + row * H + j0;
+          tile.peep = P::kPeepholes ? in.peepholes + j0 : nullptr;
+          tile.h = projected ? m + i * H + j0 : out.y + row * H + j0;
           tile.block = spec.gate_block;
           tile.n = nv;
           tile.gs = H;
@@ -222,21 +230,35 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       }
     }
 
+    if (projected) {
+      // h_t = m_t @ Wr for every row at once, then into the rows' outputs
+      const int64_t state_tiles = (S + span - 1) / span;
+      for (int64_t t = 0; t < state_tiles; ++t)
+        K.packed_gemm(m, H, M, H, packed_Wr + t * H * span, std::min<int64_t>(span, S - t * span),
+                      h_new + t * span, S, false);
+      for (int64_t i = 0; i < M; ++i) {
+        if (rows[i] < 0) continue;
+        std::memcpy(out.y + rows[i] * S, h_new + i * S, sizeof(T) * S);
+        if (reserve)
+          std::memcpy(reserve->unprojected.data() + rows[i] * H, m + i * H, sizeof(T) * H);
+      }
+    }
+
     // every tile has read h: the new states replace it
     for (int64_t i = 0; i < M; ++i) {
       if (rows[i] < 0) continue;
       const int64_t row = rows[i];
-      std::memcpy(h + i * H, out.y + row * H, sizeof(T) * H);
+      std::memcpy(h + i * S, out.y + row * S, sizeof(T) * S);
       if (P::kCellState)
         std::memcpy(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H,
                     sizeof(T) * H);
-      if (reserve) std::memcpy(reserve->states.data() + row * H, out.y + row * H, sizeof(T) * H);
+      if (reserve) std::memcpy(reserve->states.data() + row * S, out.y + row * S, sizeof(T) * S);
       if (P::kExtraIsStageInput && reserve)
         std::memcpy(reserve->extra.data() + row * H, stage_out + i * H, sizeof(T) * H);
     }
   }
   for (int64_t i = 0; i < M; ++i) {
-    if (out.hT) std::memcpy(out.hT + (b0 + i) * H, h + i * H, sizeof(T) * H);
+    if (out.hT) std::memcpy(out.hT + (b0 + i) * S, h + i * S, sizeof(T) * S);
     if (P::kCellState && out.cT) std::memcpy(out.cT + (b0 + i) * H, c + i * H, sizeof(T) * H);
   }
 }
@@ -244,7 +266,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 template <class P, typename T>
 void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                   const LayerOutputs<T>& out, CpuReserve<T>* reserve) {
-  const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
+  const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H, S = dims.state_size();
   const int64_t G = P::kGates, GH = G * H;
   // the kernel table is read once per call: the packed layout must match its kernels even if
   // another thread switches the ISA meanwhile
@@ -261,9 +283,10 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     reserve->dims = dims;
     reserve->spec = spec;
     reserve->gates.assign(keeps_gates ? Tn * B * GH : 0, T(0));
-    reserve->states.assign(Tn * B * H, T(0));
+    reserve->states.assign(Tn * B * S, T(0));
     reserve->cells.assign(P::kCellState ? Tn * B * H : 0, T(0));
     reserve->extra.assign(P::kExtra ? Tn * B * H : 0, T(0));
+    reserve->unprojected.assign(dims.P > 0 ? Tn * B * H : 0, T(0));
   }
   T* xw = keeps_gates ? reserve->gates.data() : scratch.take(Tn * B * GH);
   // Both biases add to the pre-activation, except the block of bh the cell's kernel applies
@@ -278,10 +301,12 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   const T* packed[kMaxGates];  // Wh's column block g, packed
   std::vector<std::function<void()>> jobs;
   for (int64_t g = 0; g < G; ++g) {
-    T* packed_block = scratch.take(packed_size(K, H, H));
+    T* packed_block = scratch.take(packed_size(K, S, H));
     packed[g] = packed_block;
-    jobs.push_back([&, g, packed_block] { pack_wide(K, in.Wh, GH, false, H, g * H, H, packed_block); });
+    jobs.push_back([&, g, packed_block] { pack_wide(K, in.Wh, GH, false, S, g * H, H, packed_block); });
   }
+  T* packed_Wr = dims.P > 0 ? scratch.take(packed_size(K, H, S)) : nullptr;
+  if (packed_Wr) jobs.push_back([&] { pack_wide(K, in.Wr, S, false, H, 0, S, packed_Wr); });
   const int64_t parts = get_num_threads(), rows = Tn * B;
   for (int64_t part = 0; part < parts; ++part)
     jobs.push_back([&, part] {
@@ -293,11 +318,38 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 
   // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
   // row ranges run on separate threads with no synchronisation between steps
-  if (!uniform) std::fill(out.y, out.y + Tn * B * H, T(0));
+  if (!uniform) std::fill(out.y, out.y + Tn * B * S, T(0));
   const T* unfolded_bias = (unfolded >= 0 && in.bh) ? in.bh + unfolded * H : nullptr;
   parallel_rows(B, Tn * B * H * GH, [&](int64_t b0, int64_t b1) {
-    forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed, b0, b1);
+    forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed, packed_Wr,
+                    b0, b1);
   });
+}
+
+// Gradients of the peephole weights, [3, H]: dp_i = sum da_i c_{t-1}, dp_f = sum da_f c_{t-1},
+// dp_o = sum da_o c_t over every valid position, from the gate gradients dA ([T, B, 4H], zero
+// where padded) and the reserve's cell states.
+template <typename T>
+void peephole_gradients(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
+                        const CpuReserve<T>& reserve, const StepMap& steps, const T* dA, T* dp) {
+  const int64_t B = dims.B, H = dims.H, GH = 4 * H;
+  const int64_t oi = spec.gate_block[0] * H, of = spec.gate_block[1] * H, oo = spec.gate_block[3] * H;
+  std::fill(dp, dp + 3 * H, T(0));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < steps.length(b); ++s) {
+      const int64_t row = steps.position(s, b) * B + b;
+      const T* c = reserve.cells.data() + row * H;
+      const T* c_prev = s > 0 ? reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H
+                              : (in.c0 ? in.c0 + b * H : nullptr);
+      const T* da = dA + row * GH;
+      for (int64_t j = 0; j < H; ++j) {
+        if (c_prev) {
+          dp[j] += da[oi + j] * c_prev[j];
+          dp[H + j] += da[of + j] * c_prev[j];
+        }
+        dp[2 * H + j] += da[oo + j] * c[j];
+      }
+    }
 }
 
 // Backpropagation through time of policy P. Parameter gradients are assigned (=): the loop
@@ -305,8 +357,9 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 template <class P, typename T>
 void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                    const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
-  const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H;
+  const int64_t Tn = dims.T, B = dims.B, I = dims.I, H = dims.H, S = dims.state_size();
   const int64_t GH = P::kGates * H, rows = Tn * B;
+  const bool projected = dims.P > 0;
   const PointwiseKernels<T>& K = kernels<T>();
   const StepMap steps{in.lengths, Tn, in.reverse};
   const bool uniform = steps.uniform(B);
@@ -323,12 +376,14 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   auto shared = [&](int64_t n) { return uniform ? scratch.take(n) : scratch.take_zeroed(n); };
   T* dA = shared(rows * GH);
   T* dax = separate >= 0 ? shared(rows * H) : nullptr;
-  T* h_prev_all = shared(rows * H);  // h_{t-1} of every position, for dWh
+  T* h_prev_all = shared(rows * S);  // h_{t-1} of every position, for dWh
+  // projected: the gradient reaching each h_t (from y_t and from step t+1), for dWr
+  T* dh_all = projected ? shared(rows * S) : nullptr;
   // Wh^T packed once per call in wide tiles (one broadcast of dA feeds several FMAs), one
   // packed matrix per stage (its gate blocks' columns); the packing runs as parallel jobs,
   // each a range of whole tiles.
-  const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
-  const int64_t half = (H + span - 1) / span / 2 * span;  // units in the first half's tiles
+  const int64_t span = K.tile_span(), tiles = (S + span - 1) / span;
+  const int64_t half = (S + span - 1) / span / 2 * span;  // units in the first half's tiles
   const T* packed[P::kStages];
   std::vector<std::function<void()>> jobs;
   for (int stage = 0; stage < P::kStages; ++stage) {
@@ -338,9 +393,12 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     packed[stage] = P_stage;
     jobs.push_back([=, &K] { pack_wide(K, src, GH, true, K_dim, 0, half, P_stage); });
     jobs.push_back([=, &K] {
-      pack_wide(K, src, GH, true, K_dim, half, H - half, P_stage + half * K_dim);
+      pack_wide(K, src, GH, true, K_dim, half, S - half, P_stage + half * K_dim);
     });
   }
+  // projected: Wr^T packed for dm = dh @ Wr^T, [M, S] @ [S, H]
+  T* packed_WrT = projected ? scratch.take(packed_size(K, S, H)) : nullptr;
+  if (projected) jobs.push_back([&] { pack_wide(K, in.Wr, S, true, S, 0, H, packed_WrT); });
   parallel_jobs(Tn * B * H * GH, jobs);
   const T* mask = in.recurrent_mask;
 
@@ -352,23 +410,25 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any);
     // d_stage: gradient w.r.t. a later stage's product input
     Scratch<T> local;  // every buffer is written before it is read
-    T* dh = local.take(M * H);
+    T* dh = local.take(M * S);
+    T* dh_total = local.take(M * S);  // dh plus dy_t: the gradient reaching h_t
+    T* dm = projected ? local.take(M * H) : nullptr;  // reaching the cell's output m_t
     T* dc = P::kCellState ? local.take(M * H) : nullptr;
     T* dh_direct = P::kDirectPath ? local.take(M * H) : nullptr;
-    T* d_hr = local.take(M * H);
+    T* d_hr = local.take(M * S);
     T* dA_scratch = uniform ? nullptr : local.take(M * GH);
     T* d_stage = P::kStages > 1 ? local.take(M * H) : nullptr;
-    std::vector<T> dh_total(H), hr_row(H);
-    // C [M, H] (+)= dA columns [M, K] @ (the matching Wh columns)^T
+    std::vector<T> hr_row(H);
+    // C [M, S] (+)= dA columns [M, K] @ (the matching Wh columns)^T
     auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* packed_cols, T* C,
                                   bool accumulate) {
       for (int64_t t = 0; t < tiles; ++t)
         K.packed_gemm(dA_cols, GH, M, K_dim, packed_cols + t * K_dim * span,
-                      std::min<int64_t>(span, H - t * span), C + t * span, H, accumulate);
+                      std::min<int64_t>(span, S - t * span), C + t * span, S, accumulate);
     };
     for (int64_t i = 0; i < M; ++i) {
       const int64_t b = b0 + i;
-      copy_row(g.dhT ? g.dhT + b * H : nullptr, dh + i * H, H);
+      copy_row(g.dhT ? g.dhT + b * S : nullptr, dh + i * S, S);
       if (P::kCellState) copy_row(g.dcT ? g.dcT + b * H : nullptr, dc + i * H, H);
     }
     // the parts of a row's view that do not depend on the step
@@ -377,7 +437,8 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
       r.dc = P::kCellState ? dc + i * H : nullptr;
       r.dh_direct = P::kDirectPath ? dh_direct + i * H : nullptr;
       r.d_stage = d_stage ? d_stage + i * H : nullptr;
-      r.d_hr = d_hr + i * H;
+      r.d_hr = d_hr + i * S;
+      r.peep = in.peepholes;
       r.block = spec.gate_block;
       r.H = H;
       return r;
@@ -387,27 +448,42 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
       T* dA_step = uniform ? dA + (steps.uniform_position(s) * B + b0) * GH : dA_scratch;
       if (!uniform) std::fill(dA_scratch, dA_scratch + M * GH, T(0));
 
+      // the gradient reaching each active row's h_t, and h_{t-1} kept for dWh
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t b = b0 + i;
+        if (!steps.active(s, b)) continue;
+        const int64_t row = steps.position(s, b) * B + b;
+        const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * S : nullptr)
+                                 : reserve.states.data() + (steps.position(s - 1, b) * B + b) * S;
+        copy_row(h_prev, h_prev_all + row * S, S);
+        for (int64_t j = 0; j < S; ++j)
+          dh_total[i * S + j] = dh[i * S + j] + (g.dy ? g.dy[row * S + j] : T(0));
+        if (projected) std::memcpy(dh_all + row * S, dh_total + i * S, sizeof(T) * S);
+      }
+      // projected: dm_t = dh_t @ Wr^T for all rows at once (inactive rows are never read)
+      const int64_t unit_tiles = (H + span - 1) / span;
+      if (projected)
+        for (int64_t t = 0; t < unit_tiles; ++t)
+          K.packed_gemm(dh_total, S, M, S, packed_WrT + t * S * span,
+                        std::min<int64_t>(span, H - t * span), dm + t * span, H, false);
+
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;
         const int64_t t = steps.position(s, b), row = t * B + b;
         const int64_t prev_row = s == 0 ? -1 : steps.position(s - 1, b) * B + b;
-        const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * H : nullptr)
-                                 : reserve.states.data() + prev_row * H;
-        copy_row(h_prev, h_prev_all + row * H, H);
-        for (int64_t j = 0; j < H; ++j)
-          dh_total[j] = dh[i * H + j] + (g.dy ? g.dy[row * H + j] : T(0));
         BackwardRow<T> r = row_view(i);
         r.gates = P::kKeepsGates ? reserve.gates.data() + row * GH : nullptr;
-        r.h = reserve.states.data() + row * H;
-        r.h_prev = h_prev;
-        r.h_in = h_prev_all + row * H;
+        // h, h_prev and h_in are H wide here: only cells that cannot be projected read them
+        r.h = reserve.states.data() + row * S;
+        r.h_prev = s == 0 ? (in.h0 ? in.h0 + b * S : nullptr) : reserve.states.data() + prev_row * S;
+        r.h_in = h_prev_all + row * S;
         if (P::kCellState) {
           r.c = reserve.cells.data() + row * H;
           r.c_prev = s == 0 ? (in.c0 ? in.c0 + b * H : nullptr) : reserve.cells.data() + prev_row * H;
         }
         r.extra = P::kExtra ? reserve.extra.data() + row * H : nullptr;
-        r.dh = dh_total.data();
+        r.dh = projected ? dm + i * H : dh_total + i * S;
         r.da = dA_step + i * GH;
         r.dax = dax ? dax + row * H : nullptr;
         P::backward_row(K, r);
@@ -441,17 +517,17 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
-        for (int64_t j = 0; j < H; ++j) {
-          const T d = d_hr[i * H + j];
-          dh[i * H + j] = (P::kDirectPath ? dh_direct[i * H + j] : T(0)) +
-                          (mask ? mask[b * H + j] * d : d);
+        for (int64_t j = 0; j < S; ++j) {
+          const T d = d_hr[i * S + j];
+          dh[i * S + j] = (P::kDirectPath ? dh_direct[i * S + j] : T(0)) +
+                          (mask ? mask[b * S + j] * d : d);
         }
         if (!uniform)
           std::memcpy(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
                       sizeof(T) * GH);
       }
     }
-    if (g.dh0) std::memcpy(g.dh0 + b0 * H, dh, sizeof(T) * M * H);
+    if (g.dh0) std::memcpy(g.dh0 + b0 * S, dh, sizeof(T) * M * S);
     if (P::kCellState && g.dc0) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
   };
   parallel_rows(B, Tn * B * H * GH, reverse_loop);
@@ -461,12 +537,19 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   // saw times the mask; a later one: the reserve's extra) times its blocks of dA
   if (mask)
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < H; ++j) h_prev_all[r * H + j] *= mask[(r % B) * H + j];
+      for (int64_t j = 0; j < S; ++j) h_prev_all[r * S + j] *= mask[(r % B) * S + j];
   for (int stage = 0; stage < P::kStages; ++stage) {
     const int64_t c0 = stage_blocks[stage].first * H, width = stage_blocks[stage].count * H;
+    // stage 0 reads h_{t-1} (S wide); a later stage the reserve's extra (H wide, unprojected)
     const T* product_input = stage == 0 ? h_prev_all : reserve.extra.data();
-    gemm<T>(true, false, H, width, rows, T(1), product_input, H, dA + c0, GH, T(0), g.dWh + c0, GH);
+    const int64_t K_dim = stage == 0 ? S : H;
+    gemm<T>(true, false, K_dim, width, rows, T(1), product_input, K_dim, dA + c0, GH, T(0),
+            g.dWh + c0, GH);
   }
+  // dWr = sum over positions of m_t^T dh_t
+  if (projected)
+    gemm<T>(true, false, H, S, rows, T(1), reserve.unprojected.data(), H, dh_all, S, T(0), g.dWr, S);
+  if (P::kPeepholes) peephole_gradients(spec, dims, in, reserve, steps, dA, g.dpeepholes);
   // dWx, dx, db from the input-side gradient: dA's columns, except the separate block's,
   // which come from dax
   struct Columns {
@@ -507,6 +590,8 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
     // the policy must agree with the cell table the bindings sized the arrays by
     if (P::kGates != spec.gates() || P::kCellState != spec.has_cell_state())
       throw std::logic_error("the CPU policy of this cell disagrees with the cell table");
+    if ((dims.P > 0 && !P::kProjectable) || (P::kPeepholes && !in.peepholes))
+      throw std::logic_error("projection or peepholes requested from a cell without them");
     forward_with<P>(spec, dims, in, out, reserve);
   });
 }

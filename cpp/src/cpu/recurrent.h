@@ -3,7 +3,8 @@
 // through rnnkit/backend.h.
 //
 // Letters (docs/design.md): T time steps, B batch, I input features, H hidden units,
-// G gates (RNN 1, GRU 3, LSTM 4). All arrays are dense row-major; sequences are time-major.
+// G gates (RNN 1, GRU 3, LSTM 4), P projection width, S state width (P when projected, else
+// H). All arrays are dense row-major; sequences are time-major.
 #pragma once
 
 #include <cstdint>
@@ -17,15 +18,17 @@ namespace rnnkit {
 template <typename T>
 struct LayerInputs {
   const T* x = nullptr;               // [T, B, I]
-  const T* h0 = nullptr;              // [B, H] optional
+  const T* h0 = nullptr;              // [B, S] optional
   const T* c0 = nullptr;              // [B, H] optional, LSTM only
   const T* Wx = nullptr;              // [I, G*H] input-to-hidden weights
-  const T* Wh = nullptr;              // [H, G*H] hidden-to-hidden weights
+  const T* Wh = nullptr;              // [S, G*H] hidden-to-hidden weights
   const T* b = nullptr;               // [G*H] input bias
   const T* bh = nullptr;              // [G*H] optional recurrent bias
+  const T* Wr = nullptr;              // [H, P] output projection (Dims::P > 0)
+  const T* peepholes = nullptr;       // [3, H] p_i, p_f, p_o (CellSpec::peepholes)
   const int64_t* lengths = nullptr;   // [B] optional, 0 <= lengths[b] <= T (checked by callers)
   bool reverse = false;               // run each sequence from its own last valid step down to 0
-  // [B, H] optional: multiplies h_{t-1} where it enters the recurrent product (variational
+  // [B, S] optional: multiplies h_{t-1} where it enters the recurrent product (variational
   // recurrent dropout: one mask per sequence, the same at every step). The direct path of a
   // GRU (z * h_{t-1}) and the carried state are not masked.
   const T* recurrent_mask = nullptr;
@@ -33,8 +36,8 @@ struct LayerInputs {
 
 template <typename T>
 struct LayerOutputs {
-  T* y = nullptr;   // [T, B, H] outputs; zero past each sequence's length
-  T* hT = nullptr;  // [B, H] state after each sequence's own last step
+  T* y = nullptr;   // [T, B, S] outputs; zero past each sequence's length
+  T* hT = nullptr;  // [B, S] state after each sequence's own last step
   T* cT = nullptr;  // [B, H] LSTM only
 };
 
@@ -45,27 +48,31 @@ struct CpuReserve final : Reserve {
   Dims dims;
   CellSpec spec;
   std::vector<T> gates;   // [T, B, G*H] activated gates (LSTM, GRU; an RNN's state is its gate)
-  std::vector<T> states;  // [T, B, H] h at each valid position
+  std::vector<T> states;  // [T, B, S] h at each valid position
   std::vector<T> cells;   // [T, B, H] LSTM c_t
   std::vector<T> extra;   // [T, B, H] GRU: h@Wh_n + bh_n (reset after) or r*h_prev (reset before)
+  std::vector<T> unprojected;  // [T, B, H] the cell's output before the projection (P > 0)
   size_t nbytes() const override {
-    return (gates.size() + states.size() + cells.size() + extra.size()) * sizeof(T);
+    return (gates.size() + states.size() + cells.size() + extra.size() + unprojected.size()) *
+           sizeof(T);
   }
 };
 
 template <typename T>
 struct LayerGrads {
-  const T* dy = nullptr;   // [T, B, H] optional
-  const T* dhT = nullptr;  // [B, H] optional
+  const T* dy = nullptr;   // [T, B, S] optional
+  const T* dhT = nullptr;  // [B, S] optional
   const T* dcT = nullptr;  // [B, H] optional, LSTM only
   // Results; all assigned (=), not accumulated. dbh may be null when the layer has no bh.
   T* dx = nullptr;   // [T, B, I]
-  T* dh0 = nullptr;  // [B, H]
+  T* dh0 = nullptr;  // [B, S]
   T* dc0 = nullptr;  // [B, H] LSTM only
   T* dWx = nullptr;  // [I, G*H]
-  T* dWh = nullptr;  // [H, G*H]
+  T* dWh = nullptr;  // [S, G*H]
   T* db = nullptr;   // [G*H]
   T* dbh = nullptr;  // [G*H]
+  T* dWr = nullptr;         // [H, P] with a projection
+  T* dpeepholes = nullptr;  // [3, H] with peepholes
 };
 
 // Forward pass. reserve == nullptr runs in inference mode and stores nothing for backward.

@@ -22,6 +22,8 @@ struct GruPolicy {
   static constexpr bool kExtra = true;
   static constexpr bool kExtraIsStageInput = !ResetAfter;
   static constexpr bool kDirectPath = true;
+  static constexpr bool kPeepholes = false;
+  static constexpr bool kProjectable = false;
 
   static BlockRange stage_blocks(const CellSpec& spec, int stage) {
     if (ResetAfter) return {0, 3};

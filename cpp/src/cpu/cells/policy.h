@@ -12,6 +12,10 @@
 //   kExtraIsStageInput  ... which is the last stage's product input, saved after each step
 //                       (the kernels write it themselves otherwise, through `extra`)
 //   kDirectPath         h_{t-1} also reaches h_t outside the recurrent product (dh_direct)
+//   kPeepholes          reads the diagonal peephole weights (`peep`, [3, H])
+//   kProjectable        may run with an output projection h_t = m_t @ Wr (Dims::P > 0): the
+//                       loop feeds the policy's output m_t through Wr; needs one stage and no
+//                       direct path, which read h_{t-1} as H wide
 //   stage_blocks(spec, s)             Wh column blocks [first, first + count) of stage s
 //   unfolded_bias_block(spec)         block whose bh stays out of the projection (-1: none);
 //                                     the kernels get it as `bias`
@@ -53,7 +57,8 @@ struct ForwardTile {
   T* extra;             // [H] the cell's reserve buffer, or scratch in inference (kExtra)
   T* stage_out;         // [H] input of the next stage's product (kStages > 1)
   const T* bias;        // [H] the unfolded recurrent bias block, or null
-  T* h;                 // [H] new state (the output row)
+  const T* peep;        // [3*gs] peephole weights p_i, p_f, p_o at stride gs (kPeepholes)
+  T* h;                 // [H] the cell's output: the new state, or what Wr projects
   const int* block;     // [G] column block of each canonical gate
   int64_t n, gs;        // units in the tile, gate stride (H)
 };
@@ -68,7 +73,8 @@ struct BackwardRow {
   const T* c;           // [H] cell state after the step (kCellState)
   const T* c_prev;      // [H] cell state before the step, null = zeros
   const T* extra;       // [H] the cell's reserve buffer (kExtra)
-  const T* dh;          // [H] gradient reaching h_t (from y_t and from step t+1)
+  const T* peep;        // [3*H] peephole weights (kPeepholes)
+  const T* dh;          // [H] gradient reaching the cell's output (h_t, or m_t when projected)
   T* dc;                // [H] in: gradient reaching c_t; out: the one reaching c_{t-1}
   T* da;                // [G*H] out: gradient w.r.t. the recurrent pre-activations
   T* dax;               // [H] out: the separate input-side block (separate_input_grad_block)

@@ -16,7 +16,7 @@ decltype(auto) with_cell_policy(const CellSpec& spec, F&& f) {
   switch (spec.kind) {
     case CellKind::RnnTanh: return f(RnnPolicy<false>{});
     case CellKind::RnnRelu: return f(RnnPolicy<true>{});
-    case CellKind::Lstm: return f(LstmPolicy{});
+    case CellKind::Lstm: return spec.peepholes ? f(LstmPolicy<true>{}) : f(LstmPolicy<false>{});
     case CellKind::Gru:
       return spec.linear_before_reset ? f(GruPolicy<true>{}) : f(GruPolicy<false>{});
   }

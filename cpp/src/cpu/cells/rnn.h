@@ -15,6 +15,8 @@ struct RnnPolicy {
   static constexpr bool kExtra = false;
   static constexpr bool kExtraIsStageInput = false;
   static constexpr bool kDirectPath = false;
+  static constexpr bool kPeepholes = false;
+  static constexpr bool kProjectable = false;
 
   static BlockRange stage_blocks(const CellSpec&, int) { return {0, 1}; }
   static int unfolded_bias_block(const CellSpec&) { return -1; }

@@ -22,13 +22,16 @@ struct PointwiseKernels {
   void (*rnn_backward)(const T* h, const T* dh, bool relu, T* da, int64_t n);
 
   // ax, ah: [4H] pre-activations (input part with biases, recurrent part). c_prev: [H] or null.
+  // peep: null, or the peephole weights p_i, p_f, p_o at peep, peep + gs, peep + 2*gs.
   // gates: [4H] activated i,f,g,o (may be null in inference; may alias ax). c, h: [H].
-  void (*lstm_forward)(const T* ax, const T* ah, const T* c_prev, const int* block, T* gates,
-                       T* c, T* h, int64_t n, int64_t gs);
-  // gates, c, c_prev (null = zeros): from forward; dh, dc: [H] gradients w.r.t. h_t and c_t
-  // (dc may be null). Writes da [4H] (pre-activation gradients) and dc_prev [H].
-  void (*lstm_backward)(const T* gates, const T* c, const T* c_prev, const T* dh, const T* dc,
-                        const int* block, T* da, T* dc_prev, int64_t n, int64_t gs);
+  void (*lstm_forward)(const T* ax, const T* ah, const T* c_prev, const T* peep,
+                       const int* block, T* gates, T* c, T* h, int64_t n, int64_t gs);
+  // gates, c, c_prev (null = zeros), peep: as in forward; dh, dc: [H] gradients w.r.t. h_t and
+  // c_t (dc may be null). Writes da [4H] (pre-activation gradients) and dc_prev [H]; dc_prev
+  // may alias dc.
+  void (*lstm_backward)(const T* gates, const T* c, const T* c_prev, const T* peep,
+                        const T* dh, const T* dc, const int* block, T* da, T* dc_prev,
+                        int64_t n, int64_t gs);
 
   // GRU, reset after the recurrent product. ax: [3H] (r,z blocks include b+bh, n block only b);
   // ah: [3H] = h_prev @ Wh; bh_n: [H] or null; h_prev: [H] or null (zeros).

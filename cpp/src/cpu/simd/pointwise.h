@@ -47,16 +47,33 @@ struct Pointwise {
     });
   }
 
-  static void lstm_forward(const T* ax, const T* ah, const T* c_prev, const int* block, T* gates,
-                           T* c, T* h, int64_t n, int64_t gs) {
+  // Peepholes (peep = p_i, p_f, p_o at stride gs, or null) are a template argument so the
+  // plain LSTM's lane loop carries no test for them.
+  static void lstm_forward(const T* ax, const T* ah, const T* c_prev, const T* peep,
+                           const int* block, T* gates, T* c, T* h, int64_t n, int64_t gs) {
+    if (peep) lstm_forward_lanes<true>(ax, ah, c_prev, peep, block, gates, c, h, n, gs);
+    else lstm_forward_lanes<false>(ax, ah, c_prev, peep, block, gates, c, h, n, gs);
+  }
+
+  template <bool Peep>
+  static void lstm_forward_lanes(const T* ax, const T* ah, const T* c_prev, const T* peep,
+                                 const int* block, T* gates, T* c, T* h, int64_t n, int64_t gs) {
     const int64_t oi = block[0] * gs, of = block[1] * gs, og = block[2] * gs, oo = block[3] * gs;
     for_each_lane<V>(n, [&](auto w, int64_t j) {
       using W = decltype(w);
-      const W i = vsigmoid(W::load(ax + oi + j) + W::load(ah + oi + j));
-      const W f = vsigmoid(W::load(ax + of + j) + W::load(ah + of + j));
+      const W cp = load_or_zero<W>(c_prev, j);
+      W ai = W::load(ax + oi + j) + W::load(ah + oi + j);
+      W af = W::load(ax + of + j) + W::load(ah + of + j);
+      W ao = W::load(ax + oo + j) + W::load(ah + oo + j);
+      if constexpr (Peep) {
+        ai = W::fmadd(W::load(peep + j), cp, ai);
+        af = W::fmadd(W::load(peep + gs + j), cp, af);
+      }
+      const W i = vsigmoid(ai), f = vsigmoid(af);
       const W g = vtanh(W::load(ax + og + j) + W::load(ah + og + j));
-      const W o = vsigmoid(W::load(ax + oo + j) + W::load(ah + oo + j));
-      const W cv = W::fmadd(f, load_or_zero<W>(c_prev, j), i * g);
+      const W cv = W::fmadd(f, cp, i * g);
+      if constexpr (Peep) ao = W::fmadd(W::load(peep + 2 * gs + j), cv, ao);
+      const W o = vsigmoid(ao);
       if (gates) {
         i.store(gates + oi + j);
         f.store(gates + of + j);
@@ -68,8 +85,17 @@ struct Pointwise {
     });
   }
 
-  static void lstm_backward(const T* gates, const T* c, const T* c_prev, const T* dh,
-                            const T* dc, const int* block, T* da, T* dc_prev, int64_t n, int64_t gs) {
+  static void lstm_backward(const T* gates, const T* c, const T* c_prev, const T* peep,
+                            const T* dh, const T* dc, const int* block, T* da, T* dc_prev,
+                            int64_t n, int64_t gs) {
+    if (peep) lstm_backward_lanes<true>(gates, c, c_prev, peep, dh, dc, block, da, dc_prev, n, gs);
+    else lstm_backward_lanes<false>(gates, c, c_prev, peep, dh, dc, block, da, dc_prev, n, gs);
+  }
+
+  template <bool Peep>
+  static void lstm_backward_lanes(const T* gates, const T* c, const T* c_prev, const T* peep,
+                                  const T* dh, const T* dc, const int* block, T* da, T* dc_prev,
+                                  int64_t n, int64_t gs) {
     const int64_t oi = block[0] * gs, of = block[1] * gs, og = block[2] * gs, oo = block[3] * gs;
     for_each_lane<V>(n, [&](auto w, int64_t j) {
       using W = decltype(w);
@@ -78,14 +104,21 @@ struct Pointwise {
       const W g = W::load(gates + og + j), o = W::load(gates + oo + j);
       const W tc = vtanh(W::load(c + j));
       const W dhv = W::load(dh + j);
-      // total gradient reaching c_t: from h_t = o tanh(c_t) and from c_{t+1}
-      const W dcv = W::fmadd(dhv * o, one - tc * tc, load_or_zero<W>(dc, j));
-      const W di = dcv * g, df = dcv * load_or_zero<W>(c_prev, j), dg = dcv * i, dov = dhv * tc;
-      (di * i * (one - i)).store(da + oi + j);
-      (df * f * (one - f)).store(da + of + j);
-      (dg * (one - g * g)).store(da + og + j);
-      (dov * o * (one - o)).store(da + oo + j);
-      (dcv * f).store(dc_prev + j);
+      const W da_o = dhv * tc * o * (one - o);
+      // total gradient reaching c_t: from h_t = o tanh(c_t), from c_{t+1}, and with peepholes
+      // from o's pre-activation, which reads c_t
+      W dcv = W::fmadd(dhv * o, one - tc * tc, load_or_zero<W>(dc, j));
+      if constexpr (Peep) dcv = W::fmadd(da_o, W::load(peep + 2 * gs + j), dcv);
+      const W cp = load_or_zero<W>(c_prev, j);
+      const W da_i = dcv * g * i * (one - i), da_f = dcv * cp * f * (one - f);
+      da_i.store(da + oi + j);
+      da_f.store(da + of + j);
+      (dcv * i * (one - g * g)).store(da + og + j);
+      da_o.store(da + oo + j);
+      W dcp = dcv * f;  // i and f read c_{t-1} through their peepholes too
+      if constexpr (Peep)
+        dcp = W::fmadd(da_f, W::load(peep + gs + j), W::fmadd(da_i, W::load(peep + j), dcp));
+      dcp.store(dc_prev + j);
     });
   }
 
