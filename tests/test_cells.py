@@ -13,8 +13,11 @@ from rnnkit.cells import CELLS, Cell, cell_for_core_name, cell_names, get_cell
 
 
 def _option_combinations(cell):
+    """Every combination of option values; an int option (a range) contributes two samples."""
     names = list(cell.options)
-    for values in itertools.product(*(cell.options[n] for n in names)):
+    samples = [(a.start, a.start + 3) if isinstance(a, range) else a
+               for a in (cell.options[n] for n in names)]
+    for values in itertools.product(*samples):
         yield dict(zip(names, values))
 
 
@@ -29,6 +32,8 @@ def test_registry_agrees_with_the_core_table():
             assert entry["gates"] == cell.num_gates
             assert entry["gate_names"] == cell.gate_names
             assert entry["has_cell_state"] == cell.has_cell_state
+            assert entry["takes_projection"] == ("proj_size" in cell.parameter_options)
+            assert entry["takes_peepholes"] == ("peepholes" in cell.parameter_options)
             covered.add(name)
     assert covered == set(core)
     assert set(itertools.chain.from_iterable(c.core_names for c in CELLS)) == set(core)
@@ -75,10 +80,13 @@ def test_run_forward_and_backward_give_every_cell_one_convention():
         grads = cell.run_backward(dy, None, None, cache)
         ref = cell.run_backward(dy, None, None, cell.run_forward(x, h0, c0, Wx, Wh, b,
                                                                  reference=True)[3], reference=True)
-        assert len(grads) == len(ref) == 7 and (grads[2] is None) == (not cell.has_cell_state)
-        for g, r in zip(grads, ref):
+        assert len(grads) == len(ref) == 4 and (grads[2] is None) == (not cell.has_cell_state)
+        for g, r in zip(grads[:3], ref[:3]):
             if r is not None:
                 np.testing.assert_allclose(g, r, rtol=1e-9, atol=1e-9)
+        assert set(grads[3]) == set(ref[3]) == {"Wx", "Wh", "b"}  # no bh given: no dbh
+        for name, g in grads[3].items():
+            np.testing.assert_allclose(g, ref[3][name], rtol=1e-9, atol=1e-9)
 
 
 def test_unknown_cell_lists_the_valid_names():
@@ -92,7 +100,7 @@ def test_options_defaults_and_core_names():
     rnn, lstm, gru = (get_cell(n) for n in ("rnn", "lstm", "gru"))
     assert rnn.defaults() == {"nonlinearity": "tanh"}
     assert gru.defaults() == {"linear_before_reset": True}
-    assert lstm.defaults() == {}
+    assert lstm.defaults() == {"peepholes": False, "proj_size": 0}
     assert rnn.core_name() == "rnn_tanh" and rnn.core_name(nonlinearity="relu") == "rnn_relu"
     assert gru.core_name(linear_before_reset=False) == "gru" and lstm.core_name() == "lstm"
     assert rnn.core_names == ("rnn_tanh", "rnn_relu")
@@ -103,6 +111,15 @@ def test_options_defaults_and_core_names():
         rnn.resolve_options(nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="lstm has no option 'nonlinearity'"):
         lstm.core_name(nonlinearity="tanh")
+    # options that add parameters do not change the kernel's name; proj_size is an int >= 0
+    assert lstm.core_name(proj_size=3, peepholes=True) == "lstm"
+    assert lstm.parameter_names(proj_size=3, peepholes=True) == (
+        "Wx", "Wh", "b", "bh", "Wr", "peepholes")
+    assert lstm.parameter_names() == ("Wx", "Wh", "b", "bh")
+    assert lstm.state_size(8, proj_size=3) == 3 and lstm.state_size(8) == 8
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=f"proj_size must be an int >= 0, got {bad!r}"):
+            lstm.resolve_options(proj_size=bad)
 
 
 def test_entry_points_resolve_to_the_modules():

@@ -7,8 +7,10 @@ table (``rnnkit._core.cells()``, cpp/src/cells.cpp) keyed by *core names*, one p
 kernels compile separately (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``); ``Cell.core_name``
 maps a cell and its options onto that table, and the tests check that both tables agree.
 
-Shapes follow docs/design.md: Wx (I, G*H), Wh (H, G*H), b and bh (G*H,), G = ``num_gates``
-H-wide column blocks in the canonical order ``gate_names``.
+Shapes follow docs/design.md: Wx (I, G*H), Wh (S, G*H), b and bh (G*H,), G = ``num_gates``
+H-wide column blocks in the canonical order ``gate_names``; S, the width of h, is H or an LSTM's
+``proj_size``. Options that add parameters (``parameter_options``: an LSTM's ``proj_size`` adds
+``Wr`` (H, P), ``peepholes`` adds ``peepholes`` (3, H)) reach the kernels as those arrays.
 """
 from __future__ import annotations
 
@@ -27,23 +29,29 @@ class Cell:
     """One recurrent cell.
 
     ``options`` maps each option name to its allowed values, the default first
-    (``nonlinearity=("tanh", "relu")``). ``core_variant`` names the option, if any, whose value
-    selects a separately compiled kernel (the core name is then ``f"{name}_{value}"``);
-    other options are arguments of one kernel. ``initial_bias`` gives the initial value of
-    ``b``'s block of the named gates (everything else starts at 0)."""
+    (``nonlinearity=("tanh", "relu")``), or to a ``range`` of allowed ints (``proj_size``).
+    ``core_variant`` names the option, if any, whose value selects a separately compiled kernel
+    (the core name is then ``f"{name}_{value}"``). ``parameter_options`` maps the options that
+    add a parameter to its name: a layer owns that parameter while the option is truthy and
+    passes it to the kernel by that name. Other options are keyword arguments of the kernel.
+    ``initial_bias`` gives the initial value of ``b``'s block of the named gates (everything
+    else starts at 0)."""
 
     name: str
     num_gates: int
     gate_names: str  # canonical block order, one letter per gate; "" when gates are unnamed
     has_cell_state: bool  # carries c besides h: states are (h, c) pairs
-    options: Mapping[str, tuple] = field(default_factory=dict)
+    options: Mapping[str, tuple | range] = field(default_factory=dict)
     core_variant: str | None = None
+    parameter_options: Mapping[str, str] = field(default_factory=dict)
     initial_bias: Mapping[str, float] = field(default_factory=dict)
     torch_module: str = ""  # the same cell's torch.nn class name (parity checks, conversions)
 
     def __post_init__(self):
         # frozen, and shared by every caller: keep the mappings read-only too
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "parameter_options",
+                           MappingProxyType(dict(self.parameter_options)))
         object.__setattr__(self, "initial_bias", MappingProxyType(dict(self.initial_bias)))
 
     def __reduce__(self):
@@ -69,10 +77,30 @@ class Cell:
                 known = ", ".join(self.options) or "none"
                 raise ValueError(f"{self.name} has no option {option!r} (its options: {known})")
             allowed = self.options[option]
-            if value not in allowed:
+            if isinstance(allowed, range):
+                if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+                        or value not in allowed):
+                    raise ValueError(f"{option} must be an int >= {allowed.start}, got {value!r}")
+                given[option] = int(value)
+            elif value not in allowed:
                 raise ValueError(f"{option} must be {' or '.join(map(repr, allowed))}, "
                                  f"got {value!r}")
         return dict(self.defaults(), **given)
+
+    def kernel_options(self, options: Mapping) -> dict:
+        """The options among ``options`` that the entry points take as keyword arguments
+        (those that add parameters reach them as the parameters instead)."""
+        return {k: v for k, v in options.items() if k not in self.parameter_options}
+
+    def parameter_names(self, **options) -> tuple:
+        """The parameters of one layer direction with ``options``, in state-dict order."""
+        resolved = self.resolve_options(**options)
+        extra = tuple(name for option, name in self.parameter_options.items() if resolved[option])
+        return ("Wx", "Wh", "b", "bh") + extra
+
+    def state_size(self, hidden_size: int, **options) -> int:
+        """S, the width of h and of the outputs: the projection's width when there is one."""
+        return self.resolve_options(**options).get("proj_size") or hidden_size
 
     def core_name(self, **options) -> str:
         """The core's name of this cell with ``options`` (e.g. nonlinearity="relu": rnn_relu)."""
@@ -130,39 +158,53 @@ class Cell:
         return y, hT, cT, cache
 
     def run_backward(self, dy, dhT, dcT, cache, *, reference=False):
-        """The matching backward: (dx, dh0, dc0 or None, dWx, dWh, db, dbh)."""
+        """The matching backward: (dx, dh0, dc0 or None, grads), grads a dict from parameter
+        name (Wx, Wh, b, bh, and Wr, peepholes where the forward had them) to its gradient."""
         backward = self.reference_backward if reference else self.backward
         dx, dh0, *rest = backward(dy, *self._states(dhT, dcT), cache)
         dc0 = rest.pop(0) if self.has_cell_state else None
-        return (dx, dh0, dc0, *rest)
+        names = ("Wx", "Wh", "b", "bh", *self.parameter_options.values())
+        return dx, dh0, dc0, {k: g for k, g in zip(names, rest) if g is not None}
 
     def _states(self, h, c) -> tuple:
         return (h, c) if self.has_cell_state else (h,)
 
     # ------------------------------------------------------------------ initialisation
     def init_params(self, rng: np.random.Generator, input_size: int, hidden_size: int,
-                    dtype) -> dict:
-        """The nn layers' initial {Wx, Wh, b, bh} (Keras-style): Wx Glorot uniform, every
-        H x H gate block of Wh orthogonal, b and bh zero except ``initial_bias`` (the LSTM
-        forget gate starts at 1, so f starts near sigmoid(1) = 0.73 and gradients flow
-        through the cell early in training). Draws Wx, then Wh, from ``rng``."""
+                    dtype, **options) -> dict:
+        """The nn layers' initial parameters (Keras-style): Wx Glorot uniform, every S x H gate
+        block of Wh orthogonal (orthonormal columns or rows when S != H), b and bh zero except
+        ``initial_bias`` (the LSTM forget gate starts at 1, so f starts near sigmoid(1) = 0.73
+        and gradients flow through the cell early in training); a projection Wr Glorot
+        uniform; peepholes zero (the cell starts as the plain LSTM). Draws Wx, then Wh, then
+        Wr from ``rng``."""
         from .nn.layers import glorot_uniform  # nn imports this module
 
+        resolved = self.resolve_options(**options)
         G, H = self.num_gates, hidden_size
+        S = self.state_size(H, **resolved)
         Wx = glorot_uniform(rng, input_size, G * H, dtype)
-        Wh = _orthogonal_blocks(rng, H, G, dtype)
+        Wh = _orthogonal_blocks(rng, S, H, G, dtype)
         b = np.zeros(G * H, dtype)
         for gate, value in self.initial_bias.items():
             k = self.gate_names.index(gate)
             b[k * H:(k + 1) * H] = value
-        return {"Wx": Wx, "Wh": Wh, "b": b, "bh": np.zeros(G * H, dtype)}
+        params = {"Wx": Wx, "Wh": Wh, "b": b, "bh": np.zeros(G * H, dtype)}
+        if resolved.get("proj_size"):
+            params["Wr"] = glorot_uniform(rng, H, S, dtype)
+        if resolved.get("peepholes"):
+            params["peepholes"] = np.zeros((3, H), dtype)
+        return params
 
 
-def _orthogonal_blocks(rng, H: int, G: int, dtype) -> np.ndarray:
+def _orthogonal_blocks(rng, rows: int, H: int, G: int, dtype) -> np.ndarray:
+    """G random (rows, H) blocks side by side, each with orthonormal columns (rows >= H) or
+    rows (rows < H)."""
     blocks = []
     for _ in range(G):
-        q, r = np.linalg.qr(rng.standard_normal((H, H)))
-        blocks.append(q * np.sign(np.diag(r)))  # sign fix: uniform over orthogonal matrices
+        q, r = np.linalg.qr(rng.standard_normal((max(rows, H), min(rows, H))))
+        q = q * np.sign(np.diag(r))  # sign fix: uniform over orthogonal matrices
+        blocks.append(q if rows >= H else q.T)
     return np.concatenate(blocks, axis=1).astype(dtype)
 
 
@@ -170,8 +212,11 @@ CELLS = (
     Cell("rnn", num_gates=1, gate_names="", has_cell_state=False,
          options={"nonlinearity": ("tanh", "relu")}, core_variant="nonlinearity",
          torch_module="RNN"),
+    # proj_size=P: h_t = (o * tanh(c_t)) @ Wr, Wr (H, P), as torch.nn.LSTM(proj_size=P);
+    # peepholes=True: i and f read c_{t-1}, o reads c_t (Gers & Schmidhuber; ONNX's P input)
     Cell("lstm", num_gates=4, gate_names="ifgo", has_cell_state=True, initial_bias={"f": 1.0},
-         torch_module="LSTM"),
+         options={"peepholes": (False, True), "proj_size": range(0, 2**31)},
+         parameter_options={"proj_size": "Wr", "peepholes": "peepholes"}, torch_module="LSTM"),
     # linear_before_reset=True: reset gate after the recurrent product (PyTorch/cuDNN);
     # False: before it (Cho et al. 2014, ONNX default)
     Cell("gru", num_gates=3, gate_names="rzn", has_cell_state=False,

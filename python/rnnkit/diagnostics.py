@@ -46,14 +46,15 @@ def _check_layer(layer) -> None:
 
 
 def _params(direction):
-    return [np.ascontiguousarray(getattr(direction, k), dtype=np.float64)
-            for k in ("Wx", "Wh", "b", "bh")]
+    return {name: np.ascontiguousarray(value, dtype=np.float64)
+            for name, value in direction.kernel_params().items()}
 
 
 def _step_forward(direction, x_t, h, c, length):
     """One step's forward: (y_t, h_t, c_t or None, cache)."""
-    return direction.cell_type.run_forward(x_t, h, c, *_params(direction), lengths=length,
-                                           **direction.cell_options)
+    cell_type = direction.cell_type
+    return cell_type.run_forward(x_t, h, c, **_params(direction), lengths=length,
+                                 **cell_type.kernel_options(direction.cell_options))
 
 
 def _step_backward(cell_type, dy_t, dh, dc, cache):
@@ -81,7 +82,7 @@ def _stack_gradients(layer, x, lengths, init, dy, dstates):
     for k, level in enumerate(layer.levels):
         d = level.fwd
         h, c = _split_state(init[k])
-        out = np.empty((T, B, layer.hidden_size))
+        out = np.empty((T, B, layer.state_size))
         level_caches = []
         for t in range(T):
             y_t, h, c, cache = _step_forward(d, inp[t:t + 1], h, c, step_lengths[t])
@@ -95,11 +96,11 @@ def _stack_gradients(layer, x, lengths, init, dy, dstates):
         cell_type = layer.levels[k].fwd.cell_type
         dh, dc = _split_state(dstates[k])
         if dh is None:
-            dh = np.zeros((B, layer.hidden_size))
+            dh = np.zeros((B, layer.state_size))
         if cell_type.has_cell_state and dc is None:
             dc = np.zeros((B, layer.hidden_size))
-        g = np.empty((T, B, layer.hidden_size))
-        dx = np.empty((T, B, x.shape[2] if k == 0 else layer.hidden_size))
+        g = np.empty((T, B, layer.state_size))
+        dx = np.empty((T, B, x.shape[2] if k == 0 else layer.state_size))
         for t in range(T - 1, -1, -1):
             valid = 1.0 if lengths is None else (lengths > t)[:, None]
             g[t] = dh + dout[t] * valid  # the output y_t = h_t, plus what flows in from t+1..

@@ -3,9 +3,10 @@ variational recurrent dropout, skip connections and normalisation inside the rec
 
 Shapes (docs/design.md): input batch-first (B, T, I), or time-major (T, B, I) with
 ``batch_first=False`` (what the models use inside, next to the time-major kernels).
-Each layer l and direction d (``fwd``, ``bwd``) owns ``Wx`` (I_l, G*H), ``Wh`` (H, G*H), ``b``
+Each layer l and direction d (``fwd``, ``bwd``) owns ``Wx`` (I_l, G*H), ``Wh`` (S, G*H), ``b``
 and ``bh`` (G*H,) with gate blocks RNN 1, LSTM i, f, g, o, GRU r, z, n, named
-``l{l}.{fwd|bwd}.{Wx|Wh|b|bh}`` (with normalisation also ``norm_x.gamma``, ``norm_h.gamma``,
+``l{l}.{fwd|bwd}.{Wx|Wh|b|bh}``; S is H, or an LSTM's ``proj_size`` P, which adds ``Wr`` (H, P);
+an LSTM with ``peepholes=True`` also owns ``peepholes`` (3, H) (with normalisation also ``norm_x.gamma``, ``norm_h.gamma``,
 LSTM layer norm ``norm_c.gamma``/``norm_c.beta``; batch norm buffers ``running_mean_x``,
 ``running_var_x``, ``running_mean_h``, ``running_var_h``).
 
@@ -62,8 +63,10 @@ class _Direction(Module):
         self.recurrent_dropout = recurrent_dropout
         self.dtype = dtype
         G, H = cell_type.num_gates, hidden_size
+        self.state_size = cell_type.state_size(H, **cell_options)
         init = np.random.default_rng(init_seed)
-        for name, value in cell_type.init_params(init, input_size, H, dtype).items():
+        for name, value in cell_type.init_params(init, input_size, H, dtype,
+                                                 **cell_options).items():
             self.add_parameter(name, value)
         if norm is not None:
             gain = 1.0 if norm == "layer" else 0.1
@@ -78,6 +81,11 @@ class _Direction(Module):
         self._cache = None
         self.last_recurrent_mask = None
 
+    def kernel_params(self) -> dict:
+        """This direction's parameters by the names the cell's entry points take them."""
+        return {name: self._params[name]
+                for name in self.cell_type.parameter_names(**self.cell_options)}
+
     def _norm_params(self):
         P = {"Wx": self.Wx, "Wh": self.Wh, "b": self.b, "bh": self.bh,
              "gamma_x": self.norm_x.gamma, "gamma_h": self.norm_h.gamma}
@@ -86,11 +94,11 @@ class _Direction(Module):
         return P
 
     def forward(self, x, lengths, training, h0, c0):
-        B, H = x.shape[1], self.hidden_size
+        B, S = x.shape[1], self.state_size
         mask = None
         if training and self.recurrent_dropout > 0:
             p = self.recurrent_dropout
-            mask = ((self._rng.random((B, H)) >= p) / (1.0 - p)).astype(self.dtype)
+            mask = ((self._rng.random((B, S)) >= p) / (1.0 - p)).astype(self.dtype)
         self.last_recurrent_mask = mask
         if self.norm is not None:
             y, hT, cT, cache = normalized_forward(self.cell, x, h0, c0, self._norm_params(),
@@ -98,8 +106,8 @@ class _Direction(Module):
                                                   training, self._buffers)
         else:
             y, hT, cT, cache = self.cell_type.run_forward(
-                x, h0, c0, self.Wx, self.Wh, self.b, self.bh, lengths=lengths,
-                reverse=self.reverse, recurrent_mask=mask, **self.cell_options)
+                x, h0, c0, **self.kernel_params(), lengths=lengths, reverse=self.reverse,
+                recurrent_mask=mask, **self.cell_type.kernel_options(self.cell_options))
         self._cache = cache
         return y, hT, cT
 
@@ -116,11 +124,9 @@ class _Direction(Module):
                 self.norm_c._grads["gamma"] += grads["gamma_c"]
                 self.norm_c._grads["beta"] += grads["beta_c"]
             return dx, dh0, dc0
-        dx, dh0, dc0, dWx, dWh, db, dbh = self.cell_type.run_backward(dy, dhT, dcT, cache)
-        g["Wx"] += dWx
-        g["Wh"] += dWh
-        g["b"] += db
-        g["bh"] += dbh
+        dx, dh0, dc0, grads = self.cell_type.run_backward(dy, dhT, dcT, cache)
+        for name, grad in grads.items():
+            g[name] += grad
         return dx, dh0, dc0
 
 
@@ -213,6 +219,11 @@ class _Recurrent(Module):
         if norm is not None and not self.cell_options.get("linear_before_reset", True):
             raise ValueError("norm requires linear_before_reset=True for GRU (the reset-before "
                              "variant puts r inside the normalised product)")
+        for option in self.cell_type.parameter_options:
+            if norm is not None and self.cell_options[option]:
+                raise ValueError(f"norm={norm!r} cannot be combined with {option}="
+                                 f"{self.cell_options[option]!r}: the normalised recurrence "
+                                 f"(rnnkit.nn.normalized) has neither projection nor peepholes")
         self.merge, self.skip, self.norm = merge, skip, norm
         self.dropout = check_probability(dropout, "dropout")
         self.recurrent_dropout = check_probability(recurrent_dropout, "recurrent_dropout")
@@ -223,7 +234,9 @@ class _Recurrent(Module):
         self.dtype = check_dtype(dtype)
         self.num_directions = 2 if self.bidirectional else 1
         H = self.hidden_size
-        self.layer_output_size = 2 * H if self.bidirectional and merge == "concat" else H
+        # S: the width of h and of each direction's output (an LSTM's proj_size, or H)
+        self.state_size = S = self.cell_type.state_size(H, **self.cell_options)
+        self.layer_output_size = 2 * S if self.bidirectional and merge == "concat" else S
         L = self.num_layers
         self.output_size = L * self.layer_output_size if skip == "dense" else self.layer_output_size
         seeds = np.random.SeedSequence(seed).spawn(L + 1)
@@ -252,6 +265,8 @@ class _Recurrent(Module):
                               ("batch_first", True)):
             if getattr(self, name) != default:
                 parts.append(f"{name}={getattr(self, name)!r}")
+        defaults = self.cell_type.defaults()
+        parts += [f"{k}={v!r}" for k, v in self.cell_options.items() if v != defaults[k]]
         return ", ".join(parts) + f", dtype={self.dtype}"
 
     @property
@@ -276,18 +291,21 @@ class _Recurrent(Module):
                     continue
                 if not isinstance(s, (tuple, list)) or len(s) != 2:
                     raise ValueError(f"{name} must be an (h, c) pair for LSTM")
-                hc = tuple(None if a is None else self._check_state(a, f"{name}[{j}]", B)
-                           for j, a in enumerate(s))
+                hc = tuple(None if a is None else self._check_state(a, f"{name}[{j}]", B, width)
+                           for j, a in enumerate(s)
+                           for width in [(self.state_size, self.hidden_size)[j]])
                 out.append(hc)
             else:
-                out.append(None if s is None else self._check_state(s, name, B))
+                out.append(None if s is None else self._check_state(s, name, B, self.state_size))
         return out
 
-    def _check_state(self, a, name, B):
+    def _check_state(self, a, name, B, width):
         a = float_input(a, name, self.dtype, ndims=(2,))
-        if a.shape != (B, self.hidden_size):
-            raise ValueError(f"{name} must have shape (B, hidden_size) = "
-                             f"{shape_str((B, self.hidden_size))}, got {shape_str(a.shape)}")
+        if a.shape != (B, width):
+            what = ("proj_size" if width == self.state_size and width != self.hidden_size
+                    else "hidden_size")
+            raise ValueError(f"{name} must have shape (B, {what}) = "
+                             f"{shape_str((B, width))}, got {shape_str(a.shape)}")
         return np.ascontiguousarray(a)
 
     # ------------------------------------------------------------------ forward
@@ -465,8 +483,19 @@ def _deprecated_mode(mode, nonlinearity):
 
 class LSTM(_Recurrent):
     __doc__ = ("LSTM layer stack, gates i, f, g, o; forget-gate bias initialised to 1.\n"
-               + _DOC_COMMON.format(state="(LSTM: a pair (h, c))"))
+               "proj_size=P > 0 (as torch.nn.LSTM): h_t = (o * tanh(c_t)) @ Wr, Wr (H, P), so the "
+               "outputs, h and Wh's rows are P wide and c stays H wide; peepholes=True: i and f "
+               "also read c_{t-1}, o reads c_t, through the (3, H) parameter ``peepholes`` "
+               "(rows p_i, p_f, p_o; starts at 0).\n"
+               + _DOC_COMMON.format(state="(LSTM: a pair (h, c); h is P wide with proj_size)"))
     _cell = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, proj_size=0, peepholes=False,
+                 **kw):
+        super().__init__(input_size, hidden_size, num_layers,
+                         cell_options={"proj_size": proj_size, "peepholes": peepholes}, **kw)
+        self.proj_size = self.cell_options["proj_size"]
+        self.peepholes = self.cell_options["peepholes"]
 
 
 class GRU(_Recurrent):
