@@ -18,8 +18,8 @@ onnx is imported only inside the functions that need it, so ``rnnkit.interop`` i
 """
 from __future__ import annotations
 
-import json
-import os
+import json as _json  # private: this module's public names are its __all__
+import os as _os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -78,7 +78,10 @@ class _OnnxCell:
         activation names lower-cased (ONNX names them case-insensitively)."""
         values = dict(self.attribute_defaults, activations=self.activations * num_directions)
         values.update({name: attributes[name] for name in values if name in attributes})
-        values["activations"] = tuple(a.lower() for a in values["activations"])
+        activations = tuple(a.lower() for a in values["activations"])
+        if len(activations) == len(self.activations):  # one direction's list serves both
+            activations *= num_directions
+        values["activations"] = activations
         return values
 
     def options(self, attributes: dict, num_directions: int) -> dict:
@@ -87,7 +90,7 @@ class _OnnxCell:
         given = self._selecting(attributes, num_directions)
         for value, sets in (self.variants.items() or [(None, {})]):
             sets = dict(sets)
-            sets["activations"] = tuple(sets.get("activations", self.activations)) * num_directions
+            sets.setdefault("activations", self.activations)
             if self._selecting(sets, num_directions) == given:
                 return {} if value is None else {self.variant_option: value}
         shown = ", ".join(f"{name}={attributes[name]!r}" for name in given if name in attributes)
@@ -526,10 +529,10 @@ def to_onnx(obj, path=None, *, opset=None, initial_state=False):
     g = _Graph(onnx, opset)
     stack = export(g, obj, bool(initial_state))
     model = g.model(f"rnnkit_{type(obj).__name__}",
-                    {_METADATA_KEY: json.dumps(_stack_description(stack))})
+                    {_METADATA_KEY: _json.dumps(_stack_description(stack))})
     onnx.checker.check_model(model)
     if path is not None:
-        onnx.save(model, os.fspath(path))
+        onnx.save(model, _os.fspath(path))
     return model
 
 
@@ -675,8 +678,8 @@ def from_onnx(path_or_model, *, node=None):
     onnx = _import_onnx()
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
-    elif isinstance(path_or_model, (str, bytes, os.PathLike)):
-        model = onnx.load(os.fspath(path_or_model))
+    elif isinstance(path_or_model, (str, bytes, _os.PathLike)):
+        model = onnx.load(_os.fspath(path_or_model))
     else:
         raise TypeError(f"from_onnx needs a path or an onnx.ModelProto, got "
                         f"{type(path_or_model).__name__}")
@@ -688,7 +691,7 @@ def from_onnx(path_or_model, *, node=None):
     constants = _constants(onnx, graph)
     description = {p.key: p.value for p in model.metadata_props}.get(_METADATA_KEY)
     if node is None and description is not None:
-        return _from_description(json.loads(description), nodes,
+        return _from_description(_json.loads(description), nodes,
                                  [_read_node(onnx, n, constants) for n in nodes])
     if node is None:
         if len(nodes) > 1:
