@@ -186,7 +186,8 @@ def classifier_inputs(seed, vocab=20):
     return ids
 
 
-@pytest.mark.parametrize("opset", [None, MIN_OPSET], ids=["default_opset", "min_opset"])
+# 18: ReduceMax (max pooling) takes its axes as an input from there on
+@pytest.mark.parametrize("opset", [None, MIN_OPSET, 18], ids=["default", "min", "18"])
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_sequence_classifier(cell, pooling, opset):
@@ -360,11 +361,12 @@ def test_layout_1_gives_a_batch_first_layer(op_type):
 def test_a_node_is_chosen_by_name_or_position():
     one = onnx_node_model("GRU", seed=1)
     two = onnx_node_model("LSTM", seed=2)
+    lstm_weights = [numpy_helper.from_array(numpy_helper.to_array(i), i.name + "2")
+                    for i in two.graph.initializer if i.name in ("W", "R")]
     graph = helper.make_graph(list(one.graph.node) + [
         helper.make_node("LSTM", ["X", "W2", "R2"], ["Y2"], name="second", hidden_size=H)],
         "two_nodes", list(one.graph.input), list(one.graph.output),
-        list(one.graph.initializer) + [numpy_helper.from_array(numpy_helper.to_array(i), i.name + "2")
-                                       for i in two.graph.initializer if i.name in ("W", "R")])
+        list(one.graph.initializer) + lstm_weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEFAULT_OPSET)])
     with pytest.raises(ValueError, match=r"2 recurrent nodes.*'my_gru', 'second'.*node="):
         from_onnx(model)

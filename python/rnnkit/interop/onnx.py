@@ -27,6 +27,7 @@ from typing import Mapping
 import numpy as np
 
 from ..cells import CELLS, get_cell
+from ..nn.heads import LastStep, MaxPool, MeanPool
 from ..nn.recurrent import _Recurrent, recurrent_layer
 
 __all__ = ["to_onnx", "from_onnx", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -122,7 +123,8 @@ _CELL_OF_OP = {spec.op_type: name for name, spec in _ONNX_CELLS.items()}
 _DIRECTIONS = {1: "forward", 2: "bidirectional"}
 # onnx.TensorProto's element types (fixed by the format); every exported graph is float32
 _FLOAT, _INT32, _INT64 = 1, 6, 7
-# the attributes from_onnx reads; any other attribute of the node is refused by name
+# the attributes from_onnx reads; any other attribute of the node is refused by name.
+# activation_alpha/beta only parametrise activations rnnkit refuses anyway, so they are ignored
 _READ_ATTRIBUTES = {"hidden_size", "direction", "layout", "activations", "linear_before_reset",
                     "activation_alpha", "activation_beta", "input_forget", "clip"}
 
@@ -164,16 +166,15 @@ def _import_onnx():
 # ---------------------------------------------------------------------------- parameters
 def _onnx_weights(level, cell) -> tuple:
     """ONNX's W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) of one layer of a stack, float32."""
-    order, onnx_order = cell.gate_names, _ONNX_CELLS[cell.name].gate_order
-    W, R, B = [], [], []
-    for direction in level.directions:
-        def block(a):
-            return _reorder_blocks(np.asarray(a, np.float32), order, onnx_order, axis=-1)
+    def onnx_blocks(a):  # the gate blocks of a's last axis in ONNX's order
+        return _reorder_blocks(np.asarray(a, np.float32), cell.gate_names,
+                               _ONNX_CELLS[cell.name].gate_order, axis=-1)
 
-        W.append(block(direction.Wx).T)
-        R.append(block(direction.Wh).T)
-        B.append(np.concatenate([block(direction.b), block(direction.bh)]))
-    return tuple(np.ascontiguousarray(np.stack(a)) for a in (W, R, B))
+    directions = level.directions
+    W = np.stack([onnx_blocks(d.Wx).T for d in directions])
+    R = np.stack([onnx_blocks(d.Wh).T for d in directions])
+    B = np.stack([np.concatenate([onnx_blocks(d.b), onnx_blocks(d.bh)]) for d in directions])
+    return W, R, B
 
 
 def _rnnkit_parameters(cell, W, R, B) -> list:
@@ -375,7 +376,6 @@ def _max_pool(g: _Graph, y: str, lengths: str) -> str:
     return g.op("Where", [empty, g.constant(np.array(0, np.float32)), largest])
 
 
-_POOLS = {"LastStep": _last_step, "MeanPool": _mean_pool, "MaxPool": _max_pool}
 
 
 def _linear(g: _Graph, x: str, linear, stem: str) -> str:
@@ -431,16 +431,18 @@ def _export_classifier(g: _Graph, model, initial_state: bool):
     if initial_state:
         raise ValueError("initial_state=True applies to recurrent layers and LanguageModel; a "
                          "SequenceClassifier starts every sequence from zero states")
-    pool = type(model.pool).__name__
-    if pool not in _POOLS:
-        raise NotImplementedError(f"SequenceClassifier with a {pool} head cannot be exported to "
-                                  f"ONNX (supported: {', '.join(_POOLS)})")
+    pools = {LastStep: _last_step, MeanPool: _mean_pool, MaxPool: _max_pool}
+    pool = pools.get(type(model.pool))
+    if pool is None:
+        raise NotImplementedError(f"SequenceClassifier with a {type(model.pool).__name__} head "
+                                  f"cannot be exported to ONNX (supported: LastStep, MeanPool, "
+                                  f"MaxPool)")
     _check_exportable(model.rnn)
     ids = g.add_input("ids", _INT64, ["B", "T"])
     lengths = _lengths_input(g)
     x = _embedding(g, g.op("Transpose", [ids], perm=[1, 0]), model.embed)
     y, _ = _recurrent_stack(g, model.rnn, x, lengths, None, prefix="rnn_")
-    logits = _linear(g, _POOLS[pool](g, y, lengths), model.fc, "fc")
+    logits = _linear(g, pool(g, y, lengths), model.fc, "fc")
     C = model.num_classes
     g.add_output(g.op("Softmax", [logits], axis=-1), "probabilities", _FLOAT, ["B", C])
     g.add_output(logits, "logits", _FLOAT, ["B", C])
@@ -515,8 +517,9 @@ def to_onnx(obj, path=None, *, opset=None, initial_state=False):
       layer 1 forward, ...), whatever ``return_state`` says.
     - SequenceClassifier: ``ids`` (B, T) int64, ``lengths`` (B,) int64 -> ``probabilities``
       (B, num_classes), the softmax of ``logits``, which follow.
-    - LanguageModel: ``ids`` (B, T), ``lengths`` (B,), ``h0`` (num_layers, B, H) (and ``c0``)
-      -> ``logits`` (B, T, vocab_size), ``h`` (and ``c``): feed the states back to continue.
+    - LanguageModel (always with its states): ``ids`` (B, T), ``lengths`` (B,), ``h0``
+      (num_layers, B, H) (and ``c0``) -> ``logits`` (B, T, vocab_size), ``h`` (and ``c``): feed
+      the states back with the next ids to continue.
 
     ``opset``: the ONNX opset (default ``DEFAULT_OPSET``, 17; at least ``MIN_OPSET``, 13).
     NotImplementedError naming what ONNX export cannot express (``norm``, ``skip``, LSTM
@@ -589,8 +592,8 @@ def _read_node(onnx, node, constants) -> _ImportedNode:
                                   f"'forward' or 'bidirectional'")
     D = 2 if direction == "bidirectional" else 1
     options = spec.options(attributes, D)
-    inputs = list(node.input) + [""] * (8 - len(node.input))
-    if len(node.input) > 7 and node.input[7]:
+    inputs = list(node.input) + [""] * (8 - len(node.input))  # X W R B lens h0 c0 P
+    if inputs[7]:
         raise NotImplementedError(f"{what} has peepholes (input P): rnnkit's LSTM has no peephole "
                                   f"connections on this version")
 
