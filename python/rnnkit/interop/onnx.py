@@ -85,25 +85,27 @@ class _OnnxCell:
         values["activations"] = activations
         return values
 
-    def options(self, attributes: dict, num_directions: int) -> dict:
+    def options(self, attributes: dict, num_directions: int, what: str) -> dict:
         """The rnnkit cell options a node's ``attributes`` mean; NotImplementedError naming the
-        attributes when no option value of the cell computes them."""
+        attributes (``what``: the node) when no option value of the cell computes them."""
         given = self._selecting(attributes, num_directions)
         for value, sets in (self.variants.items() or [(None, {})]):
             sets = dict(sets)
             sets.setdefault("activations", self.activations)
             if self._selecting(sets, num_directions) == given:
                 return {} if value is None else {self.variant_option: value}
-        shown = ", ".join(f"{name}={attributes[name]!r}" for name in given if name in attributes)
-        raise NotImplementedError(f"ONNX {self.op_type} node with {shown} is not supported: "
-                                  f"{self._supported_note()}")
+        shown = ", ".join(f"{name}={_listed(attributes[name])}" for name in given
+                          if name in attributes)
+        forms = [dict(sets) for sets in self.variants.values()] or [
+            {"activations": self.activations}]
+        supported = " or ".join(", ".join(f"{name}={_listed(v)}" for name, v in form.items())
+                                for form in forms)
+        raise NotImplementedError(f"{what} has {shown}: rnnkit's {self.op_type} computes "
+                                  f"{supported} only")
 
-    def _supported_note(self) -> str:
-        if self.variant_option is None:
-            return f"rnnkit's {self.op_type} takes activations={list(self.activations)} only"
-        forms = "; ".join(", ".join(f"{k}={v!r}" for k, v in sets.items())
-                          for sets in self.variants.values())
-        return f"rnnkit's {self.op_type} takes {forms}"
+
+def _listed(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 _ONNX_CELLS = {
@@ -591,7 +593,7 @@ def _read_node(onnx, node, constants) -> _ImportedNode:
         raise NotImplementedError(f"{what} has direction={direction!r}: rnnkit.nn layers run "
                                   f"'forward' or 'bidirectional'")
     D = 2 if direction == "bidirectional" else 1
-    options = spec.options(attributes, D)
+    options = spec.options(attributes, D, what)
     inputs = list(node.input) + [""] * (8 - len(node.input))  # X W R B lens h0 c0 P
     if inputs[7]:
         raise NotImplementedError(f"{what} has peepholes (input P): rnnkit's LSTM has no peephole "
