@@ -7,6 +7,7 @@ import types
 import pytest
 
 PUBLIC_MODULES = ["rnnkit", "rnnkit.functional", "rnnkit.dropin", "rnnkit.embedding", "rnnkit.reference", "rnnkit.text", "rnnkit.nn", "rnnkit.interop", "rnnkit.interop.pytorch",
+                  "rnnkit.interop.onnx",
                   "rnnkit.models", "rnnkit.train"]
 
 
