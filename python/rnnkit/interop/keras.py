@@ -93,7 +93,11 @@ def _import_keras():
 
 
 def _numpy(keras, value) -> np.ndarray:
-    return np.array(keras.ops.convert_to_numpy(value))  # a private, writable copy
+    """A private, writable copy of a Keras variable or tensor."""
+    tensor = keras.ops.convert_to_tensor(value)
+    if hasattr(tensor, "detach"):  # torch backend: Keras's own conversion warns under NumPy 2
+        return tensor.detach().cpu().numpy().copy()
+    return np.array(keras.ops.convert_to_numpy(tensor))
 
 
 def _numpy_dtype(layer):
