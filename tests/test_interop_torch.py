@@ -315,7 +315,7 @@ def test_the_persistence_docs_example_runs(capsys):
                         "persistence.md")
     with open(docs, encoding="utf-8") as f:
         (example,) = [block for block in re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-                      if "rnnkit.interop" in block]  # the PyTorch section's example
+                      if "from_torch" in block]  # the PyTorch section's example
     exec(compile(example, docs, "exec"), {})
     output_difference, state_difference = map(float, capsys.readouterr().out.split())
     assert output_difference < 1e-12 and state_difference < 1e-12
