@@ -27,6 +27,9 @@ from rnnkit.interop.keras import _KERAS_RECURRENT  # noqa: E402
 from compare import scaled_error  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 
+# Keras's own NumPy conversions (get_weights, quantize) warn under NumPy 2; the converters avoid them
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 T, B, I, H = 6, 4, 5, 7
 LENGTHS = [6, 3, 0, 4]  # right-padded sequences as Keras masks them; includes T and 0
 
@@ -319,9 +322,23 @@ def test_dense(use_bias, shape):
                  "dense native layer output")
 
 
+def test_dense_with_lora_converts_its_merged_kernel():
+    k = keras.layers.Dense(3)
+    k.build((None, I))
+    k.enable_lora(2)
+    randomize(k)  # lora_kernel_b starts at zero, which would hide an unmerged kernel
+    x = np.random.default_rng(13).standard_normal((B, I)).astype(np.float32)
+    assert_close(from_keras(k).forward(x), numpy_of(k(x)), "dense output, lora")
+
+
 # ---------------------------------------------------------------------------- errors
 def built(layer, shape=(None, None, I)):
     layer.build(shape)
+    return layer
+
+
+def quantized(layer, shape):
+    built(layer, shape).quantize("int8")
     return layer
 
 
@@ -343,12 +360,17 @@ def built(layer, shape=(None, None, I)):
      ValueError, "backward layer LSTM\\(8\\) differs"),
     (lambda: built(keras.layers.Dense(3, activation="relu"), (None, I)), NotImplementedError,
      "Dense with activation='relu'"),
+    (lambda: quantized(keras.layers.Dense(3), (None, I)), NotImplementedError,
+     "quantization_mode='int8'"),
+    (lambda: quantized(keras.layers.Embedding(5, 3), (None,)), NotImplementedError,
+     "Embedding with quantization_mode='int8'"),
     (lambda: built(keras.layers.Conv1D(2, 3)), TypeError, "Conv1D"),
     (lambda: keras.layers.LSTM(H), ValueError, "not built"),
     (lambda: built(keras.layers.GRU(H, dtype="mixed_float16")), TypeError, "mixed_float16"),
     (lambda: np.zeros(3), TypeError, "keras.layers.Layer, got ndarray"),
 ], ids=["simple_rnn_activation", "lstm_activation", "recurrent_activation", "stateful",
         "go_backwards", "merge_none", "bidirectional_mismatch", "dense_activation",
+        "quantized_dense", "quantized_embedding",
         "other_layer", "unbuilt", "float16", "not_a_layer"])
 def test_what_from_keras_cannot_convert_is_named(make, error, named):
     with pytest.raises(error, match=named):
@@ -396,7 +418,6 @@ def test_the_keras_backend_defaults_to_torch_and_keras_loads_lazily():
     assert out.split() == ["torch", "torch"]
 
 
-@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
 def test_the_persistence_docs_example_runs(capsys):
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                         "persistence.md")
