@@ -27,7 +27,7 @@ from rnnkit.interop.keras import _KERAS_RECURRENT  # noqa: E402
 from compare import scaled_error  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 
-# Keras's own NumPy conversions (get_weights, quantize) warn under NumPy 2; the converters avoid them
+# Keras's own NumPy conversions (get_weights, quantize) warn under NumPy 2; the converters don't
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 T, B, I, H = 6, 4, 5, 7
@@ -167,8 +167,10 @@ def test_from_keras_parity_and_round_trip(variant, direction):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_to_keras_of_a_native_rnnkit_layer(variant, direction):
     rnnkit_class, options = VARIANTS[variant][2:]
-    layer = rnnkit_class(I, H, bidirectional=direction != "uni", merge=direction.replace("uni", "concat"),
-                         return_state=True, seed=0, **options)
+    bidirectional = direction != "uni"
+    layer = rnnkit_class(I, H, bidirectional=bidirectional,
+                         merge=direction if bidirectional else "concat", return_state=True, seed=0,
+                         **options)
     rng = np.random.default_rng(5)
     for name, array in layer.parameters().items():
         if name.endswith((".b", ".bh")):  # b and bh both nonzero: to_keras must combine them
@@ -358,6 +360,9 @@ def quantized(layer, shape):
     (lambda: built(keras.layers.Bidirectional(
         keras.layers.LSTM(H), backward_layer=keras.layers.LSTM(H + 1, go_backwards=True))),
      ValueError, "backward layer LSTM\\(8\\) differs"),
+    (lambda: built(keras.layers.Bidirectional(
+        keras.layers.LSTM(H), backward_layer=keras.layers.SimpleRNN(H, go_backwards=True))),
+     ValueError, "backward layer SimpleRNN\\(7\\) differs"),
     (lambda: built(keras.layers.Dense(3, activation="relu"), (None, I)), NotImplementedError,
      "Dense with activation='relu'"),
     (lambda: quantized(keras.layers.Dense(3), (None, I)), NotImplementedError,
@@ -369,7 +374,8 @@ def quantized(layer, shape):
     (lambda: built(keras.layers.GRU(H, dtype="mixed_float16")), TypeError, "mixed_float16"),
     (lambda: np.zeros(3), TypeError, "keras.layers.Layer, got ndarray"),
 ], ids=["simple_rnn_activation", "lstm_activation", "recurrent_activation", "stateful",
-        "go_backwards", "merge_none", "bidirectional_mismatch", "dense_activation",
+        "go_backwards", "merge_none", "bidirectional_mismatch", "bidirectional_mixed",
+        "dense_activation",
         "quantized_dense", "quantized_embedding",
         "other_layer", "unbuilt", "float16", "not_a_layer"])
 def test_what_from_keras_cannot_convert_is_named(make, error, named):

@@ -194,17 +194,20 @@ def _recurrent_from_keras(keras, layer):
         if layer.go_backwards:
             raise _unsupported(layer, "go_backwards", True, "rnnkit's one-direction layers run "
                                "forwards (reverse the time axis of the input instead)")
-    spec = _keras_recurrent_spec(keras, directions[0])
-    options = _direction_options(directions[0], spec)
+    first = directions[0]
+    spec = _keras_recurrent_spec(keras, first)
+    options = _direction_options(first, spec)
     for other in directions[1:]:
-        if (_keras_recurrent_spec(keras, other), _direction_options(other, spec)) != (
-                spec, options) or other.cell.units != directions[0].cell.units \
-                or other.cell.use_bias != directions[0].cell.use_bias:
+        same = (_keras_recurrent_spec(keras, other) == spec
+                and _direction_options(other, spec) == options
+                and (other.cell.units, other.cell.use_bias) == (first.cell.units,
+                                                                 first.cell.use_bias))
+        if not same:
             raise ValueError(f"Bidirectional {layer.name!r}: its backward layer "
                              f"{type(other).__name__}({other.cell.units}) differs from its "
-                             f"forward layer {type(directions[0]).__name__}"
-                             f"({directions[0].cell.units}) in type, units, use_bias or an "
-                             f"option; rnnkit's two directions share one configuration")
+                             f"forward layer {type(first).__name__}({first.cell.units}) in "
+                             f"type, units, use_bias or an option; rnnkit's two directions "
+                             f"share one configuration")
     dtypes = {_numpy_dtype(part) for part in [layer, *directions]}
     if len(dtypes) != 1:
         raise TypeError(f"Bidirectional {layer.name!r} and the layers it wraps have different "
@@ -218,14 +221,14 @@ def _recurrent_from_keras(keras, layer):
     # at the last step, so that layer returns its sequence and its final states instead
     merged_last = bidirectional and not layer.return_sequences
     converted = recurrent_layer(spec.cell)(
-        params[0]["Wx"].shape[0], directions[0].cell.units, bidirectional=bidirectional,
+        params[0]["Wx"].shape[0], first.cell.units, bidirectional=bidirectional,
         merge=layer.merge_mode if bidirectional else "concat",
         return_sequences=layer.return_sequences or merged_last,
         return_state=layer.return_state or merged_last, dtype=dtype, **options)
     converted.load_state_dict({f"l0.{name}.{key}": value.astype(dtype, copy=False)
                                for name, direction in zip(("fwd", "bwd"), params)
                                for key, value in direction.items()})
-    converted.keras_use_bias = bool(directions[0].cell.use_bias)
+    converted.keras_use_bias = bool(first.cell.use_bias)
     return converted
 
 
