@@ -42,6 +42,7 @@ VARIANTS = {  # test id -> (rnnkit.nn class, options)
     "rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
     "lstm": (nn.LSTM, {}),
+    "lstm_peepholes": (nn.LSTM, {"peepholes": True}),  # ONNX's P input
     "gru": (nn.GRU, {"linear_before_reset": True}),
     "gru_cho": (nn.GRU, {"linear_before_reset": False}),
 }
@@ -301,6 +302,7 @@ IMPORT_CASES = {  # test id -> (op_type, attributes, expected rnnkit options)
     "rnn_relu": ("RNN", {"activations": ["Relu"]}, {"nonlinearity": "relu"}),
     "lstm": ("LSTM", {}, {}),
     "lstm_explicit_activations": ("LSTM", {"activations": ["Sigmoid", "Tanh", "Tanh"]}, {}),
+    "lstm_peepholes": ("LSTM", {"peepholes": True}, {"peepholes": True}),
     "gru_default": ("GRU", {}, {"linear_before_reset": False}),
     "gru_linear_before_reset": ("GRU", {"linear_before_reset": 1},
                                 {"linear_before_reset": True}),
@@ -322,7 +324,8 @@ def test_imported_node_computes_what_onnx_runtime_computes(case, direction, bias
     op_type, attributes, options = IMPORT_CASES[case]
     model = check(onnx_node_model(op_type, direction=direction, bias=bias, **attributes))
     layer = from_onnx(model)
-    assert type(layer).__name__ == op_type and layer.cell_options == options
+    assert type(layer).__name__ == op_type
+    assert layer.cell_options == layer.cell_type.resolve_options(**options)
     assert layer.bidirectional == (direction == "bidirectional") and not layer.batch_first
     assert layer.dtype == np.float32 and layer.return_state
     if not bias:
@@ -398,6 +401,7 @@ ROUND_TRIPS = {
     "lstm_bi_ave_time_major": lambda: make_layer("lstm", "bi_ave", False),
     "gru_bi_sum_last_step": lambda: make_layer("gru", "bi_sum", True, return_sequences=False),
     "gru_cho_bi_concat": lambda: make_layer("gru_cho", "bi_concat", True, dropout=0.25),
+    "lstm_peepholes_bi_ave": lambda: make_layer("lstm_peepholes", "bi_ave", False),
 }
 
 
@@ -428,9 +432,9 @@ def test_from_onnx_of_an_exported_classifier_gives_its_recurrent_stack():
 
 def test_peephole_blocks_are_reordered_between_rnnkit_and_onnx():
     i, f, o = (np.full(H, k, np.float32) for k in (1, 2, 3))
-    onnx_row = _peepholes_to_onnx(np.concatenate([i, f, o]))  # rnnkit: i, f, o
+    onnx_row = _peepholes_to_onnx(np.stack([i, f, o]))  # rnnkit: rows i, f, o
     assert np.array_equal(onnx_row, np.concatenate([i, o, f]))  # ONNX: i, o, f
-    assert np.array_equal(_peepholes_from_onnx(onnx_row), np.concatenate([i, f, o]))
+    assert np.array_equal(_peepholes_from_onnx(onnx_row), np.stack([i, f, o]))
 
 
 def test_the_table_describes_every_cell_in_the_documented_orders():
@@ -457,11 +461,6 @@ def test_unsupported_node_attributes_are_named(op_type, attributes, named):
         from_onnx(onnx_node_model(op_type, **attributes))
 
 
-def test_peepholes_are_not_imported_yet():
-    with pytest.raises(NotImplementedError, match="peepholes"):
-        from_onnx(onnx_node_model("LSTM", peepholes=True))
-
-
 def test_import_errors_name_the_problem():
     model = onnx_node_model("GRU")
     del model.graph.initializer[0]  # W becomes a value the graph does not fix
@@ -486,16 +485,10 @@ def test_layers_onnx_export_cannot_express_are_refused(options, named):
         to_onnx(nn.LSTM(I, H, **options))
 
 
-def test_projection_and_peephole_layers_are_refused():
-    # rnnkit's LSTM has neither yet; a layer that has them must not lose them silently
-    layer = nn.LSTM(I, H)
-    layer.proj_size = 3
+def test_projection_layers_are_refused():
+    # ONNX's LSTM has no projection: the layer must not lose it silently
     with pytest.raises(NotImplementedError, match="proj_size=3"):
-        to_onnx(layer)
-    layer = nn.LSTM(I, H)
-    layer.peepholes = True
-    with pytest.raises(NotImplementedError, match="peepholes"):
-        to_onnx(layer)
+        to_onnx(nn.LSTM(I, H, proj_size=3))
 
 
 def test_export_argument_errors():

@@ -130,8 +130,8 @@ _FLOAT, _INT32, _INT64 = 1, 6, 7
 _READ_ATTRIBUTES = {"hidden_size", "direction", "layout", "activations", "linear_before_reset",
                     "activation_alpha", "activation_beta", "input_forget", "clip"}
 
-# rnnkit's order of an LSTM's peephole vector p (3H,); ONNX's P holds the same gates as
-# _ONNX_CELLS["lstm"].peephole_order
+# rnnkit's order of the rows of an LSTM's ``peepholes`` (3, H); ONNX's P holds the same gates,
+# flattened, in _ONNX_CELLS["lstm"].peephole_order
 _PEEPHOLE_ORDER = "ifo"
 
 
@@ -144,16 +144,18 @@ def _reorder_blocks(array, source: str, target: str, axis: int = 0) -> np.ndarra
     return np.concatenate([blocks[source.index(gate)] for gate in target], axis=axis)
 
 
-def _peepholes_to_onnx(p) -> np.ndarray:
-    """An LSTM direction's peephole weights ``p`` (3H,), rnnkit's order (i, f, o), as one row of
-    ONNX's ``P`` (gates i, o, f)."""
-    return _reorder_blocks(np.asarray(p), _PEEPHOLE_ORDER, _ONNX_CELLS["lstm"].peephole_order)
+def _peepholes_to_onnx(peepholes) -> np.ndarray:
+    """An LSTM direction's ``peepholes`` (3, H), rows p_i, p_f, p_o, as one row of ONNX's ``P``
+    (3H,: gates i, o, f)."""
+    rows = _reorder_blocks(np.asarray(peepholes), _PEEPHOLE_ORDER,
+                           _ONNX_CELLS["lstm"].peephole_order)
+    return rows.reshape(-1)
 
 
 def _peepholes_from_onnx(P_row) -> np.ndarray:
-    """One direction's row of ONNX's ``P`` (3H,: i, o, f) in rnnkit's order (i, f, o)."""
-    return _reorder_blocks(np.asarray(P_row), _ONNX_CELLS["lstm"].peephole_order,
-                           _PEEPHOLE_ORDER)
+    """One direction's row of ONNX's ``P`` (3H,: i, o, f) as rnnkit's ``peepholes`` (3, H)."""
+    rows = np.asarray(P_row).reshape(3, -1)
+    return _reorder_blocks(rows, _ONNX_CELLS["lstm"].peephole_order, _PEEPHOLE_ORDER)
 
 
 def _import_onnx():
@@ -167,7 +169,8 @@ def _import_onnx():
 
 # ---------------------------------------------------------------------------- parameters
 def _onnx_weights(level, cell) -> tuple:
-    """ONNX's W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) of one layer of a stack, float32."""
+    """ONNX's W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) of one layer of a stack, float32, and
+    P (D, 3H) for an LSTM with peepholes (None otherwise)."""
     def onnx_blocks(a):  # the gate blocks of a's last axis in ONNX's order
         return _reorder_blocks(np.asarray(a, np.float32), cell.gate_names,
                                _ONNX_CELLS[cell.name].gate_order, axis=-1)
@@ -176,11 +179,16 @@ def _onnx_weights(level, cell) -> tuple:
     W = np.stack([onnx_blocks(d.Wx).T for d in directions])
     R = np.stack([onnx_blocks(d.Wh).T for d in directions])
     B = np.stack([np.concatenate([onnx_blocks(d.b), onnx_blocks(d.bh)]) for d in directions])
-    return W, R, B
+    P = None
+    if "peepholes" in directions[0].kernel_params():
+        P = np.stack([_peepholes_to_onnx(np.asarray(d.peepholes, np.float32))
+                      for d in directions])
+    return W, R, B, P
 
 
-def _rnnkit_parameters(cell, W, R, B) -> list:
-    """One {Wx, Wh, b, bh} dict per direction from ONNX's W, R and B (B None: zero biases)."""
+def _rnnkit_parameters(cell, W, R, B, P=None) -> list:
+    """One {Wx, Wh, b, bh} dict per direction from ONNX's W, R and B (B None: zero biases), with
+    ``peepholes`` from P (D, 3H) when the node has one."""
     order, onnx_order = _ONNX_CELLS[cell.name].gate_order, cell.gate_names
     GH = W.shape[1]
     directions = []
@@ -191,6 +199,8 @@ def _rnnkit_parameters(cell, W, R, B) -> list:
             "Wh": _reorder_blocks(R[d].T, order, onnx_order, axis=-1),
             "b": _reorder_blocks(bias[:GH], order, onnx_order),
             "bh": _reorder_blocks(bias[GH:], order, onnx_order)})
+        if P is not None:
+            directions[-1]["peepholes"] = _peepholes_from_onnx(P[d])
     return directions
 
 
@@ -207,8 +217,6 @@ def _export_problems(layer) -> list:
     if getattr(layer, "proj_size", 0) > 0:
         problems.append(f"proj_size={layer.proj_size} (an LSTM with a projection is not one ONNX "
                         f"LSTM node)")
-    if getattr(layer, "peepholes", False):
-        problems.append("peepholes=True (the export does not write ONNX's P input yet)")
     return problems
 
 
@@ -306,8 +314,8 @@ def _recurrent_stack(g: _Graph, layer, x: str, lengths: str, initial=None, prefi
     finals = {state: [] for state in cell.state_names}
     inp = x
     for k, level in enumerate(layer.levels):
-        W, R, B = (g.constant(a, f"{prefix}l{k}_{n}")
-                   for a, n in zip(_onnx_weights(level, cell), ("W", "R", "B")))
+        W, R, B, P = (None if a is None else g.constant(a, f"{prefix}l{k}_{n}")
+                      for a, n in zip(_onnx_weights(level, cell), ("W", "R", "B", "P")))
         states = []
         for state in cell.state_names:  # this layer's rows of the stacked initial states
             if initial is None:
@@ -317,7 +325,8 @@ def _recurrent_stack(g: _Graph, layer, x: str, lengths: str, initial=None, prefi
                                              g.constant(np.array([(k + 1) * D])),
                                              g.constant(np.array([0]))],
                                    f"{prefix}l{k}_{state}0"))
-        Y, *final = g.op(spec.op_type, [inp, W, R, B, lengths32, *states],
+        peepholes = [P] if P is not None else []  # input 8, after initial_h and initial_c
+        Y, *final = g.op(spec.op_type, [inp, W, R, B, lengths32, *states, *peepholes],
                          f"{prefix}l{k}_{spec.op_type.lower()}", outputs=1 + len(states),
                          hidden_size=H, direction=_DIRECTIONS[D], **attributes)
         for state, value, start in zip(cell.state_names, final, states):
@@ -595,9 +604,6 @@ def _read_node(onnx, node, constants) -> _ImportedNode:
     D = 2 if direction == "bidirectional" else 1
     options = spec.options(attributes, D, what)
     inputs = list(node.input) + [""] * (8 - len(node.input))  # X W R B lens h0 c0 P
-    if inputs[7]:
-        raise NotImplementedError(f"{what} has peepholes (input P): rnnkit's LSTM has no peephole "
-                                  f"connections on this version")
 
     def constant(position, name, required=True):
         value_name = inputs[position]
@@ -623,13 +629,19 @@ def _read_node(onnx, node, constants) -> _ImportedNode:
         if array is not None and array.shape != want[name]:
             raise ValueError(f"{what}: input {name} has shape {array.shape}, expected "
                              f"{want[name]} for hidden_size={H}, direction={direction!r}")
-    if len({a.dtype for a in (W, R, B) if a is not None}) > 1:
-        raise TypeError(f"{what}: W, R and B must share one dtype")
+    P = constant(7, "P", required=False) if cell.name == "lstm" else None
+    if P is not None:
+        options["peepholes"] = True
+        if P.shape != (D, 3 * H):
+            raise ValueError(f"{what}: input P has shape {P.shape}, expected {(D, 3 * H)} for "
+                             f"hidden_size={H}, direction={direction!r}")
+    if len({a.dtype for a in (W, R, B, P) if a is not None}) > 1:
+        raise TypeError(f"{what}: W, R, B and P must share one dtype")
     layout = attributes.get("layout", 0)
     if layout not in (0, 1):
         raise ValueError(f"{what} has layout={layout}; ONNX defines 0 and 1")
-    return _ImportedNode(cell, options, D, layout == 1, W.shape[-1], H,
-                         _rnnkit_parameters(cell, W, R, B))
+    return _ImportedNode(cell, cell.resolve_options(**options), D, layout == 1, W.shape[-1], H,
+                         _rnnkit_parameters(cell, W, R, B, P))
 
 
 def _load(layer, imported_nodes):
@@ -678,7 +690,8 @@ def from_onnx(path_or_model, *, node=None):
     the other options it recorded), with parameters equal to the exported ones.
 
     NotImplementedError naming what rnnkit does not implement: ``clip``, non-default
-    ``activations``, ``input_forget``, ``direction="reverse"``, peepholes (input ``P``).
+    ``activations``, ``input_forget``, ``direction="reverse"``. An LSTM node's peepholes
+    (input ``P``) become the layer's ``peepholes=True``.
     """
     onnx = _import_onnx()
     if isinstance(path_or_model, onnx.ModelProto):
