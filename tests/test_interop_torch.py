@@ -38,6 +38,7 @@ TORCH_CELLS = {  # test id -> (torch.nn class name, constructor options)
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
     "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
     "lstm": ("LSTM", {}),
+    "lstm_proj": ("LSTM", {"proj_size": 3}),  # h and the outputs 3 wide, weight_hr_l*
     "gru": ("GRU", {}),
 }
 TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
@@ -60,10 +61,13 @@ def make_recurrent(cell, num_layers=1, bidirectional=False, batch_first=False, b
 
 
 def random_like_state(module, rng, dtype):
-    """A random state in torch's layout for ``module`` (an (h, c) pair for LSTM)."""
-    shape = (module.num_layers * (2 if module.bidirectional else 1), B, H)
-    parts = [torch.tensor(rng.standard_normal(shape).astype(dtype), requires_grad=True)
-             for _ in range(2 if isinstance(module, torch.nn.LSTM) else 1)]
+    """A random state in torch's layout for ``module`` (an (h, c) pair for LSTM; h is
+    proj_size wide when there is a projection)."""
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    widths = [getattr(module, "proj_size", 0) or H, H]
+    parts = [torch.tensor(rng.standard_normal((layers, B, width)).astype(dtype),
+                          requires_grad=True)
+             for width in widths[:2 if isinstance(module, torch.nn.LSTM) else 1]]
     return tuple(parts) if len(parts) == 2 else parts[0]
 
 
@@ -130,8 +134,8 @@ def test_from_torch_carries_every_option(cell):
     assert layer.torch_bias is False and layer.dtype == np.float32 and layer.return_state
     assert all(not np.any(array) for name, array in layer.parameters().items()
                if name.endswith((".b", ".bh")))
-    if cell.startswith("rnn"):
-        assert layer.nonlinearity == TORCH_CELLS[cell][1]["nonlinearity"]
+    for option, value in TORCH_CELLS[cell][1].items():  # nonlinearity, proj_size
+        assert layer.cell_options[option] == value
 
 
 # ---------------------------------------------------------------------------- embedding, linear
@@ -180,6 +184,7 @@ ROUND_TRIP_MODULES = {
                                                        dtype=np.float32),
     "lstm_3layer_bi_dropout": lambda: make_recurrent("lstm", 3, True, dropout=0.5),
     "lstm_f32_nobias": lambda: make_recurrent("lstm", 2, False, True, False, np.float32),
+    "lstm_proj_bi": lambda: make_recurrent("lstm_proj", 2, True),
     "gru_bi_f32": lambda: make_recurrent("gru", 2, True, dtype=np.float32),
     "gru_nobias": lambda: make_recurrent("gru", 1, False, bias=False),
     "embedding_padding": lambda: torch.nn.Embedding(9, 4, padding_idx=0),
@@ -203,7 +208,7 @@ def test_round_trip_reproduces_the_state_dict_exactly(make):
     assert type(again) is type(module)
     assert_same_state_dict(again.state_dict(), module.state_dict())
     options = ["num_layers", "bidirectional", "batch_first", "dropout", "nonlinearity",
-               "padding_idx", "in_features", "out_features"]
+               "proj_size", "padding_idx", "in_features", "out_features"]
     if isinstance(module, torch.nn.RNNBase):  # Linear.bias is the tensor, not the flag
         options.append("bias")
     for option in options:
@@ -236,12 +241,17 @@ def test_to_torch_of_a_native_rnnkit_layer():
 
 
 # ---------------------------------------------------------------------------- errors
-def test_proj_size_is_not_implemented():
+def test_projection_state_dicts_need_a_layer_with_the_same_proj_size():
     module = torch.nn.LSTM(I, H, proj_size=3)
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        from_torch(module)
-    with pytest.raises(NotImplementedError, match="proj_size"):
+    with pytest.raises(ValueError, match=r"unexpected \['weight_hr_l0'\]"):
         load_torch_state_dict(nn.LSTM(I, H, batch_first=False), module.state_dict())
+    with pytest.raises(ValueError, match="weight_hh_l0.*needs"):
+        load_torch_state_dict(nn.LSTM(I, H, proj_size=2), module.state_dict())
+
+
+def test_peepholes_have_no_torch_equivalent():
+    with pytest.raises(ValueError, match="peepholes=True"):
+        to_torch(nn.LSTM(I, H, peepholes=True))
 
 
 def test_unsupported_modules_and_layers_are_named():

@@ -42,9 +42,10 @@ SUPPORTED_TORCH_MODULES = ("RNN", "LSTM", "GRU", "Embedding", "Linear")
 _RECURRENT_PARAMETERS = (("Wx", "weight_ih", True), ("Wh", "weight_hh", True),
                          ("b", "bias_ih", False), ("bh", "bias_hh", False))
 _DIRECTION_SUFFIXES = (("fwd", ""), ("bwd", "_reverse"))
-_PROJECTION_STEM = "weight_hr"  # torch's LSTM projection (proj_size > 0)
-_PROJECTION_MESSAGE = ("LSTM with proj_size > 0 (projected hidden state, weight_hr_l*) is not "
-                       "supported: rnnkit has no projection LSTM yet")
+# an LSTM's projection (proj_size > 0): torch's weight_hr (P, H) is Wr.T, after bias_hh
+_PROJECTION = ("Wr", "weight_hr", True)
+# the constructor options a cell shares with torch, under the same names
+_TORCH_OPTIONS = {"rnn": ("nonlinearity",), "lstm": ("proj_size",), "gru": ()}
 
 
 def _import_torch():
@@ -83,7 +84,8 @@ def _recurrent_mapping(layer, bias: bool):
     mapping = []
     for k in range(layer.num_layers):
         for direction, suffix in _DIRECTION_SUFFIXES[:layer.num_directions]:
-            for ours, stem, transposed in _RECURRENT_PARAMETERS:
+            projected = getattr(layer, "proj_size", 0) > 0
+            for ours, stem, transposed in _RECURRENT_PARAMETERS + (_PROJECTION,) * projected:
                 if stem.startswith("bias") and not bias:
                     continue
                 mapping.append((f"l{k}.{direction}.{ours}", f"{stem}_l{k}{suffix}", transposed))
@@ -114,6 +116,8 @@ def _torch_incompatibilities(layer) -> list:
     if not layer.cell_options.get("linear_before_reset", True):
         problems.append("linear_before_reset=False (torch's GRU applies the reset gate after "
                         "the recurrent product)")
+    if layer.cell_options.get("peepholes"):
+        problems.append("peepholes=True (torch's LSTM has no peephole connections)")
     return problems
 
 
@@ -140,16 +144,15 @@ def load_torch_state_dict(layer, state_dict) -> None:
     structure, in place. Keys must match exactly (ValueError listing missing and unexpected
     ones, or naming an entry of the wrong shape); values are cast to the layer's dtype.
     A recurrent state dict without ``bias_*`` entries (torch's bias=False) zeroes ``b`` and
-    ``bh`` and sets ``layer.torch_bias = False``. NotImplementedError for a projection LSTM's
-    ``weight_hr_l*`` (proj_size > 0). Needs torch only if the values are tensors."""
+    ``bh`` and sets ``layer.torch_bias = False``. A projection LSTM's ``weight_hr_l*`` (torch's
+    proj_size > 0) needs a layer with the same ``proj_size``. Needs torch only if the values
+    are tensors."""
     if not hasattr(state_dict, "keys"):
         raise TypeError(f"state_dict must be a mapping of names to tensors or arrays, got "
                         f"{type(state_dict).__name__}")
     if not isinstance(layer, (_Recurrent, Linear, Embedding)):
         _layer_mapping(layer, True)  # raises the TypeError naming the layer
     if isinstance(layer, _Recurrent):
-        if any(name.startswith(_PROJECTION_STEM) for name in state_dict):
-            raise NotImplementedError(_PROJECTION_MESSAGE)
         _check_torch_expressible(layer, training_options=False)
         bias = any(name.startswith("bias") for name in state_dict)
     else:
@@ -206,11 +209,12 @@ def _torch_class_of(module):
 def from_torch(module):
     """The rnnkit.nn layer equivalent to the torch ``module`` (RNN, LSTM, GRU, Embedding or
     Linear), with a copy of its parameters and every constructor option carried over:
-    num_layers, bidirectional, batch_first, dropout, bias, nonlinearity, dtype (float32 or
-    float64); Embedding's padding_idx. Recurrent layers are built with ``return_state=True``,
-    so ``forward`` returns (output, final states) as torch does (states in rnnkit's list form,
-    see ``states_to_torch``). NotImplementedError for options rnnkit lacks (LSTM proj_size,
-    Embedding max_norm and scale_grad_by_freq); TypeError naming any other module type."""
+    num_layers, bidirectional, batch_first, dropout, bias, nonlinearity, LSTM proj_size, dtype
+    (float32 or float64); Embedding's padding_idx. Recurrent layers are built with
+    ``return_state=True``, so ``forward`` returns (output, final states) as torch does (states
+    in rnnkit's list form, see ``states_to_torch``). NotImplementedError for options rnnkit
+    lacks (Embedding max_norm and scale_grad_by_freq); TypeError naming any other module
+    type."""
     kind = _torch_class_of(module)
     if kind == "Linear":
         layer = Linear(module.in_features, module.out_features, bias=module.bias is not None,
@@ -225,10 +229,8 @@ def from_torch(module):
                           padding_idx=module.padding_idx,
                           dtype=_numpy_dtype(module.weight.dtype))
     else:
-        if getattr(module, "proj_size", 0) > 0:
-            raise NotImplementedError(f"{_PROJECTION_MESSAGE} (proj_size={module.proj_size})")
         cell = next(cell for cell in CELLS if cell.torch_module == kind)
-        options = {"nonlinearity": module.nonlinearity} if kind == "RNN" else {}
+        options = {name: getattr(module, name) for name in _TORCH_OPTIONS[cell.name]}
         layer = recurrent_layer(cell.name)(
             module.input_size, module.hidden_size, module.num_layers,
             bidirectional=module.bidirectional, batch_first=module.batch_first,
@@ -242,7 +244,8 @@ def to_torch(layer):
     """The torch.nn module equivalent to the rnnkit.nn ``layer`` (RNN, LSTM, GRU, Embedding or
     Linear), with a copy of its parameters; ``to_torch(from_torch(m)).state_dict()`` equals
     ``m.state_dict()`` exactly. ValueError for a recurrent layer with options torch lacks
-    (norm, skip, a merge other than concat, recurrent_dropout, GRU linear_before_reset=False);
+    (norm, skip, a merge other than concat, recurrent_dropout, GRU linear_before_reset=False,
+    LSTM peepholes);
     TypeError for other layers. The module is returned in torch's default (training) mode."""
     torch = _import_torch()
     _layer_mapping(layer, True)  # the TypeError for layers without a torch twin
@@ -262,7 +265,7 @@ def to_torch(layer):
                           f"gets bias=True to compute the same function", UserWarning,
                           stacklevel=2)
             bias = True
-        options = {"nonlinearity": layer.nonlinearity} if layer.cell_type.name == "rnn" else {}
+        options = {name: layer.cell_options[name] for name in _TORCH_OPTIONS[layer.cell_type.name]}
         module = getattr(torch.nn, layer.cell_type.torch_module)(
             layer.input_size, layer.hidden_size, layer.num_layers, bias=bias,
             batch_first=layer.batch_first, dropout=layer.dropout,
@@ -284,8 +287,9 @@ def states_from_torch(hx) -> list:
         if len(hx) != 2:
             raise ValueError(f"an LSTM state must be an (h, c) pair, got {len(hx)} entries")
         h, c = (_stacked_state(part, name) for part, name in zip(hx, ("h", "c")))
-        if h.shape != c.shape:
-            raise ValueError(f"h and c must have the same shape, got {h.shape} and {c.shape}")
+        if h.shape[:2] != c.shape[:2]:  # h is P wide with proj_size, c H wide
+            raise ValueError(f"h and c must have the same shape in their first two dimensions "
+                             f"(num_layers * num_directions, B), got {h.shape} and {c.shape}")
         return [(np.ascontiguousarray(h[k]), np.ascontiguousarray(c[k])) for k in range(len(h))]
     h = _stacked_state(hx, "h")
     return [np.ascontiguousarray(h[k]) for k in range(len(h))]
