@@ -386,11 +386,13 @@ def test_what_from_keras_cannot_convert_is_named(make, error, named):
 @pytest.mark.parametrize("layer, error, named", [
     (nn.GRU(I, H, 2), ValueError, "num_layers=2"),
     (nn.LSTM(I, H, norm="layer"), ValueError, "norm='layer'"),
+    (nn.LSTM(I, H, proj_size=2), ValueError, "proj_size=2"),
+    (nn.LSTM(I, H, peepholes=True), ValueError, "peepholes=True"),
     (nn.RNN(I, H, skip="residual"), ValueError, "skip='residual'"),
     (nn.GRU(I, H, bidirectional=True, return_sequences=False), ValueError,
      "bidirectional with return_sequences=False"),
     (nn.Dropout(0.5), TypeError, "Dropout"),
-], ids=["stacked", "norm", "skip", "bidirectional_last_step", "dropout"])
+], ids=["stacked", "norm", "proj_size", "peepholes", "skip", "bidirectional_last_step", "dropout"])
 def test_what_to_keras_cannot_convert_is_named(layer, error, named):
     with pytest.raises(error, match=named):
         to_keras(layer)

@@ -299,6 +299,10 @@ def _keras_incompatibilities(layer) -> list:
         problems.append(f"norm={layer.norm!r}")
     if layer.skip is not None:
         problems.append(f"skip={layer.skip!r}")
+    for option in layer.cell_type.parameter_options:  # LSTM proj_size, peepholes
+        if layer.cell_options[option]:
+            problems.append(f"{option}={layer.cell_options[option]!r} (Keras's LSTM has "
+                            f"neither a projection nor peepholes)")
     if layer.bidirectional and not layer.return_sequences:
         problems.append("bidirectional with return_sequences=False (rnnkit takes the merged "
                         "output at the last step, Keras merges the final states)")
