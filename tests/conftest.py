@@ -8,17 +8,31 @@ import pytest
 
 from rnnkit.cells import CELLS as REGISTERED_CELLS, get_cell
 
-# test variant -> (rnnkit.cells cell, its forward options): every option value of every cell
-# ("gru_cho": the reset-before variant of Cho et al.)
+# test variant -> (rnnkit.cells cell, its forward options, its parameter options): every option
+# value of every cell ("gru_cho": the reset-before variant of Cho et al.; "lstm_proj": a
+# projection of width P = proj_width(H), "lstm_peepholes": peephole connections). Parameter
+# options add the arrays Wr / peepholes to the inputs. Tests parametrised over ALL_VARIANTS
+# cover a new cell or option by its entry here.
 VARIANTS = {
-    "rnn_tanh": (get_cell("rnn"), {"nonlinearity": "tanh"}),
-    "rnn_relu": (get_cell("rnn"), {"nonlinearity": "relu"}),
-    "lstm": (get_cell("lstm"), {}),
-    "gru": (get_cell("gru"), {"linear_before_reset": True}),
-    "gru_cho": (get_cell("gru"), {"linear_before_reset": False}),
+    "rnn_tanh": (get_cell("rnn"), {"nonlinearity": "tanh"}, {}),
+    "rnn_relu": (get_cell("rnn"), {"nonlinearity": "relu"}, {}),
+    "lstm": (get_cell("lstm"), {}, {}),
+    "lstm_proj": (get_cell("lstm"), {}, {"proj_size": True}),
+    "lstm_peepholes": (get_cell("lstm"), {}, {"peepholes": True}),
+    "gru": (get_cell("gru"), {"linear_before_reset": True}, {}),
+    "gru_cho": (get_cell("gru"), {"linear_before_reset": False}, {}),
 }
-assert {cell.name for cell, _ in VARIANTS.values()} == {cell.name for cell in REGISTERED_CELLS}
-GRAD_NAMES = ("x", "h0", "c0", "Wx", "Wh", "b", "bh")
+ALL_VARIANTS = tuple(VARIANTS)
+assert {cell.name for cell, _, _ in VARIANTS.values()} == {cell.name for cell in REGISTERED_CELLS}
+assert {option for cell, _, extra in VARIANTS.values() for option in extra} == {
+    option for cell in REGISTERED_CELLS for option in cell.parameter_options}
+GRAD_NAMES = ("x", "h0", "c0", "Wx", "Wh", "b", "bh", "Wr", "peepholes")
+
+
+def proj_width(H):
+    """The projection width of the lstm_proj variant: narrower than H, and not a multiple of any
+    vector width for most H (so the projected products hit their remainder paths too)."""
+    return H // 2 + 1
 
 
 class Harness:
@@ -29,33 +43,44 @@ class Harness:
         return VARIANTS[cell][0].has_cell_state
 
     @staticmethod
+    def state_width(cell, H):
+        """S, the width of h and y: the projection's for lstm_proj, else H."""
+        return proj_width(H) if "proj_size" in VARIANTS[cell][2] else H
+
+    @staticmethod
     def make_inputs(cell, T, B, I, H, *, dtype=np.float64, seed=0, h0=True, bh=True):
         """Random inputs scaled so pre-activations stay O(1) (no saturation, no relu blow-up).
         With h0=False the initial states are None; with bh=False there is no recurrent bias."""
         rng = np.random.default_rng(seed)
-        G = VARIANTS[cell][0].num_gates
+        cell_type, _, extra = VARIANTS[cell]
+        G, S = cell_type.num_gates, Harness.state_width(cell, H)
 
         def normal(*shape, scale=1.0):
             return (scale * rng.standard_normal(shape)).astype(dtype)
 
         inputs = {
             "x": normal(T, B, I),
-            "h0": normal(B, H, scale=0.5) if h0 else None,
+            "h0": normal(B, S, scale=0.5) if h0 else None,
             "Wx": normal(I, G * H, scale=0.8 / np.sqrt(I)),
-            "Wh": normal(H, G * H, scale=0.8 / np.sqrt(H)),
+            "Wh": normal(S, G * H, scale=0.8 / np.sqrt(S)),
             "b": normal(G * H, scale=0.3),
             "bh": normal(G * H, scale=0.3) if bh else None,
         }
         if Harness.has_cell_state(cell):
             inputs["c0"] = normal(B, H, scale=0.5) if h0 else None
+        if "proj_size" in extra:
+            inputs["Wr"] = normal(H, S, scale=1.0 / np.sqrt(H))
+        if "peepholes" in extra:
+            inputs["peepholes"] = normal(3, H, scale=0.5)
         return inputs
 
     @staticmethod
     def make_output_grads(cell, T, B, H, *, dtype=np.float64, seed=1):
         """Random weights Gy, GhT (, GcT) of the scalar loss L = sum(y Gy) + sum(hT GhT) (+ ...)."""
         rng = np.random.default_rng(seed)
-        douts = {"y": rng.standard_normal((T, B, H)).astype(dtype),
-                 "hT": rng.standard_normal((B, H)).astype(dtype)}
+        S = Harness.state_width(cell, H)
+        douts = {"y": rng.standard_normal((T, B, S)).astype(dtype),
+                 "hT": rng.standard_normal((B, S)).astype(dtype)}
         if Harness.has_cell_state(cell):
             douts["cT"] = rng.standard_normal((B, H)).astype(dtype)
         return douts
@@ -63,12 +88,13 @@ class Harness:
     @staticmethod
     def forward(impl, cell, inputs, **kwargs):
         """Calls impl.<cell>_forward; returns ({'y', 'hT'[, 'cT']}, cache)."""
-        cell_type, options = VARIANTS[cell]
+        cell_type, options, _ = VARIANTS[cell]
         fn = getattr(impl, cell_type.name + "_forward")
         i = inputs
         states = [i[f"{s}0"] for s in cell_type.state_names]
+        params = {name: i[name] for name in ("Wr", "peepholes") if name in i}
         y, *final, cache = fn(i["x"], *states, i["Wx"], i["Wh"], i["b"], i["bh"],
-                              **dict(options, **kwargs))
+                              **dict(options, **params, **kwargs))
         return dict(y=y, **{f"{s}T": v for s, v in zip(cell_type.state_names, final)}), cache
 
     @staticmethod
@@ -77,8 +103,9 @@ class Harness:
         cell_type = VARIANTS[cell][0]
         fn = getattr(impl, cell_type.name + "_backward")
         grads = fn(douts.get("y"), *(douts.get(f"{s}T") for s in cell_type.state_names), cache)
-        names = ("x", *(f"{s}0" for s in cell_type.state_names), "Wx", "Wh", "b", "bh")
-        return dict(zip(names, grads))
+        names = ("x", *(f"{s}0" for s in cell_type.state_names), "Wx", "Wh", "b", "bh", "Wr",
+                 "peepholes")
+        return {name: g for name, g in zip(names, grads) if name in GRAD_NAMES[:7] or g is not None}
 
     @staticmethod
     def loss(outs, douts):
@@ -93,11 +120,12 @@ class Harness:
         Batch rows are independent sequences, so for the per-row arguments (x, h0, c0) one
         element is perturbed in every row at once and the loss is split per row: B derivatives
         per pair of calls. (A kernel that mixed rows would fail the forward parity tests.)"""
-        B, H = inputs["x"].shape[1], inputs["Wh"].shape[0]
+        B, S = inputs["x"].shape[1], inputs["Wh"].shape[0]  # S: the width of h
+        H = inputs["Wh"].shape[1] // VARIANTS[cell][0].num_gates  # the width of c
         grads = {}
         for name, value in inputs.items():
             if value is None and name in ("h0", "c0"):
-                value = np.zeros((B, H), dtype=inputs["x"].dtype)
+                value = np.zeros((B, S if name == "h0" else H), dtype=inputs["x"].dtype)
             if value is None:
                 continue
             batch_axis = {"x": 1, "h0": 0, "c0": 0}.get(name)

@@ -625,3 +625,29 @@ def test_non_finite_padding_never_reaches_the_gradients(cell):
         if clean is not None:
             assert np.all(np.isfinite(got))
             np.testing.assert_array_equal(got, clean)
+
+
+def test_projection_and_peephole_arguments_are_checked():
+    """Wr (H, P) sets the widths of h, y and Wh's rows; peepholes are (3, H); each mismatch
+    names the argument and the expected shape."""
+    T_, B_, I_, H_, P_ = 3, 2, 4, 5, 2
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T_, B_, I_))
+    Wx, b = rng.standard_normal((I_, 4 * H_)), np.zeros(4 * H_)
+    Wh, Wr = rng.standard_normal((P_, 4 * H_)), rng.standard_normal((H_, P_))
+    y, hT, cT, _ = F.lstm_forward(x, None, None, Wx, Wh, b, Wr=Wr)
+    assert y.shape == (T_, B_, P_) and hT.shape == (B_, P_) and cT.shape == (B_, H_)
+    with pytest.raises(ValueError, match=r"Wh .*\(P, 4\*H\) with \(H, P\) = Wr.shape"):
+        F.lstm_forward(x, None, None, Wx, rng.standard_normal((H_, 4 * H_)), b, Wr=Wr)
+    with pytest.raises(ValueError, match=r"h0 .*\(B, P\)"):
+        F.lstm_forward(x, np.zeros((B_, H_)), None, Wx, Wh, b, Wr=Wr)
+    with pytest.raises(ValueError, match=r"peepholes must be 2-D"):
+        F.lstm_forward(x, None, None, Wx, Wh, b, Wr=Wr, peepholes=np.zeros(3 * H_))
+    with pytest.raises(ValueError, match=r"peepholes .*\(3, H\)"):
+        F.lstm_forward(x, None, None, Wx, Wh, b, Wr=Wr, peepholes=np.zeros((3, H_ + 1)))
+    with pytest.raises(ValueError, match=r"dy .*\(T, B, P\)"):
+        _, _, _, cache = F.lstm_forward(x, None, None, Wx, Wh, b, Wr=Wr)
+        F.lstm_backward(np.zeros((T_, B_, H_)), None, None, cache)
+    grads = F.lstm_backward(None, np.ones((B_, P_)), None,
+                            F.lstm_forward(x, None, None, Wx, Wh, b, Wr=Wr)[3])
+    assert len(grads) == 9 and grads[7].shape == (H_, P_) and grads[8] is None

@@ -11,6 +11,7 @@ import pytest
 
 import rnnkit
 from rnnkit import functional as F
+from conftest import ALL_VARIANTS
 
 T, B, I, H = 4, 3, 3, 3
 LENGTHS = np.array([4, 0, 2])  # a full row, an empty row and a partial row
@@ -28,7 +29,7 @@ FD_RTOL, FD_ATOL = 1e-6, 1e-7
 @pytest.mark.parametrize("h0", [True, False], ids=["h0", "no_h0"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 @pytest.mark.parametrize("isa", rnnkit.supported_isas())
 def test_functional_gradients_match_finite_differences(harness, restore_isa_and_threads, isa, cell,
                                                        lengths, reverse, h0, bh):

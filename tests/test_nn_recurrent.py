@@ -421,3 +421,56 @@ def test_normalized_relu_recurrence_reduces_to_the_kernel():
     want = F.rnn_backward(dy, None, kcache)
     for g, w in zip((dx, dh0, grads["Wx"], grads["Wh"], grads["b"], grads["bh"]), want):
         np.testing.assert_allclose(g, w, rtol=0, atol=1e-11)
+
+
+# ----------------------------------------------------------------------------- LSTM variants
+def test_projection_lstm_shapes_and_parameters():
+    """proj_size=P: outputs and h are P wide (2P when bidirectional with concat), c stays H
+    wide, each direction owns Wr (H, P) and Wh (P, 4H); the next layer reads 2P features."""
+    I, H, P, B, T = 5, 6, 3, 2, 4
+    layer = nn.LSTM(I, H, 2, proj_size=P, bidirectional=True, return_state=True, seed=0)
+    params = layer.parameters()
+    assert params["l0.fwd.Wr"].shape == (H, P) and params["l0.bwd.Wh"].shape == (P, 4 * H)
+    assert params["l1.fwd.Wx"].shape == (2 * P, 4 * H)
+    assert layer.output_size == 2 * P and "proj_size=3" in repr(layer)
+    y, states = layer.forward(np.zeros((B, T, I), np.float32))
+    assert y.shape == (B, T, 2 * P)
+    assert all(h.shape == (B, P) and c.shape == (B, H) for h, c in states)
+
+
+def test_peephole_lstm_parameters_start_at_zero():
+    layer = nn.LSTM(4, 5, peepholes=True, seed=0)
+    assert np.all(layer.l0.fwd.peepholes == 0) and layer.l0.fwd.peepholes.shape == (3, 5)
+    plain = nn.LSTM(4, 5, seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    # zero peepholes compute the plain LSTM (same initial weights: same seed, same draws)
+    np.testing.assert_array_equal(layer.forward(x), plain.forward(x))
+
+
+def test_projection_and_peephole_option_errors():
+    with pytest.raises(ValueError, match="proj_size must be an int >= 0, got -1"):
+        nn.LSTM(4, 5, proj_size=-1)
+    with pytest.raises(ValueError, match="peepholes must be False or True, got 'yes'"):
+        nn.LSTM(4, 5, peepholes="yes")
+    with pytest.raises(ValueError, match="norm='layer' cannot be combined with proj_size=2"):
+        nn.LSTM(4, 5, proj_size=2, norm="layer")
+    layer = nn.LSTM(4, 5, proj_size=2, return_state=True)
+    with pytest.raises(ValueError, match=r"initial_state\[0\]\[0\] must have shape "
+                                         r"\(B, proj_size\) = \(3, 2\), got \(3, 5\)"):
+        layer.forward(np.zeros((3, 2, 4), np.float32),
+                      initial_state=[(np.zeros((3, 5), np.float32), np.zeros((3, 5), np.float32))])
+
+
+@pytest.mark.parametrize("options", [dict(proj_size=2), dict(peepholes=True)],
+                         ids=["proj", "peepholes"])
+def test_projection_and_peephole_lstm_save_load_and_pickle(tmp_path, options):
+    import rnnkit
+
+    layer = nn.LSTM(4, 5, 2, bidirectional=True, seed=1, **options)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    want = layer.forward(x, training=True)
+    rnnkit.save(layer, tmp_path / "lstm.rnnkit")
+    for again in (rnnkit.load(tmp_path / "lstm.rnnkit"), pickle.loads(pickle.dumps(layer))):
+        assert again.cell_options == layer.cell_options
+        np.testing.assert_array_equal(again.forward(x), layer.forward(x))
+    assert want.shape == (2, 3, 2 * layer.state_size)

@@ -43,6 +43,8 @@ def generic_point(model, seed=11):
             p += 0.3 * rng.standard_normal(p.shape)
         elif kind == "gamma":
             p *= 1 + 0.3 * rng.random(p.shape)
+        elif kind == "peepholes":  # they start at zero, where the cell is the plain LSTM
+            p += 0.5 * rng.standard_normal(p.shape)
     return model
 
 
@@ -111,3 +113,37 @@ def test_gru_reset_before():
     model = generic_point(nn.GRU(I, H, 2, bidirectional=True, linear_before_reset=False,
                                  dtype=np.float64, seed=2))
     check_module(model, inputs(), fwd_kwargs=dict(lengths=LENGTHS, training=True))
+
+
+# LSTM with a projection (h and outputs P = 2 wide, c H = 3 wide) and with peepholes, through
+# the options that route their outputs and states differently
+LSTM_VARIANTS = {"proj": dict(proj_size=2), "peepholes": dict(peepholes=True),
+                 "proj_peepholes": dict(proj_size=2, peepholes=True)}
+
+
+@pytest.mark.parametrize("config", ["concat", "sum", "recurrent_dropout", "residual_concat",
+                                    "dense", "batch_first", "last_step"])
+@pytest.mark.parametrize("variant", list(LSTM_VARIANTS))
+def test_projection_and_peephole_lstm_gradients(variant, config):
+    kw = CONFIGS[config]
+    model = make("lstm", **LSTM_VARIANTS[variant], **kw)
+    n = check_module(model, inputs(kw.get("batch_first", False)),
+                     fwd_kwargs=dict(lengths=LENGTHS, training=True))
+    assert n > 50
+
+
+@pytest.mark.parametrize("variant", list(LSTM_VARIANTS))
+def test_projection_and_peephole_lstm_states_in_and_out(variant):
+    model = make("lstm", return_state=True, return_sequences=False, **LSTM_VARIANTS[variant])
+    S = model.state_size
+    assert S == LSTM_VARIANTS[variant].get("proj_size", H)
+    rng = np.random.default_rng(9)
+    init, extra = [], {}
+    for k in range(4):
+        h, c = rng.standard_normal((B, S)) * 0.5, rng.standard_normal((B, H)) * 0.5
+        init.append((h, c))
+        extra[f"h0[{k}]"] = (h, lambda m, k=k: m.dinitial_state[k][0])
+        extra[f"c0[{k}]"] = (c, lambda m, k=k: m.dinitial_state[k][1])
+    check_module(model, inputs(), fwd_kwargs=dict(lengths=LENGTHS, training=True,
+                                                  initial_state=init),
+                 max_per_param=3, extra_inputs=extra)

@@ -18,8 +18,9 @@ from rnnkit import functional as F
 from rnnkit import reference as ref
 
 from compare import scaled_error
+from conftest import ALL_VARIANTS
 
-CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"]
+CELLS = list(ALL_VARIANTS)
 HIDDEN = [1, 3, 7, 8, 9, 15, 16, 17, 33, 64]
 T, B, I = 5, 4, 7
 LENGTHS = np.array([5, 0, 3, 1])  # T, an empty row, partial rows
@@ -30,6 +31,11 @@ CONFIGS = {  # id -> forward keywords
     "lengths-rev": dict(lengths=LENGTHS, reverse=True),
 }
 VECTOR_ISAS = [isa for isa in rnnkit.supported_isas() if isa != "scalar"]
+# The backends of the backend seam (docs/design.md) under test: name -> (put an input array
+# where that backend computes, bring a result back to NumPy). The core picks the backend from
+# where the arrays live, so a second backend (CUDA, CuPy arrays) joins every backend-vs-reference
+# test below with one entry here.
+BACKENDS = {"cpu": (np.asarray, np.asarray)}
 
 # Tolerances (scaled error as above).
 # float64 kernel vs float64 reference: both evaluate the same expressions with ~1e-16 unit
@@ -58,6 +64,19 @@ def _run(harness, impl, cell, inputs, douts, **kwargs):
     return outs, harness.backward(impl, cell, cache, douts)
 
 
+def _run_on(backend, harness, cell, inputs, douts, **kwargs):
+    """rnnkit.functional on ``backend``: inputs moved there, results brought back."""
+    to_backend, to_numpy = BACKENDS[backend]
+
+    def moved(d, move):
+        return {k: None if v is None else move(v) for k, v in d.items()}
+
+    outs, cache = harness.forward(F, cell, moved(inputs, to_backend), **kwargs)
+    assert {h.backend for h in cache.handles} == {backend}
+    grads = harness.backward(F, cell, cache, moved(douts, to_backend))
+    return moved(outs, to_numpy), moved(grads, to_numpy)
+
+
 def _compare(outs, grads, ref_outs, ref_grads, tol, what):
     for k in ref_outs:
         err = scaled_error(outs[k], ref_outs[k])
@@ -76,14 +95,16 @@ def _compare(outs, grads, ref_outs, ref_grads, tol, what):
 @pytest.mark.parametrize("H", HIDDEN)
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_functional_matches_reference(harness, dtype, cell, H, config):
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_functional_matches_reference(harness, backend, dtype, cell, H, config):
     """Forward outputs, final states and every gradient, against the float64 reference."""
     kwargs = CONFIGS[config]
     bh = H % 2 == 1 or cell.startswith("gru")  # RNN/LSTM alternate between with and without bh
     inputs = harness.make_inputs(cell, T, B, I, H, bh=bh, h0=H != 8, seed=100 + H)
     douts = harness.make_output_grads(cell, T, B, H, seed=200 + H)
     ref_outs, ref_grads = _run(harness, ref, cell, inputs, douts, **kwargs)
-    outs, grads = _run(harness, F, cell, _cast(inputs, dtype), _cast(douts, dtype), **kwargs)
+    outs, grads = _run_on(backend, harness, cell, _cast(inputs, dtype), _cast(douts, dtype),
+                          **kwargs)
     for k, v in list(outs.items()) + [(k, v) for k, v in grads.items() if v is not None]:
         assert v.dtype == dtype, f"{k} has dtype {v.dtype}"
     if kwargs["lengths"] is not None:
@@ -107,7 +128,7 @@ def test_row_blocks_match_reference(harness, restore_isa_and_threads, isa, cell,
     inputs = harness.make_inputs(cell, 3, rows, 5, H, seed=500 + rows + H)
     douts = harness.make_output_grads(cell, 3, rows, H, seed=600 + rows + H)
     ref_outs, ref_grads = _run(harness, ref, cell, inputs, douts)
-    outs, grads = _run(harness, F, cell, inputs, douts)
+    outs, grads = _run_on("cpu", harness, cell, inputs, douts)  # the CPU's ISAs
     _compare(outs, grads, ref_outs, ref_grads, TOL_F64, f"{isa} {cell} H={H} B={rows}")
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from rnnkit import functional as F
 from rnnkit import reference as R
+from conftest import ALL_VARIANTS
 
 T, B, I, H = 5, 3, 4, 6
 
@@ -13,7 +14,7 @@ def mask_for(B, H, dtype=np.float64, seed=7, p=0.4):
     return ((rng.random((B, H)) > p) / (1 - p)).astype(dtype)
 
 
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 @pytest.mark.parametrize("lengths", [None, [5, 2, 0]])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_mask_equals_row_scaled_recurrent_weights(harness, cell, lengths, reverse):
@@ -21,7 +22,7 @@ def test_mask_equals_row_scaled_recurrent_weights(harness, cell, lengths, revers
     NumPy reference run row by row with Wh's rows scaled by that row's mask, in every cell
     (a GRU's direct z * h path stays unmasked in both)."""
     inputs = harness.make_inputs(cell, T, B, I, H)
-    mask = mask_for(B, H)
+    mask = mask_for(B, harness.state_width(cell, H))  # it multiplies h, S wide
     lengths = None if lengths is None else np.array(lengths)
     outs, cache = harness.forward(F, cell, inputs, recurrent_mask=mask, lengths=lengths, reverse=reverse)
     douts = harness.make_output_grads(cell, T, B, H)

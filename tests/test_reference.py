@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rnnkit import reference as ref
+from conftest import ALL_VARIANTS, VARIANTS
 
 T, B, I, H = 4, 3, 3, 3
 LENGTHS = np.array([4, 0, 2])  # a full row, an empty row and a partial row
@@ -39,6 +40,7 @@ def _check_gradients(harness, cell, inputs, douts, **kwargs):
         assert grads["bh"] is None, "dbh must be None exactly when bh was None"
     expected_names = {"x", "h0", "Wx", "Wh", "b"} | ({"c0"} if harness.has_cell_state(cell) else set())
     expected_names |= {"bh"} if inputs["bh"] is not None else set()
+    expected_names |= {"Wr", "peepholes"} & set(inputs)  # the variants' extra parameters
     assert set(numeric) == expected_names
     for name, num in numeric.items():
         assert grads[name].shape == num.shape, name
@@ -51,7 +53,7 @@ def _check_gradients(harness, cell, inputs, douts, **kwargs):
 @pytest.mark.parametrize("h0", [True, False], ids=["h0", "no_h0"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 def test_gradients_match_finite_differences(harness, cell, lengths, reverse, h0, bh):
     inputs = harness.make_inputs(cell, T, B, I, H, h0=h0, bh=bh, seed=7)
     douts = harness.make_output_grads(cell, T, B, H, seed=8)
@@ -83,10 +85,12 @@ def _equations_forward(cell, inputs):
     column block: an independent restatement of the forward pass (no lengths, no reverse)."""
     x, Wx, Wh, b = inputs["x"], inputs["Wx"], inputs["Wh"], inputs["b"]
     bh = inputs["bh"] if inputs["bh"] is not None else np.zeros_like(b)
-    Hn = Wh.shape[0]
-    h = inputs["h0"] if inputs["h0"] is not None else np.zeros((x.shape[1], Hn))
+    Hn = Wx.shape[1] // VARIANTS[cell][0].num_gates  # gate width; h is Wh.shape[0] wide
+    h = inputs["h0"] if inputs["h0"] is not None else np.zeros((x.shape[1], Wh.shape[0]))
     c = inputs.get("c0")
-    c = c if c is not None else np.zeros_like(h)
+    c = c if c is not None else np.zeros((x.shape[1], Hn))
+    Wr = inputs.get("Wr")  # lstm_proj: h = (o * tanh(c)) @ Wr
+    p_i, p_f, p_o = inputs.get("peepholes", np.zeros((3, Hn)))  # lstm_peepholes
 
     def gate(k, x_t, h_in):
         cols = slice(k * Hn, (k + 1) * Hn)
@@ -97,10 +101,14 @@ def _equations_forward(cell, inputs):
         if cell in ("rnn_tanh", "rnn_relu"):
             a = gate(0, x_t, h)
             h = np.tanh(a) if cell == "rnn_tanh" else np.where(a > 0, a, 0.0)
-        elif cell == "lstm":
-            i, f, g, o = _sig(gate(0, x_t, h)), _sig(gate(1, x_t, h)), np.tanh(gate(2, x_t, h)), _sig(gate(3, x_t, h))
+        elif cell.startswith("lstm"):
+            i, f = _sig(gate(0, x_t, h) + p_i * c), _sig(gate(1, x_t, h) + p_f * c)
+            g = np.tanh(gate(2, x_t, h))
             c = f * c + i * g
+            o = _sig(gate(3, x_t, h) + p_o * c)  # the new c
             h = o * np.tanh(c)
+            if Wr is not None:
+                h = h @ Wr
         else:
             r, z = _sig(gate(0, x_t, h)), _sig(gate(1, x_t, h))
             n_cols = slice(2 * Hn, 3 * Hn)
@@ -115,7 +123,7 @@ def _equations_forward(cell, inputs):
 
 
 @pytest.mark.parametrize("bh", [True, False], ids=["bh", "no_bh"])
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 def test_forward_matches_cell_equations(harness, cell, bh):
     inputs = harness.make_inputs(cell, T, B, I, H, bh=bh, seed=11)
     outs, _ = harness.forward(ref, cell, inputs)
@@ -153,7 +161,7 @@ def _one_row(harness, cell, inputs, row, length):
     """The inputs of batch row `row`, cut to its first `length` steps, as a batch of one."""
     one = {}
     for name, value in inputs.items():
-        if value is None or name in ("Wx", "Wh", "b", "bh"):
+        if value is None or name in ("Wx", "Wh", "b", "bh", "Wr", "peepholes"):
             one[name] = value
         elif name == "x":
             one[name] = value[:length, row:row + 1]
@@ -163,7 +171,7 @@ def _one_row(harness, cell, inputs, row, length):
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 def test_lengths_equal_running_each_row_alone(harness, cell, reverse):
     """With lengths, each row behaves exactly as if it were run alone on its valid prefix:
     outputs (zero past the length), final states (those after its own last step, h0 for an
@@ -175,7 +183,8 @@ def test_lengths_equal_running_each_row_alone(harness, cell, reverse):
     outs, cache = harness.forward(ref, cell, inputs, lengths=lengths, reverse=reverse)
     grads = harness.backward(ref, cell, cache, douts)
 
-    summed = {name: np.zeros_like(inputs[name]) for name in ("Wx", "Wh", "b", "bh")}
+    summed = {name: np.zeros_like(inputs[name])
+              for name in ("Wx", "Wh", "b", "bh", "Wr", "peepholes") if name in inputs}
     for row, length in enumerate(lengths):
         one = _one_row(harness, cell, inputs, row, length)
         one_outs, one_cache = harness.forward(ref, cell, one, reverse=reverse)
@@ -283,7 +292,7 @@ def test_all_empty_sequences(harness, cell):
 
 # ----------------------------------------------------------------------------- dtypes, arguments
 
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 def test_float32_computes_in_float32(harness, cell):
     """float32 in -> float32 out, close to the float64 result. float32 has eps = 6e-8; over
     T=4 steps of O(1) values a few dozen roundings accumulate to ~1e-6, so 1e-5 absolute."""

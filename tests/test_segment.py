@@ -4,18 +4,19 @@ import numpy as np
 import pytest
 
 from rnnkit import functional as F
+from conftest import ALL_VARIANTS
 
 T, B, I, H = 11, 3, 4, 5
 
 
-@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_cho"])
+@pytest.mark.parametrize("cell", ALL_VARIANTS)
 @pytest.mark.parametrize("segment", [1, 3, 4, 11, 50])
 @pytest.mark.parametrize("lengths, reverse", [(None, False), ([11, 6, 0], False), (None, True)])
 def test_segmented_equals_plain(harness, cell, segment, lengths, reverse):
     inputs = harness.make_inputs(cell, T, B, I, H)
     douts = harness.make_output_grads(cell, T, B, H)
     lengths = None if lengths is None else np.array(lengths)
-    mask = (np.random.default_rng(3).random((B, H)) > 0.3) / 0.7
+    mask = (np.random.default_rng(3).random((B, harness.state_width(cell, H))) > 0.3) / 0.7
     kw = dict(lengths=lengths, reverse=reverse, recurrent_mask=mask)
     outs, cache = harness.forward(F, cell, inputs, **kw)
     seg_outs, seg_cache = harness.forward(F, cell, inputs, segment=segment, **kw)
