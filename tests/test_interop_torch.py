@@ -15,6 +15,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+# torch warns that its projection LSTM runs without oneDNN; parity is what these tests check
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+
 from rnnkit import nn  # noqa: E402
 from compare import scaled_error  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)

@@ -474,3 +474,18 @@ def test_projection_and_peephole_lstm_save_load_and_pickle(tmp_path, options):
         assert again.cell_options == layer.cell_options
         np.testing.assert_array_equal(again.forward(x), layer.forward(x))
     assert want.shape == (2, 3, 2 * layer.state_size)
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM, nn.GRU])
+def test_layers_validate_once_at_their_own_boundary(monkeypatch, cls):
+    """The layers check x, lengths and states themselves and call the kernels through the
+    internal entry, never through rnnkit.functional's checks again."""
+    def not_again(*args, **kwargs):
+        raise AssertionError("a layer went through rnnkit.functional's argument checks")
+
+    monkeypatch.setattr(F, "_forward", not_again)
+    monkeypatch.setattr(F, "_backward", not_again)
+    layer = cls(3, 4, 2, bidirectional=True, seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    y = layer.forward(x, lengths=[5, 2], training=True)
+    assert layer.backward(np.ones_like(y)).shape == x.shape

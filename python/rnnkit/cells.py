@@ -149,20 +149,40 @@ class Cell:
 
     # The entry points differ in their state arguments (an LSTM's come in (h, c) pairs); these
     # two give every cell one calling convention, with c None where there is none.
-    def run_forward(self, x, h0, c0, Wx, Wh, b, bh=None, *, reference=False, **kwargs):
+    def run_forward(self, x, h0, c0, Wx, Wh, b, bh=None, *, reference=False, checked=False,
+                    **kwargs):
         """This cell's functional forward (reference=True: the reference one) on ``x``;
-        ``kwargs`` as that function takes them. Returns (y, hT, cT or None, cache)."""
+        ``kwargs`` as that function takes them. Returns (y, hT, cT or None, cache).
+        checked=True is for callers that have checked every argument themselves (the
+        rnnkit.nn layers): the kernels then run without rnnkit.functional's checks."""
+        if checked and not reference:
+            from .functional import layer_forward  # functional imports this module
+
+            # kernel options; a parameter option's name may also be its parameter's (peepholes)
+            options = {k: kwargs.pop(k) for k in list(kwargs)
+                       if k in self.options and k not in self.parameter_options}
+            kernel_options = {k: v for k, v in options.items() if k != self.core_variant}
+            return layer_forward(self.core_name(**options), x, h0,
+                                 c0 if self.has_cell_state else None, Wx, Wh, b, bh,
+                                 **kernel_options, **kwargs)
         forward = self.reference_forward if reference else self.forward
         y, *final, cache = forward(x, *self._states(h0, c0), Wx, Wh, b, bh, **kwargs)
         hT, cT = final if self.has_cell_state else (final[0], None)
         return y, hT, cT, cache
 
-    def run_backward(self, dy, dhT, dcT, cache, *, reference=False):
+    def run_backward(self, dy, dhT, dcT, cache, *, reference=False, checked=False):
         """The matching backward: (dx, dh0, dc0 or None, grads), grads a dict from parameter
-        name (Wx, Wh, b, bh, and Wr, peepholes where the forward had them) to its gradient."""
-        backward = self.reference_backward if reference else self.backward
-        dx, dh0, *rest = backward(dy, *self._states(dhT, dcT), cache)
-        dc0 = rest.pop(0) if self.has_cell_state else None
+        name (Wx, Wh, b, bh, and Wr, peepholes where the forward had them) to its gradient.
+        checked=True: the gradients are checked and C-contiguous and ``cache`` came from a
+        checked forward (no rnnkit.functional checks)."""
+        if checked and not reference:
+            from .functional import layer_backward
+
+            dx, dh0, dc0, *rest = layer_backward(cache, dy, dhT, dcT)
+        else:
+            backward = self.reference_backward if reference else self.backward
+            dx, dh0, *rest = backward(dy, *self._states(dhT, dcT), cache)
+            dc0 = rest.pop(0) if self.has_cell_state else None
         names = ("Wx", "Wh", "b", "bh", *self.parameter_options.values())
         return dx, dh0, dc0, {k: g for k, g in zip(names, rest) if g is not None}
 

@@ -167,11 +167,6 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     if cell_type.has_cell_state:
         c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
     lengths = _checks.lengths_array(lengths, B, T)
-    if lengths is not None and not inference and B and lengths.min() < T:
-        # Backward's dWx = x^T @ dA meets padded rows of x with zeros of dA, and 0 * NaN is
-        # NaN: zero the padding so that whatever it holds never reaches a gradient.
-        valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
-        x = np.where(valid, x, dtype.type(0))
     recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, S), state, dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
@@ -181,10 +176,26 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
         if reverse and lengths is not None and np.any(lengths != T):
             raise ValueError("segment with reverse=True needs full-length sequences (lengths None "
                              "or all equal to T): a reversed padded row starts at its own length")
-        if not inference and segment < T:
-            return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                      recurrent_mask, bool(linear_before_reset), block, int(segment),
-                                      Wr, peepholes)
+        segment = int(segment)
+    return _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset,
+                        block, inference, recurrent_mask, segment, Wr, peepholes)
+
+
+def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, block,
+                 inference, recurrent_mask, segment=None, Wr=None, peepholes=None):
+    """The core's forward on arguments already checked (by _forward, or by an rnnkit.nn layer
+    through layer_forward): C-contiguous arrays of one dtype and the right shapes, lengths an
+    int64 array or None. The core's own guards still run."""
+    T = x.shape[0]
+    if lengths is not None and not inference and x.shape[1] and lengths.min() < T:
+        # Backward's dWx = x^T @ dA meets padded rows of x with zeros of dA, and 0 * NaN is
+        # NaN: zero the padding so that whatever it holds never reaches a gradient.
+        valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        x = np.where(valid, x, x.dtype.type(0))
+    if segment is not None and not inference and segment < T:
+        return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
+                                  recurrent_mask, bool(linear_before_reset), block, segment,
+                                  Wr, peepholes)
     y, hT, cT, handle = _core.forward(
         cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
         bool(linear_before_reset), block, not inference, Wr=Wr, peepholes=peepholes,
@@ -209,6 +220,23 @@ def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurre
         handles.append(handle)
         spans.append((t0, t1))
     return y, h, c, RecurrentCache(cell, tuple(handles), tuple(spans))
+
+
+def layer_forward(cell, x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
+                  recurrent_mask=None, linear_before_reset=True, Wr=None, peepholes=None,
+                  inference=False):
+    """Internal entry of the rnnkit.nn layers, which check their inputs once at their own
+    boundary (with messages in the caller's layout) and own their parameters: the kernels of
+    the core cell ``cell`` without this module's argument checks. Arguments as ``_run_kernels``
+    needs them; returns (y, hT, cT or None, cache)."""
+    return _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset,
+                        [], inference, recurrent_mask, None, Wr, peepholes)
+
+
+def layer_backward(cache, dy, dhT, dcT):
+    """Backward of a ``layer_forward`` cache on checked, C-contiguous gradients: (dx, dh0, dc0
+    or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None)."""
+    return cache.backward(dy, dhT, dcT)
 
 
 def _describe(value) -> str:

@@ -105,9 +105,11 @@ class _Direction(Module):
                                                   self.norm, lengths, self.reverse, mask,
                                                   training, self._buffers)
         else:
+            # the stack checked x, lengths and the states at its boundary: no second check
             y, hT, cT, cache = self.cell_type.run_forward(
-                x, h0, c0, **self.kernel_params(), lengths=lengths, reverse=self.reverse,
-                recurrent_mask=mask, **self.cell_type.kernel_options(self.cell_options))
+                np.ascontiguousarray(x), h0, c0, **self.kernel_params(), lengths=lengths,
+                reverse=self.reverse, recurrent_mask=mask,
+                checked=True, **self.cell_type.kernel_options(self.cell_options))
         self._cache = cache
         return y, hT, cT
 
@@ -124,7 +126,8 @@ class _Direction(Module):
                 self.norm_c._grads["gamma"] += grads["gamma_c"]
                 self.norm_c._grads["beta"] += grads["beta_c"]
             return dx, dh0, dc0
-        dx, dh0, dc0, grads = self.cell_type.run_backward(dy, dhT, dcT, cache)
+        dx, dh0, dc0, grads = self.cell_type.run_backward(np.ascontiguousarray(dy), dhT, dcT,
+                                                          cache, checked=True)
         for name, grad in grads.items():
             g[name] += grad
         return dx, dh0, dc0
@@ -274,17 +277,19 @@ class _Recurrent(Module):
         return [self._children[f"l{k}"] for k in range(self.num_layers)]
 
     # ------------------------------------------------------------------ checks
-    def _check_states(self, initial_state, B):
+    def _check_states(self, initial_state, B, what="initial_state"):
+        """Checked, C-contiguous copies of a list of states (initial states, or the gradients of
+        the final states when ``what`` says so)."""
         n = self.num_layers * self.num_directions
         if initial_state is None:
             return [None] * n
         if not isinstance(initial_state, (list, tuple)) or len(initial_state) != n:
-            raise ValueError(f"initial_state must be a list of num_layers * num_directions = {n} "
+            raise ValueError(f"{what} must be a list of num_layers * num_directions = {n} "
                              f"states (layer-major, fwd then bwd), got "
                              f"{type(initial_state).__name__} of length {len(initial_state) if hasattr(initial_state, '__len__') else '?'}")
         out = []
         for k, s in enumerate(initial_state):
-            name = f"initial_state[{k}]"
+            name = f"{what}[{k}]"
             if self.cell_type.has_cell_state:
                 if s is None:
                     out.append(None)
@@ -365,7 +370,7 @@ class _Recurrent(Module):
             if ds is not None:
                 if len(ds) != D * L:
                     raise ValueError(f"dstates must be a list of {D * L} state gradients")
-                dstates = list(ds)
+                dstates = self._check_states(ds, c["shape"][1], "dstates")
         else:
             dy = grad
         T, B, Hout = c["shape"]
