@@ -36,3 +36,15 @@ def test_example_runs(script):
     status, output = run_python([os.path.join(EXAMPLES, script), *args], timeout=600)
     assert status == 0, output
     assert expected in output, output
+
+
+def test_before_after_bench_runs():
+    """bench/before_after.py on one build against itself, quick: the table comes out."""
+    import rnnkit
+
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(rnnkit.__file__)))
+    script = os.path.join(os.path.dirname(EXAMPLES), "bench", "before_after.py")
+    status, output = run_python([script, package_dir, package_dir, "--quick", "--repeats", "1"],
+                                timeout=600)
+    assert status == 0, output
+    assert "| lstm | 5x2x8x8 | train |" in output, output
