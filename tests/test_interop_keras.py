@@ -24,7 +24,7 @@ from rnnkit import nn  # noqa: E402
 from rnnkit.cells import cell_names  # noqa: E402
 from rnnkit.interop import from_keras, to_keras  # noqa: E402
 from rnnkit.interop.keras import _KERAS_RECURRENT  # noqa: E402
-from compare import scaled_error  # noqa: E402
+from compare import largest_error_report, scaled_error  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 
 # Keras's own NumPy conversions (get_weights, quantize) warn under NumPy 2; the converters don't
@@ -41,11 +41,7 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}
 LARGEST_ERRORS = {}  # (what was compared, dtype name) -> largest scaled error seen
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _report_largest_errors():
-    yield
-    for (what, dtype), err in sorted(LARGEST_ERRORS.items()):  # shown with pytest -s
-        print(f"keras parity  {what:<40} {dtype:<8} {err:.1e}")
+_report_largest_errors = largest_error_report("keras parity", LARGEST_ERRORS)
 
 
 def assert_close(got, expected, what, dtype=np.float32):

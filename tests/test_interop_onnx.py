@@ -21,7 +21,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import helper, numpy_helper  # noqa: E402
 
-from compare import scaled_error  # noqa: E402
+from compare import largest_error_report, scaled_error  # noqa: E402
 from rnnkit import models, nn  # noqa: E402
 from rnnkit.cells import CELLS, get_cell  # noqa: E402
 from rnnkit.interop import from_onnx, to_onnx  # noqa: E402
@@ -37,6 +37,7 @@ LENGTHS = np.array([6, 0, 3, 1])  # includes T and 0; unsorted on purpose
 # issue's 1e-5 keeps a margin of 10x for other BLAS builds and ONNX Runtime versions.
 TOLERANCE = 1e-5
 LARGEST_ERRORS = {}  # what was compared -> largest scaled error seen, for reports
+_report_largest_errors = largest_error_report("onnx parity", LARGEST_ERRORS)
 
 VARIANTS = {  # test id -> (rnnkit.nn class, options)
     "rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}),

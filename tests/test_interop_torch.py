@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 from rnnkit import nn  # noqa: E402
-from compare import scaled_error  # noqa: E402
+from compare import largest_error_report, scaled_error  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 from rnnkit.interop import (from_torch, load_torch_state_dict, states_from_torch,  # noqa: E402
                             states_to_torch, to_torch)
@@ -36,6 +36,7 @@ LENGTHS = [5, 3, 1, 4]  # packing needs every length >= 1; includes T; unsorted 
 # float32 1e-5) keep a margin of 20x or more for other BLAS builds and summation orders.
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}
 LARGEST_ERRORS = {}  # (what was compared, dtype name) -> largest scaled error seen, for reports
+_report_largest_errors = largest_error_report("torch parity", LARGEST_ERRORS)
 
 TORCH_CELLS = {  # test id -> (torch.nn class name, constructor options)
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
