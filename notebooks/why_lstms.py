@@ -23,6 +23,7 @@
 # `||dLoss/dh_t||` for every step `t`, on a task that needs a long memory.
 
 # %%
+# %matplotlib inline
 import time
 
 import numpy as np
