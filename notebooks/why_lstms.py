@@ -180,7 +180,9 @@ for num_layers in [1, 4, 8]:
         deep[f"{num_layers} layer(s), {skip or 'no skip'}"] = input_gradient(num_layers, skip)
 for label, g in deep.items():
     print(f"{label:26} ||dL/dx_t|| at the last step {g[-1]:.1e}, at the first {g[0]:.1e}")
-plot_gradient_norms(deep, title="gradient reaching the input of a stack (Wh x0.8)")
+fig = plot_gradient_norms(deep, title="gradient reaching the input of a stack (Wh x0.8)")
+fig.axes[0].set_ylabel("||dLoss / dx_t||")
+fig
 
 # %%
 assert deep["8 layer(s), no skip"][-1] < deep["1 layer(s), no skip"][-1]
