@@ -139,7 +139,7 @@ assert exact > 0.5
 # hundred and six" and write `4 1 2 3 0 6`. An encoder (embedding + LSTM, both directions)
 # reads the words; its final states, through a learned bridge, become the decoder's initial
 # state and the context it sees at every step. The decoder embeds its previous output digit.
-# Numbers up to a million make the sources up to 12 words long.
+# Numbers below a million make sources of many words (the longest is printed below).
 
 # %%
 def number_pairs(count):

@@ -51,7 +51,9 @@ stop = english_stop_words()
 print(len(stop), "stop words, e.g.", sorted(stop)[:12])
 sentence = "It's not the size of the dog in the fight, it's the size of the fight in the dog."
 print(tokenize(sentence))
-print(tokenize(sentence, stop_words="english"))
+without = tokenize(sentence, stop_words="english")
+print(without)
+assert "not" not in without
 
 # %% [markdown]
 # Removing stop words is a choice, not a rule: the second line lost "not", which decides the
@@ -101,8 +103,8 @@ assert (tdm.toarray() == dtm.toarray().T).all()
 # ## tf-idf
 #
 # Raw counts favour words that are everywhere. tf-idf multiplies each count by the inverse
-# document frequency `idf(t) = ln((1 + n) / (1 + df(t))) + 1`, so a term found in every
-# document weighs least, and scales each row to unit length.
+# document frequency `idf(t) = ln((1 + n) / (1 + df(t))) + 1`, so the more documents a term
+# occurs in, the less it weighs, and scales each row to unit length.
 
 # %%
 tfidf = BagOfWords(stop_words="english", weighting="tfidf")

@@ -264,11 +264,11 @@ text = " ".join(json.__doc__.split())[:600]
 chars = sorted(set(text))
 ids = np.array([chars.index(ch) for ch in text])
 seq_len, V, E, Hm = 30, len(chars), 16, 64
-windows = np.stack([ids[i:i + seq_len + 1] for i in range(0, len(ids) - seq_len - 1, 7)])
+windows = np.stack([ids[i:i + seq_len + 1] for i in range(0, len(ids) - seq_len - 1, 10)])
 print(f"{len(text)} characters, {V} distinct, {len(windows)} windows of {seq_len}")
 
 
-def train(impl, steps=40, lr=0.5):
+def train(impl, steps=25, lr=0.5):
     """Gradient descent on the windows; impl holds the six functions by name."""
     r = np.random.default_rng(42)
     W_embed = r.standard_normal((V, E)) * 0.1

@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 from nbconvert import MarkdownExporter
 
-LIMIT_S = 120          # per notebook, on 2 cores; they are written to take well under 60 s
+LIMIT_S = 180          # per notebook; on 2 idle cores each takes well under 60 s
 log = logging.getLogger("mkdocs.hooks.notebooks")
 
 
