@@ -13,7 +13,8 @@ import numpy
 
 __all__: list[str] = [
     "ForwardHandle", "active_isa", "backward", "blas_corename", "blas_name", "blas_num_threads",
-    "build_info", "cells", "default_num_threads", "elementwise", "embedding_backward", "forward",
+    "build_info", "cells", "default_num_threads", "elementwise", "embedding_backward",
+    "fma_peak_gflops", "forward",
     "gemm", "get_num_threads", "isa_environment_note", "load_blas", "set_isa",
     "set_num_threads", "supported_isas",
 ]
@@ -92,6 +93,9 @@ def gemm(
 ) -> None:
     """C = alpha * op(A) @ op(B) + beta * C in place, on rnnkit's thread pool; all
     C-contiguous."""
+
+def fma_peak_gflops(isa: str, dtype: str = "float32", runs: SupportsInt = 5) -> float:
+    """GFLOP/s of a register-only FMA loop of `isa` on every pool thread at once (best of `runs`)."""
 
 def elementwise(fn: str, x: numpy.ndarray, isa: str) -> numpy.ndarray:
     """Vectorised exp/sigmoid/tanh of a 1-D array with the given ISA's kernels (for tests)."""
