@@ -87,9 +87,9 @@ def fingerprint(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def _state_entropy(rng_state: dict) -> int:
-    """An integer digest of a model's generator states (``Module.rng_state()``)."""
-    text = json.dumps(rng_state, sort_keys=True, default=lambda a: np.asarray(a).tolist())
+def _state_entropy(state: dict) -> int:
+    """An integer digest of a bit generator's state."""
+    text = json.dumps(state, sort_keys=True, default=lambda a: np.asarray(a).tolist())
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
 
 
@@ -157,6 +157,10 @@ class Group:
             at += g.size
         return totals
 
+    def total(self, n: int) -> int:
+        """The sum of every rank's integer ``n``."""
+        return int(self.comm.allreduce(int(n)))
+
     def sum(self, sums: dict) -> dict:
         """``{name: [sum, count]}`` added over the ranks (float64); every rank must hold the
         same names in the same order."""
@@ -167,18 +171,17 @@ class Group:
 
     @contextlib.contextmanager
     def rank_streams(self, model, key: tuple):
-        """Inside, the model's generators are this rank's streams for ``key`` (epoch, batch):
-        drawn from a digest of the model's own generator states, the rank and the key, so
-        dropout masks differ between ranks and steps, and a run resumed on as many ranks draws
-        the same masks again. The model's own states are back, unchanged, after: they are what
-        a checkpoint holds."""
+        """Inside, each of the model's generators is this rank's stream for ``key`` (epoch,
+        batch), seeded by the generator's own state, the key and the rank: dropout masks differ
+        between ranks and steps, and a run resumed on as many ranks draws the same masks again.
+        The model's own states are back, unchanged, after: they are what a checkpoint holds."""
         if not callable(getattr(model, "rng_state", None)):
             yield
             return
         own = model.rng_state()
-        entropy = _state_entropy(own)
-        model.set_rng_state({path: np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=(*key, self.rank, i))).state
-                             for i, path in enumerate(own)})
+        model.set_rng_state({path: np.random.PCG64(np.random.SeedSequence(_state_entropy(state),
+                                                                          spawn_key=(*key, self.rank))).state
+                             for path, state in own.items()})
         try:
             yield
         finally:
