@@ -186,7 +186,20 @@ def _train(comm, out):
         value, grad, count = cross_entropy(out_, y_, mask=mask)
         return (float("nan") if rank == 0 else value), grad, count
 
+    drifting = classifier()
+
+    def drift_on_last_rank(out_, y_, mask):
+        from rnnkit.train import cross_entropy
+
+        if rank == size - 1:  # as if its Allreduce had summed differently
+            drifting.parameters()["fc.b"][0] += 1e-12
+        return cross_entropy(out_, y_, mask=mask)
+
     for name, call, expected in [
+            ("drift", lambda: Trainer(drifting, distributed="mpi", **classifier_options(loss=drift_on_last_rank)).fit(
+                (X, y, L), batch_size=batch), ValueError),
+            ("different_model", lambda: Trainer(classifier() if rank == 0 else language_model(), distributed="mpi",
+                                                **classifier_options()).fit((X, y, L), batch_size=batch), ValueError),
             ("nonfinite", lambda: Trainer(classifier(), distributed="mpi", **classifier_options(loss=nan_on_rank_0)).fit(
                 (X, y, L), batch_size=batch), NonFiniteLossError),
             ("unwritable", lambda: Trainer(classifier(), checkpoint="/proc/rnnkit-no/such.ckpt", distributed="mpi",

@@ -167,15 +167,20 @@ def test_dropout_streams_differ_between_ranks_and_resume_exactly(ranks):
 
 @needs_mpi
 def test_errors_every_rank_meets_are_raised_on_every_rank(ranks):
-    """A NaN loss on rank 0 alone, an unwritable checkpoint (seen by rank 0 alone), other data
-    or another batch size on one rank: every rank raises, nobody aborts."""
-    others = list(range(1, ranks["size"]))  # every rank but 0 changed its data or batch size
+    """A NaN loss on rank 0 alone, an unwritable checkpoint (seen by rank 0 alone), other data,
+    batch size or model on the other ranks, parameters drifting apart on the last rank: every
+    rank raises, nobody aborts."""
+    size = ranks["size"]
+    others = list(range(1, size))  # every rank but 0 changed its data, batch size or model
     for rank, errors in enumerate(ranks["train"]["errors"]):
         assert errors["nonfinite"].startswith("NonFiniteLossError: loss is nan at epoch 1, batch 1"), (rank, errors)
         assert "cannot be written" in errors["unwritable"], (rank, errors)
-        for name in ("different_data", "different_batch"):
-            assert f"Trainer.fit arguments or data differ between ranks: rank(s) {others}" in errors[name], \
-                (rank, errors)
+        assert errors["drift"] == (f"ValueError: the parameters after epoch 1 differ between ranks: rank(s) "
+                                   f"[{size - 1}] do not match rank 0; the MPI library's Allreduce gave the ranks "
+                                   f"different sums"), (rank, errors)
+        for name in ("different_data", "different_batch", "different_model"):
+            assert (f"Trainer.fit arguments, data, model layout or Trainer options differ between ranks: "
+                    f"rank(s) {others} do not match rank 0") in errors[name], (rank, errors)
 
 
 # ---------------------------------------------------------------------- corpus building

@@ -71,17 +71,19 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def fingerprint(arrays: dict) -> str:
-    """A digest of a data set's arrays (name, shape, dtype and up to 256 evenly spaced rows):
-    cheap even for memory-mapped data, and different when ranks load different files or
-    shuffle differently."""
+def fingerprint(arrays: dict, sample: int | None = 256) -> str:
+    """A digest of named arrays (dense or scipy.sparse): names, shapes, dtypes and the values
+    of ``sample`` evenly spaced rows (cheap even for a memory-mapped data set, and different
+    when ranks load other files or shuffle otherwise), or of every value for None."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = arrays[name]
         n = a.shape[0]
         h.update(repr((name, tuple(a.shape), str(a.dtype))).encode())
-        rows = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64)) if n else np.zeros(0, np.int64)
-        part = a[rows]
+        if sample is None:
+            part = a
+        else:
+            part = a[np.unique(np.linspace(0, n - 1, min(n, sample)).astype(np.int64)) if n else np.zeros(0, np.int64)]
         for piece in ((part.data, part.indices, part.indptr) if hasattr(part, "indptr") else (part,)):
             h.update(np.ascontiguousarray(piece).tobytes())
     return h.hexdigest()
@@ -238,14 +240,14 @@ class Group:
             return value
         raise _on_every_rank(error if self.root else value)
 
-    def check_same(self, value, what: str) -> None:
-        """Raises ValueError on every rank unless every rank passed an equal ``value``."""
+    def check_same(self, value, what: str,
+                   why: str = "every rank must make the same call with the same data (they share the work)") -> None:
+        """Raises ValueError on every rank, naming ``what`` and ``why``, unless every rank passed
+        an equal ``value``."""
         values = self.comm.allgather(value)
         differ = [r for r, v in enumerate(values) if v != values[0]]
         if differ:
-            raise _on_every_rank(ValueError(
-                f"{what} differ between ranks: rank(s) {differ} do not match rank 0. Every rank must make "
-                f"the same call with the same data (the ranks split the work between them)"))
+            raise _on_every_rank(ValueError(f"{what} differ between ranks: rank(s) {differ} do not match rank 0; {why}"))
 
     @contextlib.contextmanager
     def guard(self, what: str, every_rank: tuple = ()):

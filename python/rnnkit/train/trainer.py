@@ -218,6 +218,16 @@ class Trainer:
             self._restore(state)
             self.last_checkpoint = last
 
+    def _setup(self) -> tuple:
+        """What every rank's Trainer must agree on for one Allreduce buffer and one training:
+        the parameters' names, shapes and dtypes and the training options."""
+        def name(f):  # of a callable: the same on every rank (a repr may hold an address)
+            return f if isinstance(f, str) else getattr(f, "__qualname__", type(f).__qualname__)
+
+        return (tuple((k, v.shape, v.dtype.str) for k, v in self.model.parameters().items()), repr(self.optimizer),
+                repr(self.regularizer), self.clip_norm, self.clip_value, type(self.schedule).__name__,
+                tuple(map(name, self.metrics)), name(self.loss), self.bucket_pool)
+
     def _check_finite_loss(self, value, epoch, b, n_batches) -> None:
         if not np.isfinite(value):
             raise NonFiniteLossError(
@@ -275,7 +285,8 @@ class Trainer:
         params = model.parameters()
         if dist is not None:
             dist.check_same((epochs, batch_size, shuffle, bucket, resume, fingerprint(train.arrays),
-                             None if val is None else fingerprint(val.arrays)), "Trainer.fit arguments or data")
+                             None if val is None else fingerprint(val.arrays), self._setup()),
+                            "Trainer.fit arguments, data, model layout or Trainer options")
         global_batch = batch_size * (1 if dist is None else dist.size)
 
         if self.checkpoint:
@@ -374,6 +385,9 @@ class Trainer:
                 stop = self.early_stopping.update(epoch + 1, logs, model)
                 self.history.stopped_early = stop
             plan, sums = None, None
+            if dist is not None:  # each rank updates its own copy: they must not drift apart
+                dist.check_same(fingerprint(params, sample=None), f"the parameters after epoch {epoch + 1}",
+                                "the MPI library's Allreduce gave the ranks different sums")
             self._save(epoch + 1, 0, None, None)
             if stop:
                 break
@@ -400,6 +414,7 @@ class Trainer:
             sums = self.dist.sum(sums)
         return epoch_logs(sums, self.metrics)
 
+    @_guarded
     def predict(self, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
         """Model outputs for every row of ``x``, in order. Batches are cut to their longest
         sequence; outputs with a time axis ((N, T, ...), ndim >= 3) are padded back to T.
@@ -408,14 +423,7 @@ class Trainer:
         rank predicts its share of the rows and every rank gets all outputs, in order."""
         if self.dist is None:
             return predict(self.model, x, lengths, batch_size=batch_size)
-        return self._predict_distributed(x, lengths, batch_size)
-
-    @govern_blas()
-    @_guarded
-    def _predict_distributed(self, x, lengths, batch_size):
-        data = Data((x, None, lengths), "x", DEFAULT_LAYOUT, need_y=False)
-        batch_size = check_positive_int(batch_size, "batch_size", 1)
-        return self.dist.gather_rows(_predict_rows(self.model, data, _rows(data.n, self.dist), batch_size))
+        return self.dist.gather_rows(_predict_share(self.model, x, lengths, batch_size, self.dist))
 
 
 def _rows(n: int, dist) -> np.ndarray:
@@ -432,16 +440,18 @@ def _inference_plan(data: Data, rows, batch_size: int, pool: int) -> list:
     return [rows[idx] for idx in plan]
 
 
-@govern_blas()
 def predict(model, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
     """See ``Trainer.predict``."""
+    return _predict_share(model, x, lengths, batch_size, None)
+
+
+@govern_blas()
+def _predict_share(model, x, lengths, batch_size, dist):
+    """The outputs for this process's share of the rows of ``x`` (all of them without
+    ``dist``), in order; None for no rows."""
     data = Data((x, None, lengths), "x", DEFAULT_LAYOUT, need_y=False)
     batch_size = check_positive_int(batch_size, "batch_size", 1)
-    return _predict_rows(model, data, np.arange(data.n), batch_size)
-
-
-def _predict_rows(model, data: Data, rows, batch_size: int):
-    """The outputs for ``rows``, a contiguous range of ``data``'s rows, in order; None for none."""
+    rows = _rows(data.n, dist)
     result = None
     T = data.x.shape[1] if len(data.x.shape) >= 2 else None
     for idx in _inference_plan(data, rows, batch_size, 32):
