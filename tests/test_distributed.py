@@ -236,6 +236,23 @@ def test_a_failing_rank_ends_the_job_with_its_error(tmp_path):
     assert seconds < 45, f"the job took {seconds:.0f} s to end"
 
 
+@needs_mpi
+def test_the_example_on_two_ranks_trains_as_one_process_with_their_global_batch():
+    """examples/distributed_lm.py as docs/distributed.md launches it: rank 0 alone prints, and
+    2 ranks x 8 windows give one process's numbers with 16 (float32: to the printed digits)."""
+    script = os.path.join(os.path.dirname(WORKER), os.pardir, "examples", "distributed_lm.py")
+    quick = ["--epochs", "1", "--max-words", "3000", "--hidden", "16", "--quiet"]
+    status, two, _ = mpi_launcher.run_mpi(2, ["-m", "mpi4py", script, *quick, "--batch", "8"], timeout=120)
+    assert status == 0, two
+    status, one, _ = mpi_launcher.run([sys.executable, script, *quick, "--batch", "16"], timeout=120)
+    assert status == 0, one
+    assert two.count("validation perplexity") == 2, two  # the epoch line and the summary, once
+    # the sampled words are left out: a sample may follow a rounding difference of the logits
+    numbers = [[line for line in out.replace("2 rank(s)", "1 rank(s)").splitlines() if not line.startswith("sample")]
+               for out in (two, one)]
+    assert numbers[0] == numbers[1]
+
+
 # ---------------------------------------------------------------------- without MPI
 def test_importing_rnnkit_does_not_import_mpi4py():
     code = ("import sys, rnnkit, rnnkit.train, rnnkit.text, rnnkit.models, rnnkit.distributed; "

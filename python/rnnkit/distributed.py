@@ -117,10 +117,11 @@ class Group:
         return f"Group(rank {self.rank} of {self.size})"
 
     # ------------------------------------------------------------------ splitting rows
-    def shard(self, rows: np.ndarray) -> np.ndarray:
-        """This rank's contiguous part of ``rows``: the parts of ranks 0, 1, ... follow each
-        other, and their sizes differ by at most one (the first ``len(rows) % size`` ranks
-        take one more; a rank gets none when there are fewer rows than ranks)."""
+    def shard(self, rows):
+        """This rank's contiguous part of ``rows`` (an array, a list of documents...): the
+        parts of ranks 0, 1, ... follow each other, and their sizes differ by at most one (the
+        first ``len(rows) % size`` ranks take one more; a rank gets none when there are fewer
+        rows than ranks)."""
         q, extra = divmod(len(rows), self.size)
         start = self.rank * q + min(self.rank, extra)
         return rows[start:start + q + (self.rank < extra)]
