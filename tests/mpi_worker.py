@@ -58,6 +58,29 @@ def language_model(seed=0):
     return LanguageModel(V, embedding_dim=5, hidden_size=6, dtype=np.float64, seed=seed)
 
 
+def batch_norm_classifier(seed=0):
+    """Embedding -> LSTM with batch normalisation inside the recurrence -> last step -> Linear:
+    a model with buffers (running statistics) that each rank's forward updates."""
+    from rnnkit import nn
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__(seed)
+            self.embed = nn.Embedding(V, 5, dtype=np.float64, seed=seed)
+            self.rnn = nn.LSTM(5, 6, norm="batch", dtype=np.float64, seed=seed + 1)
+            self.head = nn.LastStep(batch_first=True)
+            self.fc = nn.Linear(6, C, dtype=np.float64, seed=seed + 2)
+
+        def forward(self, x, *, lengths=None, training=False):
+            y = self.rnn.forward(self.embed.forward(x), lengths=lengths, training=training)
+            return self.fc.forward(self.head.forward(y, lengths=lengths))
+
+        def backward(self, grad):
+            self.embed.backward(self.rnn.backward(self.head.backward(self.fc.backward(grad))))
+
+    return Classifier()
+
+
 def classifier_options(seed=5, **extra):
     """Trainer options of the classifier runs: Adam, L2 penalties, clipping, a schedule,
     metrics and small length pools (so batches are bucketed)."""
@@ -176,6 +199,15 @@ def _train(comm, out):
     res["dropout_resume_identical"] = _digest(again) == _digest(whole)
     res["dropout_ranks_agree"] = len(set(comm.allgather(_digest(whole)))) == 1
     res["dropout_model_rng_kept"] = load_checkpoint(path)["model_rng"] == initial_rng
+
+    # batch norm's running statistics: each rank's forward saw its own rows; rank 0's are kept
+    normed = batch_norm_classifier()
+    Trainer(normed, distributed="mpi", **classifier_options()).fit((X, y, L), epochs=1, batch_size=batch)
+    buffers = {k: v.copy() for k, v in normed.buffers().items()}
+    res["buffers_moved"] = bool(buffers) and all(np.any(v != batch_norm_classifier().buffers()[k])
+                                                 for k, v in buffers.items() if "mean" in k)
+    res["buffers_agree"] = len(set(comm.allgather(hashlib.sha256(b"".join(
+        v.tobytes() for v in buffers.values())).hexdigest()))) == 1
 
     # errors every rank raises at the same point propagate normally on every rank
     errors = {}

@@ -166,6 +166,11 @@ def test_dropout_streams_differ_between_ranks_and_resume_exactly(ranks):
 
 
 @needs_mpi
+def test_running_statistics_are_rank_0s_on_every_rank_after_an_epoch(ranks):
+    assert ranks["train"]["buffers_moved"] and ranks["train"]["buffers_agree"]
+
+
+@needs_mpi
 def test_errors_every_rank_meets_are_raised_on_every_rank(ranks):
     """A NaN loss on rank 0 alone, an unwritable checkpoint (seen by rank 0 alone), other data,
     batch size or model on the other ranks, parameters drifting apart on the last rank: every

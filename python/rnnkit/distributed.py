@@ -226,6 +226,14 @@ class Group:
         """Rank 0's ``value`` on every rank."""
         return self.comm.bcast(value if self.root else None, root=0)
 
+    def copy_from_root(self, arrays: dict) -> None:
+        """Rank 0's values of ``arrays`` (name -> array), copied in place on every rank."""
+        for a in arrays.values():
+            if a.flags.c_contiguous:
+                self.comm.Bcast(a, root=0)
+            else:
+                a[...] = self.bcast(a)
+
     def root_call(self, fn, *args):
         """``fn(*args)`` run on rank 0 alone (writing a file, reading a checkpoint); its result
         on every rank, or the exception it raised raised on every rank."""

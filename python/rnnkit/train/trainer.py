@@ -368,6 +368,10 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
                     if self.checkpoint_every and (b + 1) % self.checkpoint_every == 0 and b + 1 < len(plan):
                         self._save(epoch, b + 1, plan, sums)
+                if dist is not None and callable(getattr(model, "buffers", None)):
+                    # statistics a forward updates (batch norm's running means) saw each rank's
+                    # rows only: rank 0's are kept, as PyTorch's DistributedDataParallel does
+                    dist.copy_from_root(model.buffers())
                 logs = epoch_logs(sums, self.metrics)
                 if val is not None:
                     logs.update({"val_" + k: v for k, v in self.evaluate(val, batch_size=batch_size).items()})
