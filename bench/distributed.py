@@ -55,12 +55,12 @@ LATENCY = 20e-6  # seconds per message on the network of the projection
 
 def corpus(vocab: int, tokens: int, seed: int = 0):
     """The synthetic corpus: Zipf(1.1) ids over ``vocab`` words (0 is padding), every second
-    one a fixed function of the one before."""
-    rng = np.random.default_rng(seed)
+    one a function of the one before; ``seed`` draws the text, the function is always the same
+    (so training and validation text are of one language)."""
     ranks = np.arange(1, vocab)
+    follow = np.random.default_rng(12345).permutation(ranks)
     p = ranks ** -1.1
-    ids = rng.choice(ranks, size=tokens, p=p / p.sum())
-    follow = rng.permutation(ranks)
+    ids = np.random.default_rng(seed).choice(ranks, size=tokens, p=p / p.sum())
     ids[1::2] = follow[ids[0::2][:len(ids[1::2])] - 1]
     return ids
 
@@ -72,7 +72,7 @@ def result(kind: str, **values) -> None:
 def train(args) -> None:
     """One epoch on this process (or on every rank of mpiexec with --distributed)."""
     import rnnkit
-    from rnnkit.models import LanguageModel, lm_windows
+    from rnnkit.models import LanguageModel, lm_windows, unigram_perplexity
     from rnnkit.train import Trainer
 
     rnnkit.set_num_threads(args.threads)
@@ -105,7 +105,8 @@ def train(args) -> None:
     if dist is None or dist.root:
         steps = -(-len(X) // GLOBAL_BATCH)
         result("train", ranks=size, threads=args.threads, seconds=seconds, steps=steps, windows=len(X),
-               val_perplexity=logs["perplexity"], parameters=model.num_parameters(),
+               val_perplexity=logs["perplexity"], unigram_perplexity=unigram_perplexity(Y, Yv, args.vocab),
+               parameters=model.num_parameters(),
                allreduce_bytes=sum(g.nbytes for g in model.grads().values()),
                allreduce_seconds_per_step=in_allreduce[0] / in_allreduce[1] if in_allreduce[1] else None)
 
@@ -146,18 +147,21 @@ def drive(args) -> None:
     runs = [lambda: run([sys.executable, *me, "--train", "--threads", "2"], 3600),
             lambda: run_mpi(2, me + ["--train", "--threads", "1", "--distributed"], 3600, oversubscribe=False),
             lambda: run_mpi(2, me + ["--allreduce"], 3600, oversubscribe=False)]
-    results = []
+    results, load = [], [os.getloadavg()[0]]
     for job in runs:
         status, output, _ = job()
         if status != 0:
             sys.exit(f"a run failed ({status}):\n{output}")
         results += [json.loads(line[7:]) for line in output.splitlines() if line.startswith("RESULT ")]
+        load.append(os.getloadavg()[0])
 
     import rnnkit
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, rnnkit ISA "
           f"{rnnkit.get_isa()}; corpus {args.tokens} tokens, vocabulary {args.vocab}, "
           f"LSTM LM {MODEL}, {SEQ_LEN} steps, global batch {GLOBAL_BATCH}")
+    print("1-minute load average before the runs and after each: " + ", ".join(f"{x:.1f}" for x in load) +
+          " (other processes on the machine raise it above the ranks' own)")
     trains = [r for r in results if r["kind"] == "train"]
     print("\n| run | epoch (s) | steps | s / step | Allreduce s / step | val perplexity |")
     print("|---|---|---|---|---|---|")
@@ -167,7 +171,8 @@ def drive(args) -> None:
               f"{r['seconds'] / r['steps']:.3f} | {'-' if wait is None else f'{wait:.4f}'} | "
               f"{r['val_perplexity']:.4f} |")
     one, two = trains
-    print(f"\nspeed-up of 2 ranks x 1 thread over 1 rank x 2 threads: {one['seconds'] / two['seconds']:.2f}")
+    print(f"\nspeed-up of 2 ranks x 1 thread over 1 rank x 2 threads: {one['seconds'] / two['seconds']:.2f}; "
+          f"validation perplexity of the unigram model: {one['unigram_perplexity']:.1f}")
     print(f"parameters {one['parameters']}; bytes allreduced per step {one['allreduce_bytes']} "
           f"(float32 gradients, plus a few sums)")
     print("\n| Allreduce size | 2 ranks here (ms) | GB/s (size / time) |")

@@ -258,6 +258,16 @@ def test_the_example_on_two_ranks_trains_as_one_process_with_their_global_batch(
     assert numbers[0] == numbers[1]
 
 
+@needs_mpi
+def test_the_scaling_bench_runs():
+    """bench/distributed.py --quick (a tiny vocabulary and corpus): every table comes out."""
+    script = os.path.join(os.path.dirname(WORKER), os.pardir, "bench", "distributed.py")
+    status, output, _ = mpi_launcher.run([sys.executable, script, "--quick"], timeout=300)
+    assert status == 0, output
+    for line in ("| 1 rank(s) x 2 thread(s) |", "| 2 rank(s) x 1 thread(s) |", "| 64 KiB |", "| 64 | "):
+        assert line in output, output
+
+
 # ---------------------------------------------------------------------- without MPI
 def test_importing_rnnkit_does_not_import_mpi4py():
     code = ("import sys, rnnkit, rnnkit.train, rnnkit.text, rnnkit.models, rnnkit.distributed; "

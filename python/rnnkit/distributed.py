@@ -98,8 +98,9 @@ def _state_entropy(state: dict) -> int:
 class Group:
     """The ranks of an mpi4py communicator (default ``MPI.COMM_WORLD``) working as one.
 
-    Every method is collective: every rank calls it, in the same order, with arguments of the
-    same layout. ``rank``, ``size``; ``root`` is rank 0, the one that writes files and prints.
+    Every method but ``shard`` is collective: every rank calls it, in the same order, with
+    arguments of the same layout. ``rank``, ``size``; ``root`` is rank 0, the one that writes
+    files and prints.
     """
 
     def __init__(self, comm=None):
