@@ -5,10 +5,6 @@ option; to_torch(from_torch(m)) reproduces m.state_dict() exactly; wrong inputs 
 """
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +15,8 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 from rnnkit import nn  # noqa: E402
-from compare import scaled_error  # noqa: E402
+from compare import largest_error_report, scaled_error  # noqa: E402
+from interop_helpers import import_error_without, run_docs_example  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 from rnnkit.interop import (from_torch, load_torch_state_dict, states_from_torch,  # noqa: E402
                             states_to_torch, to_torch)
@@ -36,6 +33,7 @@ LENGTHS = [5, 3, 1, 4]  # packing needs every length >= 1; includes T; unsorted 
 # float32 1e-5) keep a margin of 20x or more for other BLAS builds and summation orders.
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}
 LARGEST_ERRORS = {}  # (what was compared, dtype name) -> largest scaled error seen, for reports
+_report_largest_errors = largest_error_report("torch parity", LARGEST_ERRORS)
 
 TORCH_CELLS = {  # test id -> (torch.nn class name, constructor options)
     "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
@@ -312,23 +310,11 @@ def test_state_conversions_check_their_input():
         states_to_torch([])
 
 def test_interop_imports_without_torch_and_says_what_is_missing():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import rnnkit.interop as interop, rnnkit.nn as nn\n"
-            "try:\n"
-            "    interop.to_torch(nn.Linear(2, 3))\n"
-            "except ImportError as error:\n"
-            "    print(error)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert "need torch" in result.stdout and "pip install torch" in result.stdout
+    out = import_error_without("torch", "to_torch(nn.Linear(2, 3))")
+    assert "need torch" in out and "pip install torch" in out
 
 
 def test_the_persistence_docs_example_runs(capsys):
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                        "persistence.md")
-    with open(docs, encoding="utf-8") as f:
-        (example,) = [block for block in re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-                      if "from_torch" in block]  # the PyTorch section's example
-    exec(compile(example, docs, "exec"), {})
+    run_docs_example("from_torch")  # the PyTorch section's example
     output_difference, state_difference = map(float, capsys.readouterr().out.split())
     assert output_difference < 1e-12 and state_difference < 1e-12
