@@ -13,6 +13,8 @@ QUICK = {
     "char_lm.py": (["--epochs", "1", "--max-chars", "4000", "--hidden", "16", "--quiet",
                     "--sample-chars", "20"], "sample after training"),
     "classify_topics.py": (["--epochs", "1"], "TextClassifier"),
+    "distributed_lm.py": (["--epochs", "1", "--max-words", "3000", "--hidden", "16", "--quiet"],
+                          "validation perplexity"),
     "dates_seq2seq.py": (["--train", "100", "--test", "20", "--epochs", "1", "--hidden", "16",
                           "--attention", "dot", "--beam", "2"], "exact"),
     "forecast.py": (["--epochs", "1"], "LSTM direct"),

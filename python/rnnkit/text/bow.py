@@ -1,12 +1,14 @@
 """Bag of words: document-term matrices (counts, binary, tf-idf) as scipy.sparse CSR."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..distributed import group
 from .tokenize import Tokenizer
 from .vocabulary import Vocabulary, _check_texts
 
@@ -64,6 +66,11 @@ class BagOfWords:
 
     Fitted attributes: ``vocabulary_`` (term -> column), ``idf_`` (tf-idf only),
     ``document_frequency_``.
+
+    ``fit(docs, distributed="mpi")`` (or an mpi4py communicator): each rank passes its own
+    documents and every rank gets the vocabulary, document frequencies and idf of all of them,
+    as one process fitting them all; ``fit_transform`` returns the rows of the rank's own
+    documents. ``transform`` needs no other rank.
     """
 
     def __init__(self, *, stop_words=None, ngram_range=(1, 1), analyzer="word", min_token_len=1,
@@ -215,39 +222,52 @@ class BagOfWords:
         return columns[known], new_indptr
 
     # ------------------------------------------------------------------ fit / transform
-    def fit(self, raw_documents, y=None) -> "BagOfWords":
-        """Learns the vocabulary (and idf) from ``raw_documents``, an iterable of str."""
-        self.fit_transform(raw_documents)
+    def fit(self, raw_documents, y=None, *, distributed=None) -> "BagOfWords":
+        """Learns the vocabulary (and idf) from ``raw_documents``, an iterable of str;
+        ``distributed``: each rank's own documents (see the class docstring)."""
+        self.fit_transform(raw_documents, distributed=distributed)
         return self
 
-    def fit_transform(self, raw_documents, y=None):
+    def fit_transform(self, raw_documents, y=None, *, distributed=None):
         """Learns the vocabulary and returns the DTM of ``raw_documents`` (CSR, documents in rows)."""
         self._check_params()
         analyze = self.build_analyzer()
         fixed = self._fixed_vocabulary()
-        docs = self._documents(raw_documents)
-        n_docs = len(docs)
-        if fixed is not None:
-            columns, indptr = self._count(docs, analyze, fixed)
-            columns, indptr = self._drop_unknown(columns, indptr)
-            X = self._to_csr(columns, indptr, n_docs, len(fixed))
-            vocabulary = dict(fixed)
-        else:
-            index = _GrowingIndex()
-            columns, indptr = self._count(docs, analyze, index)
-            if not index:
-                raise ValueError("empty vocabulary: every document is empty after normalisation, "
-                                 "stop-word removal and the token filters")
-            terms = sorted(index)  # alphabetical columns, as scikit-learn
-            new_column = np.empty(len(terms), dtype=np.int64)
-            new_column[np.fromiter((index[t] for t in terms), dtype=np.int64, count=len(terms))] = np.arange(len(terms))
-            X = self._to_csr(new_column[columns], indptr, n_docs, len(terms))
-            if self.weighting == "binary":
-                X.data[:] = 1  # scikit-learn ranks max_features by binarised counts too
-            X, terms = self._limit_features(X, terms, n_docs)
-            vocabulary = {t: j for j, t in enumerate(terms)}
+        dist = group(distributed)
+        if dist is None:
+            docs = self._documents(raw_documents)
+            n_docs = len(docs)
+        else:  # a rank may have no documents, but not all of them
+            with dist.guard("BagOfWords.fit"):
+                docs = _check_texts(raw_documents, "raw_documents")
+                n_docs = dist.total(len(docs))
+            if not n_docs:
+                raise ValueError("raw_documents is empty on every rank: need at least one document")
+        with contextlib.nullcontext() if dist is None else dist.guard("BagOfWords.fit"):
+            if fixed is not None:
+                columns, indptr = self._count(docs, analyze, fixed)
+                columns, indptr = self._drop_unknown(columns, indptr)
+                X = self._to_csr(columns, indptr, len(docs), len(fixed))
+                vocabulary = dict(fixed)
+                df = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+                if dist is not None:
+                    df = dist.merge_ordered(df, np.add)
+            else:
+                index = _GrowingIndex()
+                columns, indptr = self._count(docs, analyze, index)
+                terms = sorted(index)  # alphabetical columns, as scikit-learn
+                new_column = np.empty(len(terms), dtype=np.int64)
+                new_column[np.fromiter((index[t] for t in terms), dtype=np.int64, count=len(terms))] = np.arange(len(terms))
+                X = self._to_csr(new_column[columns], indptr, len(docs), len(terms))
+                if self.weighting == "binary":
+                    X.data[:] = 1  # scikit-learn ranks max_features by binarised counts too
+                if dist is None:
+                    X, terms, df = self._limit_features(X, terms, n_docs)
+                else:
+                    X, terms, df = self._limit_features_across(X, terms, n_docs, dist)
+                vocabulary = {t: j for j, t in enumerate(terms)}
         self.vocabulary_ = vocabulary
-        self.document_frequency_ = np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+        self.document_frequency_ = df
         if self.weighting == "tfidf":
             n, df = n_docs, self.document_frequency_.astype(np.float64)
             if self.smooth_idf:
@@ -258,22 +278,62 @@ class BagOfWords:
             del self.idf_
         return self._weight(X)
 
-    def _limit_features(self, X, terms, n_docs):
-        df = np.bincount(X.indices, minlength=X.shape[1])
+    def _kept_terms(self, df, n_docs, totals) -> np.ndarray:
+        """The columns (of terms in alphabetical order) that min_df/max_df and max_features
+        keep, from the document frequencies ``df`` over ``n_docs`` documents; ``totals(keep)``
+        gives the corpus counts of the columns ``keep`` (needed for max_features only)."""
+        if len(df) == 0:
+            raise ValueError("empty vocabulary: every document is empty after normalisation, "
+                             "stop-word removal and the token filters")
         max_count = self.max_df if isinstance(self.max_df, numbers.Integral) else self.max_df * n_docs
         min_count = self.min_df if isinstance(self.min_df, numbers.Integral) else self.min_df * n_docs
         if max_count < min_count:
             raise ValueError(f"max_df={self.max_df!r} corresponds to fewer documents than min_df={self.min_df!r}")
         keep = np.flatnonzero((df >= min_count) & (df <= max_count))
         if self.max_features is not None and len(keep) > self.max_features:
-            total = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])[keep]
-            keep = np.sort(keep[np.argsort(-total, kind="stable")[:self.max_features]])
+            keep = np.sort(keep[np.argsort(-totals(keep), kind="stable")[:self.max_features]])
         if len(keep) == 0:
             raise ValueError("after pruning by min_df/max_df no terms remain; lower min_df or raise max_df")
+        return keep
+
+    def _limit_features(self, X, terms, n_docs):
+        df = np.bincount(X.indices, minlength=X.shape[1])
+        keep = self._kept_terms(df, n_docs,
+                                lambda keep: np.bincount(X.indices, weights=X.data, minlength=X.shape[1])[keep])
         if len(keep) < len(terms):
             X = X[:, keep]  # scipy's C++ column selection keeps the matrix sparse
             terms = [terms[j] for j in keep.tolist()]
-        return X, terms
+        return X, terms, df[keep].astype(np.int64)
+
+    def _limit_features_across(self, X, terms, n_docs, dist):
+        """``_limit_features`` over every rank's documents: the ranks' (document frequency,
+        corpus count) per term are added up, rank 0 keeps the terms, and this rank's ``X``
+        (columns: its own ``terms``) is given the kept terms' columns."""
+        df = np.bincount(X.indices, minlength=X.shape[1])
+        totals = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
+        own = {t: [int(d), float(c)] for t, d, c in zip(terms, df.tolist(), totals.tolist())}
+
+        def add(first, then):
+            for t, (d, c) in then.items():
+                stats = first.setdefault(t, [0, 0.0])
+                stats[0] += d
+                stats[1] += c
+            return first
+
+        def keep_terms(stats):
+            kept_terms = sorted(stats)
+            df = np.array([stats[t][0] for t in kept_terms], dtype=np.int64)
+            keep = self._kept_terms(df, n_docs, lambda keep: np.array([stats[kept_terms[j]][1] for j in keep]))
+            return [kept_terms[j] for j in keep.tolist()], df[keep]
+
+        kept, df = dist.merge_ordered(own, add, keep_terms)
+        column = {t: j for j, t in enumerate(kept)}
+        local = [j for j, t in enumerate(terms) if t in column]
+        X = X[:, local]
+        # the kept terms are alphabetical, as this rank's columns: their order stays
+        where = np.array([column[terms[j]] for j in local], dtype=X.indices.dtype)
+        X = sp.csr_matrix((X.data, where[X.indices], X.indptr), shape=(X.shape[0], len(kept)))
+        return X, kept, df
 
     def transform(self, raw_documents):
         """The DTM of ``raw_documents`` over the fitted vocabulary; unseen terms are ignored."""

@@ -1,6 +1,7 @@
 """Vocabulary: token <-> id, with the padding and unknown specials fixed at 0 and 1."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -8,6 +9,7 @@ from collections import Counter
 import numpy as np
 
 from .._checks import check_positive_int
+from ..distributed import group
 from .tokenize import Tokenizer
 
 __all__ = ["Vocabulary"]
@@ -33,12 +35,16 @@ class Vocabulary:
         bos, eos: add ``<bos>`` / ``<eos>``; ``encode`` then wraps every sequence in them.
         tokenizer: the ``Tokenizer`` (or its options dict) that turns raw texts into tokens for
             this vocabulary; ``to_sequences`` and ``encode_text`` use it. Default: ``Tokenizer()``.
+        distributed: None, or "mpi" / an mpi4py communicator / a ``rnnkit.distributed.Group``:
+            each rank passes its own documents, and every rank gets the vocabulary of all of
+            them in rank order - the one a single process builds from rank 0's documents, then
+            rank 1's, and so on (counts added up, first appearance over that order).
 
     Tokens equal to a special's string are not counted as ordinary tokens.
     """
 
     def __init__(self, token_streams=(), *, min_freq: int = 1, max_size: int | None = None,
-                 bos: bool = False, eos: bool = False, tokenizer=None):
+                 bos: bool = False, eos: bool = False, tokenizer=None, distributed=None):
         min_freq = check_positive_int(min_freq, "min_freq")
         specials = [PAD, UNK] + ([BOS] if bos else []) + ([EOS] if eos else [])
         if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
@@ -47,25 +53,14 @@ class Vocabulary:
                              f"specials), got {max_size!r}")
         if isinstance(token_streams, str):
             raise TypeError("token_streams must be an iterable of token lists, got a str")
-        counts: Counter = Counter()
-        for i, tokens in enumerate(token_streams):
-            _check_token_list(tokens, f"token_streams[{i}]")
-            if not isinstance(tokens, (list, tuple)):
-                try:
-                    tokens = list(tokens)
-                except TypeError:
-                    raise TypeError(f"token_streams[{i}] must be a list of str tokens, "
-                                    f"got {type(tokens).__name__}") from None
-            counts.update(tokens)  # Counter keeps first-appearance order for ties
-        for tok in counts:
-            if not isinstance(tok, str):
-                raise TypeError(f"tokens must be str, got {tok!r} ({type(tok).__name__})")
-        for s in specials:
-            counts.pop(s, None)
-        kept = [(t, c) for t, c in counts.items() if c >= min_freq]
-        kept.sort(key=lambda tc: -tc[1])  # stable: ties stay in first-appearance order
-        if max_size is not None:
-            kept = kept[:max_size - len(specials)]
+        dist = group(distributed)
+        with contextlib.nullcontext() if dist is None else dist.guard("Vocabulary"):
+            counts = _count_tokens(token_streams, specials)
+            if dist is None:
+                kept = _ranked(counts, min_freq, max_size, len(specials))
+            else:
+                kept = dist.merge_ordered(counts, _add_counts,
+                                          lambda total: _ranked(total, min_freq, max_size, len(specials)))
         self.min_freq, self.max_size, self.bos, self.eos = min_freq, max_size, bos, eos
         self._set_tokens(specials + [t for t, _ in kept], [0] * len(specials) + [c for _, c in kept],
                          len(specials))
@@ -81,16 +76,23 @@ class Vocabulary:
 
     @classmethod
     def from_texts(cls, texts, *, tokenizer=None, min_freq: int = 1, max_size: int | None = None,
-                   bos: bool = False, eos: bool = False, **tokenizer_options) -> "Vocabulary":
-        """Builds from raw texts with ``tokenizer`` (or ``Tokenizer(**tokenizer_options)``)."""
+                   bos: bool = False, eos: bool = False, distributed=None, **tokenizer_options) -> "Vocabulary":
+        """Builds from raw texts with ``tokenizer`` (or ``Tokenizer(**tokenizer_options)``);
+        ``distributed``: each rank's own texts, as in the constructor."""
         if tokenizer is not None and tokenizer_options:
             raise TypeError("give either tokenizer= or tokenizer options, not both")
         tok = _as_tokenizer(tokenizer if tokenizer is not None else tokenizer_options)
-        texts = _check_texts(texts)
-        if not texts:  # as to_sequences: an empty corpus is a mistake, not a 2-token vocabulary
-            raise ValueError("texts is empty: need at least one text to build a vocabulary from")
+        dist = group(distributed)
+        with contextlib.nullcontext() if dist is None else dist.guard("Vocabulary.from_texts"):
+            texts = _check_texts(texts)
+            n_texts = len(texts) if dist is None else dist.total(len(texts))
+        # as to_sequences: an empty corpus is a mistake, not a 2-token vocabulary (distributed:
+        # a rank may have no texts, but not all of them)
+        if not n_texts:
+            raise ValueError("texts is empty" + ("" if dist is None else " on every rank") +
+                             ": need at least one text to build a vocabulary from")
         return cls((tok(t) for t in texts), min_freq=min_freq, max_size=max_size, bos=bos, eos=eos,
-                   tokenizer=tok)
+                   tokenizer=tok, distributed=dist)
 
     # ------------------------------------------------------------------ lookups
     pad_id = 0
@@ -229,6 +231,43 @@ class Vocabulary:
 
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} tokens, specials={self._itos[:self.n_specials]})"
+
+
+def _count_tokens(token_streams, specials) -> Counter:
+    """Token -> count over the streams, in order of first appearance, without the specials."""
+    counts: Counter = Counter()
+    for i, tokens in enumerate(token_streams):
+        _check_token_list(tokens, f"token_streams[{i}]")
+        if not isinstance(tokens, (list, tuple)):
+            try:
+                tokens = list(tokens)
+            except TypeError:
+                raise TypeError(f"token_streams[{i}] must be a list of str tokens, "
+                                f"got {type(tokens).__name__}") from None
+        counts.update(tokens)  # Counter keeps first-appearance order for ties
+    for tok in counts:
+        if not isinstance(tok, str):
+            raise TypeError(f"tokens must be str, got {tok!r} ({type(tok).__name__})")
+    for s in specials:
+        counts.pop(s, None)
+    return counts
+
+
+def _add_counts(first: Counter, then: Counter) -> Counter:
+    """The counts of ``first``'s documents followed by ``then``'s: tokens new in ``then`` come
+    after ``first``'s, in their order of first appearance."""
+    first.update(then)
+    return first
+
+
+def _ranked(counts: Counter, min_freq: int, max_size, n_specials: int) -> list:
+    """(token, count) kept: at least ``min_freq``, by decreasing count, ties in order of first
+    appearance, cut to ``max_size`` with the specials."""
+    kept = [(t, c) for t, c in counts.items() if c >= min_freq]
+    kept.sort(key=lambda tc: -tc[1])  # stable: ties stay in first-appearance order
+    if max_size is not None:
+        kept = kept[:max_size - n_specials]
+    return kept
 
 
 def _as_tokenizer(tokenizer) -> Tokenizer:

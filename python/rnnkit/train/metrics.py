@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_metrics", "accuracy_sums", "add_batch_sums", "epoch_logs"]
+__all__ = ["check_metrics", "accuracy_sums", "sum_names", "empty_sums", "batch_sums", "add_sums",
+           "epoch_logs"]
 
 NAMED_METRICS = ("accuracy", "perplexity")
 
@@ -45,22 +46,37 @@ def accuracy_sums(outputs, targets, mask, ignore_index):
     return float(((pred == t) & valid).sum()), float(valid.sum())
 
 
-def add_batch_sums(sums: dict, metrics, value: float, count: float, out, y, mask, ignore_index) -> None:
-    """Adds one batch's loss (mean ``value`` over ``count`` elements) and metrics to ``sums``."""
-    sums["loss"][0] += value * count
-    sums["loss"][1] += count
+def sum_names(metrics) -> list:
+    """The names ``sums`` holds for ``metrics``: "loss" first, then each metric but perplexity
+    (computed from the loss) in order."""
+    names = ["loss"]
     for m in metrics:
-        if m == "perplexity":
-            continue
-        if m == "accuracy":
-            s, c = accuracy_sums(out, y, mask, ignore_index)
-            name = "accuracy"
-        else:
-            s, c = m(out, y, mask)
-            name = getattr(m, "__name__", "metric")
+        if m != "perplexity":
+            names.append(m if m == "accuracy" else getattr(m, "__name__", "metric"))
+    return names
+
+
+def empty_sums(metrics) -> dict:
+    """``{name: [0.0, 0.0]}`` for every name of ``sum_names(metrics)``: the sums of no data
+    (so sums over any rows, none included, have the same names in the same order)."""
+    return {name: [0.0, 0.0] for name in sum_names(metrics)}
+
+
+def batch_sums(metrics, value: float, count: float, out, y, mask, ignore_index) -> dict:
+    """One batch's sums: the loss (mean ``value`` over ``count`` elements) and the metrics."""
+    sums = {"loss": [value * count, count]}
+    for m, name in zip((m for m in metrics if m != "perplexity"), sum_names(metrics)[1:]):
+        s, c = accuracy_sums(out, y, mask, ignore_index) if m == "accuracy" else m(out, y, mask)
+        add_sums(sums, {name: [float(s), float(c)]})  # two metrics of one name add up
+    return sums
+
+
+def add_sums(sums: dict, more: dict) -> None:
+    """Adds the sums ``more`` (e.g. one batch's) into ``sums``."""
+    for name, (s, c) in more.items():
         a = sums.setdefault(name, [0.0, 0.0])
-        a[0] += float(s)
-        a[1] += float(c)
+        a[0] += s
+        a[1] += c
 
 
 def epoch_logs(sums: dict, metrics, prefix: str = "") -> dict:

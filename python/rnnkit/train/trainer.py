@@ -21,22 +21,28 @@ checkpoint can be written before the first epoch.
 
 A non-finite loss or gradient stops training with ``NonFiniteLossError`` naming the epoch and
 batch, before the parameters are updated and without writing a checkpoint.
+
+``distributed="mpi"`` trains one model on several MPI ranks: each global batch is split between
+them and their gradients averaged (``rnnkit.distributed``; docs/distributed.md).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import os
 
 import numpy as np
 
 from .._checks import check_ids, check_positive_int
 from .._runtime import govern_blas
+from ..distributed import fingerprint
 from ..persistence import _check_generator_states
 from .callbacks import EarlyStopping, History
 from .checkpoint import CHECKPOINT_FORMAT, check_checkpoint_writable, load_checkpoint, save_checkpoint
 from .data import DEFAULT_LAYOUT, Data, DataLayout, plan_batches, shown_name
 from .losses import get_loss
-from .metrics import add_batch_sums, check_metrics, epoch_logs
+from .metrics import add_sums, batch_sums, check_metrics, empty_sums, epoch_logs
 from .optim import clip_grad_norm, clip_grad_value, get_optimizer, global_norm
 from .regularizers import Regularizer
 from .schedules import ReduceLROnPlateau, Schedule
@@ -47,6 +53,19 @@ __all__ = ["Trainer", "fit", "History", "EarlyStopping", "NonFiniteLossError", "
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or a gradient became NaN/inf; the message names the epoch and batch."""
+
+
+def _guarded(method):
+    """Runs ``method`` under the Trainer's ``Group.guard`` when it is distributed: a rank that
+    fails ends the job instead of leaving the others waiting. NonFiniteLossError is computed
+    from the reduced loss and gradients, so every rank raises it at once."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if self.dist is None:
+            return method(self, *args, **kwargs)
+        with self.dist.guard(f"Trainer.{method.__name__}", every_rank=(NonFiniteLossError,)):
+            return method(self, *args, **kwargs)
+    return run
 
 
 # ---------------------------------------------------------------------- trainer
@@ -70,6 +89,11 @@ class Trainer:
             ``checkpoint_every`` batches.
         seed: seeds the shuffling generator.
         quiet: no progress bar. bucket_pool: batches per length-sorting pool.
+        distributed: None (this process alone), "mpi" (every rank of ``mpiexec``), an mpi4py
+            communicator or a ``rnnkit.distributed.Group``. Every rank then builds the same
+            Trainer and calls ``fit`` with the same data and arguments; ``batch_size`` is per
+            rank, so N ranks train as one process with ``N * batch_size``. Rank 0 alone shows
+            progress and writes checkpoints. See docs/distributed.md.
     """
 
     def __init__(self, model, *, loss="cross_entropy", optimizer="adam", lr: float | None = 1e-3,
@@ -77,7 +101,7 @@ class Trainer:
                  clip_norm: float | None = None, clip_value: float | None = None,
                  schedule: Schedule | None = None, metrics=(), early_stopping=None,
                  checkpoint=None, checkpoint_every: int | None = None, seed: int | None = 0,
-                 quiet: bool = False, bucket_pool: int = 32):
+                 quiet: bool = False, bucket_pool: int = 32, distributed=None):
         for method in ("forward", "backward", "parameters", "grads", "zero_grad", "state_dict", "load_state_dict"):
             if not callable(getattr(model, method, None)):
                 raise TypeError(f"model must follow the rnnkit.nn Module contract; it has no {method}()")
@@ -110,6 +134,11 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.history = History()
         self.last_checkpoint = None  # (epoch, batch) of the last checkpoint written
+        self.dist = None
+        if distributed is not None:
+            from ..distributed import group
+
+            self.dist = group(distributed)
 
     # ------------------------------------------------------------------ pieces
     def _ignore_index(self):
@@ -167,10 +196,44 @@ class Trainer:
             "history": self.history.to_dict(),
         }
 
+    def _on_root(self, fn, *args):
+        """``fn(*args)``; when distributed, on rank 0 alone, with its result or exception on
+        every rank."""
+        return fn(*args) if self.dist is None else self.dist.root_call(fn, *args)
+
     def _save(self, epoch, batch, plan, sums) -> None:
         if self.checkpoint:
-            save_checkpoint(self.checkpoint, self._state(epoch, batch, plan, sums))
+            self._on_root(lambda: save_checkpoint(self.checkpoint, self._state(epoch, batch, plan, sums)))
             self.last_checkpoint = (epoch, batch)
+
+    def _load_if_present(self):
+        return load_checkpoint(self.checkpoint) if os.path.exists(self.checkpoint) else None
+
+    def _sync_from_root(self) -> None:
+        """Every rank takes rank 0's model, optimiser, schedule, generators and history (all a
+        checkpoint holds), so ranks built with other seeds still train one model."""
+        state = self.dist.bcast(self._state(0, 0, None, None) if self.dist.root else None)
+        if not self.dist.root:
+            last = self.last_checkpoint
+            self._restore(state)
+            self.last_checkpoint = last
+
+    def _setup(self) -> tuple:
+        """What every rank's Trainer must agree on for one Allreduce buffer and one training:
+        the parameters' names, shapes and dtypes and the training options."""
+        def name(f):  # of a callable: the same on every rank (a repr may hold an address)
+            return f if isinstance(f, str) else getattr(f, "__qualname__", type(f).__qualname__)
+
+        return (tuple((k, v.shape, v.dtype.str) for k, v in self.model.parameters().items()), repr(self.optimizer),
+                repr(self.regularizer), self.clip_norm, self.clip_value, type(self.schedule).__name__,
+                tuple(map(name, self.metrics)), name(self.loss), self.bucket_pool)
+
+    def _check_finite_loss(self, value, epoch, b, n_batches) -> None:
+        if not np.isfinite(value):
+            raise NonFiniteLossError(
+                f"loss is {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}; training "
+                f"stopped before updating the parameters; {self._where()}. Lower the learning "
+                f"rate, clip gradients (clip_norm=) or check the data for NaN/inf")
 
     def _restore(self, state: dict):
         self.model.load_state_dict(state["model"])
@@ -205,10 +268,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
     @govern_blas()
+    @_guarded
     def fit(self, train, val=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             bucket: bool = True, resume: bool = False) -> History:
         """Trains for ``epochs`` epochs (counted from the start of training, so a resumed run
-        stops at the same place). Returns the History (also ``self.history``)."""
+        stops at the same place). Returns the History (also ``self.history``). Distributed,
+        ``batch_size`` is each rank's share of a global batch of ``batch_size * ranks``."""
         epochs = check_positive_int(epochs, "epochs", 0)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
         train = Data(train, "train", self.layout)
@@ -216,54 +281,71 @@ class Trainer:
         self._check_token_ids(train, "train")
         if val is not None:
             self._check_token_ids(val, "val")
-        model, opt = self.model, self.optimizer
+        model, opt, dist = self.model, self.optimizer, self.dist
         params = model.parameters()
+        if dist is not None:
+            dist.check_same((epochs, batch_size, shuffle, bucket, resume, fingerprint(train.arrays),
+                             None if val is None else fingerprint(val.arrays), self._setup()),
+                            "Trainer.fit arguments, data, model layout or Trainer options")
+        global_batch = batch_size * (1 if dist is None else dist.size)
 
         if self.checkpoint:
-            check_checkpoint_writable(self.checkpoint)
-        start_epoch, start_batch, plan, sums = 0, 0, None, None
+            self._on_root(check_checkpoint_writable, self.checkpoint)
+        start_epoch, start_batch, plan, sums, state = 0, 0, None, None, None
         if resume:
             if not self.checkpoint:
                 raise ValueError("resume=True needs checkpoint= (the file to resume from)")
-            if os.path.exists(self.checkpoint):
-                start_epoch, start_batch, plan, sums = self._restore(load_checkpoint(self.checkpoint))
-                if self.history.stopped_early:
-                    # the checkpoint holds the last epoch's weights, as the stopped run did
-                    # before it restored the best ones
-                    self._restore_best_weights()
-                    return self.history
+            state = self._on_root(self._load_if_present)
+        if state is not None:
+            start_epoch, start_batch, plan, sums = self._restore(state)
+            if self.history.stopped_early:
+                # the checkpoint holds the last epoch's weights, as the stopped run did
+                # before it restored the best ones
+                self._restore_best_weights()
+                return self.history
+        elif dist is not None:
+            self._sync_from_root()
         if self.schedule is not None:
             self.schedule.start(opt)
         checked = False
+        quiet = self.quiet or (dist is not None and not dist.root)  # rank 0 alone shows progress
 
-        tqdm = _progress_bar_class(self.quiet)
+        tqdm = _progress_bar_class(quiet)
         for epoch in range(start_epoch, epochs):
             if plan is None:
-                plan = plan_batches(train.n, batch_size, train.bucket_lengths, shuffle=shuffle, bucket=bucket,
-                             pool=self.bucket_pool, rng=self.rng)
+                plan = plan_batches(train.n, global_batch, train.bucket_lengths, shuffle=shuffle, bucket=bucket,
+                                    pool=self.bucket_pool, rng=self.rng)
                 sums, start_batch = {"loss": [0.0, 0.0]}, 0
-            bar = tqdm(total=len(plan), initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}",
-                       unit="batch", disable=self.quiet, leave=True, dynamic_ncols=True)
+            bar = tqdm(total=len(plan), initial=start_batch, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                       disable=quiet, leave=True, dynamic_ncols=True)
             try:
                 for b in range(start_batch, len(plan)):
-                    batch = train.batch(plan[b])
-                    y, mask = batch.target, batch.mask
+                    rows = plan[b] if dist is None else dist.shard(plan[b])
                     model.zero_grad()
-                    out = self.layout.forward(model, batch.arrays, training=True)
-                    if not checked:
-                        checked = True
-                        if np.ndim(out) == np.ndim(y) + 1:
-                            self._check_class_targets(train, out.shape[-1], "train")
-                            if val is not None:
-                                self._check_class_targets(val, out.shape[-1], "val")
-                    value, grad, count = self._loss(out, y, mask)
-                    if not np.isfinite(value):
-                        raise NonFiniteLossError(
-                            f"loss is {value} at epoch {epoch + 1}, batch {b + 1} of {len(plan)}; training "
-                            f"stopped before updating the parameters; {self._where()}. Lower the learning "
-                            f"rate, clip gradients (clip_norm=) or check the data for NaN/inf")
-                    model.backward(grad)
+                    if len(rows):  # distributed, a global batch smaller than the ranks leaves some none
+                        batch = train.batch(rows)
+                        y, mask = batch.target, batch.mask
+                        with contextlib.nullcontext() if dist is None else dist.rank_streams(model, (epoch, b)):
+                            out = self.layout.forward(model, batch.arrays, training=True)
+                        if not checked:
+                            checked = True
+                            if np.ndim(out) == np.ndim(y) + 1:
+                                self._check_class_targets(train, out.shape[-1], "train")
+                                if val is not None:
+                                    self._check_class_targets(val, out.shape[-1], "val")
+                        value, grad, count = self._loss(out, y, mask)
+                        step = batch_sums(self.metrics, value, count, out, y, mask, self._ignore_index())
+                        if dist is None:
+                            self._check_finite_loss(value, epoch, b, len(plan))
+                        model.backward(grad)
+                    else:
+                        step = empty_sums(self.metrics)
                     grads = model.grads()
+                    if dist is not None:
+                        step = dist.average_gradients(grads, step)
+                        loss_sum, count = step["loss"]
+                        value = loss_sum / count if count else 0.0
+                        self._check_finite_loss(value, epoch, b, len(plan))
                     if self.regularizer is not None:
                         pen = self.regularizer.add_gradients(params, grads)
                         p = sums.setdefault("penalty", [0.0, 0.0])
@@ -278,18 +360,22 @@ class Trainer:
                             f"(loss {value:.6g}); training stopped before updating the parameters; "
                             f"{self._where()}")
                     opt.step(grads)
-                    add_batch_sums(sums, self.metrics, value, count, out, y, mask, self._ignore_index())
+                    add_sums(sums, step)
                     bar.update(1)
-                    if not self.quiet and (b % 10 == 0 or b == len(plan) - 1):
+                    if not quiet and (b % 10 == 0 or b == len(plan) - 1):
                         running = epoch_logs(sums, self.metrics)
                         bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
                     if self.checkpoint_every and (b + 1) % self.checkpoint_every == 0 and b + 1 < len(plan):
                         self._save(epoch, b + 1, plan, sums)
+                if dist is not None and callable(getattr(model, "buffers", None)):
+                    # statistics a forward updates (batch norm's running means) saw each rank's
+                    # rows only: rank 0's are kept, as PyTorch's DistributedDataParallel does
+                    dist.copy_from_root(model.buffers())
                 logs = epoch_logs(sums, self.metrics)
                 if val is not None:
                     logs.update({"val_" + k: v for k, v in self.evaluate(val, batch_size=batch_size).items()})
                 logs["lr"] = opt.lr
-                if not self.quiet:
+                if not quiet:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=True)
             finally:
                 bar.close()
@@ -302,6 +388,9 @@ class Trainer:
                 stop = self.early_stopping.update(epoch + 1, logs, model)
                 self.history.stopped_early = stop
             plan, sums = None, None
+            if dist is not None:  # each rank updates its own copy: they must not drift apart
+                dist.check_same(fingerprint(params, sample=None), f"the parameters after epoch {epoch + 1}",
+                                "the MPI library's Allreduce gave the ranks different sums")
             self._save(epoch + 1, 0, None, None)
             if stop:
                 break
@@ -310,51 +399,79 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluate / predict
     @govern_blas()
+    @_guarded
     def evaluate(self, data, *, batch_size: int = 64) -> dict:
-        """Mean loss (and metrics) over ``data`` in inference mode: ``{"loss": ..., ...}``."""
+        """Mean loss (and metrics) over ``data`` in inference mode: ``{"loss": ..., ...}``.
+        Distributed, each rank evaluates its share of the rows and the sums are added up."""
         data = data if isinstance(data, Data) else Data(data, "data", self.layout)
         batch_size = check_positive_int(batch_size, "batch_size", 1)
-        sums = {"loss": [0.0, 0.0]}
-        plan = plan_batches(data.n, batch_size, data.bucket_lengths, shuffle=False, bucket=True,
-                            pool=self.bucket_pool, rng=None)
-        for idx in plan:
+        sums = empty_sums(self.metrics)
+        rows = _rows(data.n, self.dist)
+        for idx in _inference_plan(data, rows, batch_size, self.bucket_pool):
             batch = data.batch(idx)
             y, mask = batch.target, batch.mask
             out = self.layout.forward(self.model, batch.arrays, training=False)
             value, _, count = self._loss(out, y, mask)
-            add_batch_sums(sums, self.metrics, value, count, out, y, mask, self._ignore_index())
+            add_sums(sums, batch_sums(self.metrics, value, count, out, y, mask, self._ignore_index()))
+        if self.dist is not None:
+            sums = self.dist.sum(sums)
         return epoch_logs(sums, self.metrics)
 
+    @_guarded
     def predict(self, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
         """Model outputs for every row of ``x``, in order. Batches are cut to their longest
         sequence; outputs with a time axis ((N, T, ...), ndim >= 3) are padded back to T.
         For models with the single input ``x`` (the default ``DataLayout``); models with
-        several inputs bring their own prediction (``Seq2Seq.predict``...)."""
-        return predict(self.model, x, lengths, batch_size=batch_size)
+        several inputs bring their own prediction (``Seq2Seq.predict``...). Distributed, each
+        rank predicts its share of the rows and every rank gets all outputs, in order."""
+        if self.dist is None:
+            return predict(self.model, x, lengths, batch_size=batch_size)
+        return self.dist.gather_rows(_predict_share(self.model, x, lengths, batch_size, self.dist))
+
+
+def _rows(n: int, dist) -> np.ndarray:
+    """The rows of an n-row data set that this process evaluates: all, or its rank's share."""
+    rows = np.arange(n)
+    return rows if dist is None else dist.shard(rows)
+
+
+def _inference_plan(data: Data, rows, batch_size: int, pool: int) -> list:
+    """Batches of ``rows`` (indices into ``data``) in row order, grouped by length."""
+    lengths = data.bucket_lengths
+    plan = plan_batches(len(rows), batch_size, None if lengths is None else lengths[rows], shuffle=False,
+                        bucket=True, pool=pool, rng=None)
+    return [rows[idx] for idx in plan]
+
+
+def predict(model, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
+    """See ``Trainer.predict``."""
+    return _predict_share(model, x, lengths, batch_size, None)
 
 
 @govern_blas()
-def predict(model, x, lengths=None, *, batch_size: int = 64) -> np.ndarray:
-    """See ``Trainer.predict``."""
+def _predict_share(model, x, lengths, batch_size, dist):
+    """The outputs for this process's share of the rows of ``x`` (all of them without
+    ``dist``), in order; None for no rows."""
     data = Data((x, None, lengths), "x", DEFAULT_LAYOUT, need_y=False)
     batch_size = check_positive_int(batch_size, "batch_size", 1)
-    plan = plan_batches(data.n, batch_size, data.bucket_lengths, shuffle=False, bucket=True, pool=32, rng=None)
+    rows = _rows(data.n, dist)
     result = None
     T = data.x.shape[1] if len(data.x.shape) >= 2 else None
-    for idx in plan:
+    for idx in _inference_plan(data, rows, batch_size, 32):
         batch = data.batch(idx)
         lb = batch.arrays.get("lengths")
         out = np.asarray(DEFAULT_LAYOUT.forward(model, batch.arrays, training=False))
         if result is None:
             shape = list(out.shape)
-            shape[0] = data.n
+            shape[0] = len(rows)
             if out.ndim >= 3 and lb is not None:
                 shape[1] = T
             result = np.zeros(shape, dtype=out.dtype)
+        at = idx - rows[0]
         if out.ndim >= 3 and lb is not None:
-            result[idx, :out.shape[1]] = out
+            result[at, :out.shape[1]] = out
         else:
-            result[idx] = out
+            result[at] = out
     return result
 
 
