@@ -152,6 +152,10 @@ void device_recurrent_init(py::module_& m, const DeviceModule& spec) {
       })
       .def_property_readonly("device", [](const DeviceForwardHandle& h) { return h.call.device; })
       .def_property_readonly("has_bh", [](const DeviceForwardHandle& h) { return h.has_bh; })
+      .def_property_readonly("gates", [](const DeviceForwardHandle& h) { return h.call.cell.gates(); })
+      .def_property_readonly("proj_size", [](const DeviceForwardHandle& h) { return h.call.dims.P; },
+          "P, the projection's width; 0 without a projection")
+      .def_property_readonly("peepholes", [](const DeviceForwardHandle& h) { return h.call.cell.peepholes; })
       .def_property_readonly("keeps_reserve", [](const DeviceForwardHandle& h) { return bool(h.reserve); })
       .def_property_readonly("backend", [](const DeviceForwardHandle& h) {
         return std::string(h.backend->name());
