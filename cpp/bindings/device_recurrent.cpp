@@ -113,6 +113,12 @@ CellSpec make_spec(const std::string& cell, bool linear_before_reset,
   return spec;
 }
 
+void require_interface(const py::handle& obj, const DeviceModule& spec, const char* name) {
+  if (!py::hasattr(obj, spec.interface))
+    throw py::type_error(std::string(name) + " must be " + spec.what + ", got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+}
+
 std::vector<int64_t> shape_of(const py::handle& obj, const char* attr, const char* name) {
   if (!py::hasattr(obj, attr)) throw py::type_error(std::string(name) + " has no " + attr);
   std::vector<int64_t> s;
@@ -178,6 +184,8 @@ void device_recurrent_init(py::module_& m, const DeviceModule& spec) {
           const CellInfo& info = cell_info(cs.kind);
           CallDesc& call = handle->call;
           call.cell = cs;
+          require_interface(x, spec, "x");
+          require_interface(Wh, spec, "Wh");
           call.dtype = dtype_of(x, spec.interface);
           call.reverse = reverse;
           call.device = device;
