@@ -4,8 +4,8 @@
 # statically: nothing of the toolkit is needed at run time) and cuBLAS. cuBLAS comes from the
 # toolkit when it has it (CUDAToolkit's CUDA::cublas), else from the nvidia-cublas wheel
 # (pip install nvidia-cublas: site-packages/nvidia/cu13/{include,lib}), found through the
-# build's Python or given as RNNKIT_CUBLAS_ROOT (a directory with include/cublas_v2.h and
-# lib/libcublas.so*). The module finds the wheel's cuBLAS at run time through its rpath
+# build's Python (also from pip's isolated build) or given as RNNKIT_CUBLAS_ROOT (CMake or
+# environment variable: a directory with include/cublas_v2.h and lib/libcublas.so*). The module finds the wheel's cuBLAS at run time through its rpath
 # ($ORIGIN/../nvidia/cu13/lib, i.e. the wheel next to rnnkit in site-packages); rnnkit also
 # preloads it from there (rnnkit/_device.py) for builds whose rpath does not reach it.
 
@@ -23,10 +23,15 @@ set(_rnnkit_cublas_hints "")
 if(RNNKIT_CUBLAS_ROOT)
   list(APPEND _rnnkit_cublas_hints ${RNNKIT_CUBLAS_ROOT})
 endif()
+# Where the wheel lies: on the build Python's path, or in its environment's site-packages
+# (pip's isolated build environment hides those from sys.path, not from sysconfig).
 execute_process(
   COMMAND ${Python_EXECUTABLE} -c
-    "import importlib.util, os; s = importlib.util.find_spec('nvidia'); print(';'.join(os.path.join(p, 'cu13') for p in (s.submodule_search_locations if s else [])))"
+    "import importlib.util, os, sysconfig; s = importlib.util.find_spec('nvidia'); roots = list(s.submodule_search_locations) if s else []; roots += [os.path.join(sysconfig.get_path(k), 'nvidia') for k in ('purelib', 'platlib')]; print(';'.join(os.path.join(p, 'cu13') for p in roots))"
   OUTPUT_VARIABLE _rnnkit_wheel_roots OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+if(DEFINED ENV{RNNKIT_CUBLAS_ROOT})
+  list(APPEND _rnnkit_cublas_hints $ENV{RNNKIT_CUBLAS_ROOT})
+endif()
 list(APPEND _rnnkit_cublas_hints ${_rnnkit_wheel_roots})
 
 if(TARGET CUDA::cublas AND NOT RNNKIT_CUBLAS_ROOT)
