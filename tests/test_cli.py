@@ -64,22 +64,27 @@ def test_bench_quick_runs_and_writes_csv(tmp_path, capfd):
     text = md.read_text()
     assert text in out
     assert "Run on" not in out + err  # google_benchmark's raw console report is kept aside
-    # header: both GEMM peaks and how the floors were measured
+    # header: both GEMM peaks, the FMA peaks and how the floors were measured
     assert "- sgemm: " in text and "- dgemm: " in text and "- GEMM floors: " in text
-    # one recurrent table per dtype (both by default), each with the GEMM-floor columns
+    assert "- fma peak: float32 " in text
+    # one recurrent table per dtype (both by default), each with the GEMM-floor and FMA-peak
+    # columns, read by column name
     tables = {}
     for dtype in ("float32", "float64"):
         head = f"Recurrent layers, {dtype} (2 threads)"
         assert text.count(head) == 1
         block = text.split(head, 1)[1].split("\n\n")[1]
-        assert block.splitlines()[0].endswith("| GEMM ms | rnnkit GFLOP/s | % of GEMM rate |")
-        tables[dtype] = [[v.strip() for v in line.split("|")[1:-1]] for line in block.splitlines()[2:]]
+        names = [v.strip() for v in block.splitlines()[0].split("|")[1:-1]]
+        assert names[-4:] == ["GEMM ms", "rnnkit GFLOP/s", "% of GEMM rate", "% of FMA peak"]
+        tables[dtype] = [dict(zip(names, (v.strip() for v in line.split("|")[1:-1])))
+                         for line in block.splitlines()[2:]]
     for rows in tables.values():
-        assert [r[:3] for r in rows] == [["gru", "5x2x8x8", "inference"], ["gru", "5x2x8x8", "train"]]
+        assert [(r["cell"], r["T x B x I x H"], r["mode"]) for r in rows] == [
+            ("gru", "5x2x8x8", "inference"), ("gru", "5x2x8x8", "train")]
         for r in rows:
-            gemm_ms, pct = float(r[8]), float(r[10].rstrip("%"))
-            assert gemm_ms > 0 and pct > 0 and float(r[9]) > 0
-            assert "MISMATCH" not in r[10]
+            gemm_ms, pct = float(r["GEMM ms"]), float(r["% of GEMM rate"].rstrip("%"))
+            assert gemm_ms > 0 and pct > 0 and float(r["rnnkit GFLOP/s"]) > 0
+            assert r["% of FMA peak"].endswith("%") and "MISMATCH" not in r["% of FMA peak"]
 
     rows = list(csv_module.DictReader(line for line in csv.read_text().splitlines() if not line.startswith("#")))
     assert list(rows[0])[:6] == ["suite", "cell", "shape", "dtype", "mode", "impl"]
@@ -160,3 +165,47 @@ def test_bench_help_names_the_subcommand_and_writes_no_csv_by_default(tmp_path, 
 
     assert parse_args(["--quick"]).csv is None  # rnnkit bench: no file unless --csv
     assert parse_args(["--quick"], csv_dir=str(tmp_path)).csv == str(tmp_path / "bench_rnn_quick.csv")
+
+
+def test_fma_peak_probe_measures_every_isa():
+    """The register-only FMA loop behind the bench's "% of FMA peak": a positive rate for every
+    supported ISA and dtype, and the arguments checked."""
+    import rnnkit
+    from rnnkit import _core
+
+    for isa in rnnkit.supported_isas():
+        for dtype in ("float32", "float64"):
+            assert _core.fma_peak_gflops(isa, dtype, 1) > 0
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        _core.fma_peak_gflops("scalar", "float16")
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        _core.fma_peak_gflops("scalar", "float32", 0)
+
+
+def test_bench_onnxruntime_contender(tmp_path, capfd):
+    """ONNX Runtime times the same exported layer, inference and float32 only, and its outputs
+    pass the bench's parity check against rnnkit."""
+    pytest.importorskip("google_benchmark")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from rnnkit.cli import main
+
+    md = tmp_path / "bench.md"
+    assert main(["bench", "--quick", "--suite", "recurrent", "--cells", "lstm", "--impls",
+                 "rnnkit,onnxruntime", "--shapes", "0", "--repetitions", "2",
+                 "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "MISMATCH" not in text
+
+    def rows(dtype):
+        block = text.split(f"Recurrent layers, {dtype} (2 threads)", 1)[1].split("\n\n")[1]
+        names = [v.strip() for v in block.splitlines()[0].split("|")[1:-1]]
+        return {line.split("|")[3].strip(): dict(zip(names, (v.strip() for v in line.split("|")[1:-1])))
+                for line in block.splitlines()[2:]}
+
+    float32 = rows("float32")
+    assert float(float32["inference"]["onnxruntime ms"]) > 0
+    assert float32["inference"]["onnxruntime/rnnkit"].endswith("x")
+    assert float32["train"]["onnxruntime ms"] == "-"  # ONNX Runtime does not train
+    # ONNX Runtime has no float64 kernels for the recurrent ops: no float64 values
+    assert {r["onnxruntime ms"] for r in rows("float64").values()} == {"-"}

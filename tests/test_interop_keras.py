@@ -7,7 +7,6 @@ cannot compute fail clearly. Keras runs on its torch backend.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
@@ -25,6 +24,7 @@ from rnnkit.cells import cell_names  # noqa: E402
 from rnnkit.interop import from_keras, to_keras  # noqa: E402
 from rnnkit.interop.keras import _KERAS_RECURRENT  # noqa: E402
 from compare import largest_error_report, scaled_error  # noqa: E402
+from interop_helpers import import_error_without, run_docs_example  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 
 # Keras's own NumPy conversions (get_weights, quantize) warn under NumPy 2; the converters don't
@@ -403,12 +403,7 @@ def run_python(code, **env):
 
 
 def test_interop_imports_without_keras_and_says_what_is_missing():
-    out = run_python("import sys; sys.modules['keras'] = None\n"
-                     "import rnnkit.interop as interop, rnnkit.nn as nn\n"
-                     "try:\n"
-                     "    interop.to_keras(nn.Linear(2, 3))\n"
-                     "except ImportError as error:\n"
-                     "    print(error)\n")
+    out = import_error_without("keras", "to_keras(nn.Linear(2, 3))")
     assert "need Keras 3" in out and 'pip install "keras>=3"' in out
 
 
@@ -423,11 +418,6 @@ def test_the_keras_backend_defaults_to_torch_and_keras_loads_lazily():
 
 
 def test_the_persistence_docs_example_runs(capsys):
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                        "persistence.md")
-    with open(docs, encoding="utf-8") as f:
-        (example,) = [block for block in re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-                      if "from_keras" in block]  # the Keras section's example
-    exec(compile(example, docs, "exec"), {})
+    run_docs_example("from_keras")  # the Keras section's example
     differences = [float(value) for value in capsys.readouterr().out.split()]
     assert differences and max(differences) < 1e-5

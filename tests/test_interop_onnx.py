@@ -8,10 +8,6 @@ the parameters exactly; what cannot be converted fails clearly.
 """
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import helper, numpy_helper  # noqa: E402
 
 from compare import largest_error_report, scaled_error  # noqa: E402
+from interop_helpers import import_error_without, run_docs_example  # noqa: E402
 from rnnkit import models, nn  # noqa: E402
 from rnnkit.cells import CELLS, get_cell  # noqa: E402
 from rnnkit.interop import from_onnx, to_onnx  # noqa: E402
@@ -502,24 +499,11 @@ def test_export_argument_errors():
 
 
 def test_interop_imports_without_onnx_and_says_what_is_missing():
-    code = ("import sys; sys.modules['onnx'] = None\n"
-            "import rnnkit.interop as interop, rnnkit.nn as nn\n"
-            "try:\n"
-            "    interop.to_onnx(nn.GRU(2, 3))\n"
-            "except ImportError as error:\n"
-            "    print(error)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert 'pip install "rnnkit[onnx]"' in result.stdout
+    assert 'pip install "rnnkit[onnx]"' in import_error_without("onnx", "to_onnx(nn.GRU(2, 3))")
 
 
 def test_the_persistence_docs_example_runs(capsys, tmp_path, monkeypatch):
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                        "persistence.md")
-    with open(docs, encoding="utf-8") as f:
-        (example,) = [block for block in re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-                      if "to_onnx" in block]  # the ONNX section's example
     monkeypatch.chdir(tmp_path)  # the example writes its .onnx files into the working directory
-    exec(compile(example, docs, "exec"), {})
+    run_docs_example("to_onnx")  # the ONNX section's example
     differences = [float(v) for v in capsys.readouterr().out.split()]
     assert differences and max(differences) < 1e-5

@@ -5,10 +5,6 @@ option; to_torch(from_torch(m)) reproduces m.state_dict() exactly; wrong inputs 
 """
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,6 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not sup
 
 from rnnkit import nn  # noqa: E402
 from compare import largest_error_report, scaled_error  # noqa: E402
+from interop_helpers import import_error_without, run_docs_example  # noqa: E402
 from torch_reference import _torch_single_thread  # noqa: E402,F401 (autouse fixture)
 from rnnkit.interop import (from_torch, load_torch_state_dict, states_from_torch,  # noqa: E402
                             states_to_torch, to_torch)
@@ -313,23 +310,11 @@ def test_state_conversions_check_their_input():
         states_to_torch([])
 
 def test_interop_imports_without_torch_and_says_what_is_missing():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import rnnkit.interop as interop, rnnkit.nn as nn\n"
-            "try:\n"
-            "    interop.to_torch(nn.Linear(2, 3))\n"
-            "except ImportError as error:\n"
-            "    print(error)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert "need torch" in result.stdout and "pip install torch" in result.stdout
+    out = import_error_without("torch", "to_torch(nn.Linear(2, 3))")
+    assert "need torch" in out and "pip install torch" in out
 
 
 def test_the_persistence_docs_example_runs(capsys):
-    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                        "persistence.md")
-    with open(docs, encoding="utf-8") as f:
-        (example,) = [block for block in re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-                      if "from_torch" in block]  # the PyTorch section's example
-    exec(compile(example, docs, "exec"), {})
+    run_docs_example("from_torch")  # the PyTorch section's example
     output_difference, state_difference = map(float, capsys.readouterr().out.split())
     assert output_difference < 1e-12 and state_difference < 1e-12

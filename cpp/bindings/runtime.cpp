@@ -75,6 +75,16 @@ void runtime_init(py::module_& m) {
 #endif
     return d;
   });
+  m.def("fma_peak_gflops", [](const std::string& isa, const std::string& dtype, int runs) {
+    if (dtype != "float32" && dtype != "float64")
+      throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+    if (runs < 1) throw py::value_error("runs must be >= 1, got " + std::to_string(runs));
+    const Isa which = parse_isa(isa);
+    py::gil_scoped_release release;
+    return dtype == "float32" ? fma_peak_gflops<float>(which, runs)
+                              : fma_peak_gflops<double>(which, runs);
+  }, py::arg("isa"), py::arg("dtype") = "float32", py::arg("runs") = 5,
+     "GFLOP/s of a register-only FMA loop of `isa` on every pool thread at once (best of `runs`)");
   m.def("elementwise", [](const std::string& fn, py::array x, const std::string& isa) -> py::array {
     if (has_dtype<float>(x)) return elementwise_impl<float>(fn, x, parse_isa(isa));
     return elementwise_impl<double>(fn, x, parse_isa(isa));

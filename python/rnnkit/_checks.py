@@ -36,7 +36,7 @@ def float_array(value, name: str, ndim: int | None = None, dtype=None) -> np.nda
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
     arr = np.asarray(value)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating) or arr.dtype not in FLOAT_DTYPES:
+    if arr.dtype not in FLOAT_DTYPES:  # native-order float32/float64 only (object, ints, '>f4' out)
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(

@@ -1,11 +1,11 @@
-"""Recurrent-layer and drop-in benchmarks: rnnkit vs plain NumPy vs torch.nn, same run, same threads.
+"""Recurrent-layer and drop-in benchmarks: rnnkit vs plain NumPy vs torch.nn vs ONNX Runtime, same run, same threads.
 
     rnnkit bench [--threads 2] [--quick]                  (needs google-benchmark: the bench extra)
     python bench/bench_rnn.py [...]     (from a checkout; also runs "dropin")
 
 Options: [--threads 2] [--quick]
         [--suite recurrent,dropin] [--cells rnn,lstm,gru] [--modes inference,train]
-        [--impls rnnkit,numpy,torch] [--dtypes float32,float64] [--shapes 50x1x128x128,...]
+        [--impls rnnkit,numpy,torch,onnxruntime] [--dtypes float32,float64] [--shapes 50x1x128x128,...]
         [--repetitions 5] [--min-time 0.3] [--csv PATH] [--markdown PATH]
 
 Suite "recurrent" (time-major): per cell x shape (T, B, I, H) x mode x dtype (float32 and
@@ -15,8 +15,13 @@ float64 by default; every implementation gets arrays of that dtype),
 - torch:   torch.nn.RNN/LSTM/GRU (when importable; .double() for float64), weights copied from
            the others; inference under torch.no_grad(), train = forward + autograd backward of
            sum(y * G) with x.requires_grad (every implementation computes dx and all weight
-           gradients).
-All three get both biases (b and bh), h0 = 0, the same inputs (the float32 ones are the float64
+           gradients);
+- onnxruntime: inference only, float32 only (ONNX Runtime has no float64 kernels for these
+           ops), when onnx and onnxruntime are importable: the same layer exported by
+           rnnkit.interop.to_onnx (one time-major RNN/LSTM/GRU node with sequence_lens = T, a
+           cast and a squeeze around it), run by the CPU execution provider with
+           intra_op_num_threads = --threads and its default spin-waiting.
+All of them get both biases (b and bh), h0 = 0, the same inputs (the float32 ones are the float64
 ones rounded), and one parity check of their outputs before timing, with a tolerance per dtype
 (a mismatch is flagged in the CSV and table, not hidden).
 
@@ -48,8 +53,10 @@ OPENBLAS_NUM_THREADS=n for NumPy's BLAS, all the same n.
 Output: CSV (header comment lines name the machine, threads, ISA, BLAS, the sgemm/dgemm peaks
 and how the GEMM floors were measured; one row per benchmark with its dtype, GEMM floor and
 % of GEMM rate) and markdown tables of medians, one recurrent table per dtype, with the ratios
-numpy/rnnkit and torch/rnnkit (> 1: rnnkit is faster), the GEMM floor, rnnkit's GFLOP/s
-(flops of exactly those GEMMs) and its % of GEMM rate.
+numpy/rnnkit, torch/rnnkit and onnxruntime/rnnkit (> 1: rnnkit is faster), the GEMM floor,
+rnnkit's GFLOP/s (flops of exactly those GEMMs), its % of GEMM rate and its % of the FMA peak.
+The FMA peak is measured in the same run: a register-only FMA loop of the active ISA on every
+thread at once (rnnkit._core.fma_peak_gflops), in the header next to the sgemm figure.
 """
 from __future__ import annotations
 
@@ -70,7 +77,7 @@ SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (100, 64, 256, 512), (35, 20, 6
 QUICK_SHAPES = [(5, 2, 8, 8), (4, 3, 16, 12)]
 CELLS = cell_names()
 MODES = ("inference", "train")
-IMPLS = ("rnnkit", "numpy", "torch")
+IMPLS = ("rnnkit", "numpy", "torch", "onnxruntime")
 DTYPES = ("float32", "float64")
 SLOW_CALL_S = 1.0  # calls at least this long: 3 repetitions, no separate warm-up call (register)
 # Parity tolerance (max |y - y_rnnkit| over the outputs, which lie in (-1, 1)) per dtype.
@@ -265,6 +272,28 @@ def shape_str(shape):
     return "x".join(str(s) for s in shape)
 
 
+def onnxruntime_inference(np, cell, shape, params, threads):
+    """A callable running the rnnkit.nn layer with ``params`` (Wx, Wh, b, bh; float32) through
+    ONNX Runtime on time-major x, or None when onnx/onnxruntime are not installed."""
+    try:
+        import onnx  # noqa: F401 (to_onnx needs it)
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from .interop import to_onnx
+    from .nn.recurrent import recurrent_layer
+
+    T, B, I, H = shape
+    layer = recurrent_layer(cell)(I, H, batch_first=False, dtype=np.float32)
+    layer.load_state_dict({f"l0.fwd.{name}": value for name, value in params.items()})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(to_onnx(layer).SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    lengths = np.full(B, T, dtype=np.int64)
+    return lambda x: session.run(["y"], {"x": x, "lengths": lengths})[0]
+
+
 def recurrent_cases(args, np, F, ref, torch):
     cases = []
     rng = np.random.default_rng(0)
@@ -287,7 +316,19 @@ def recurrent_cases(args, np, F, ref, torch):
                 Wx, Wh, b, bh, x, dy = (data[n].astype(dtype) for n in ("Wx", "Wh", "b", "bh", "x", "dy"))
                 outputs, group = {}, []
                 for impl in args.impls:
-                    if impl == "torch":
+                    if impl == "onnxruntime":
+                        run = None if dtype != "float32" else onnxruntime_inference(
+                            np, cell, shape, dict(Wx=Wx, Wh=Wh, b=b, bh=bh), args.threads)
+                        if run is None:
+                            continue
+
+                        def o_inf(run=run, x=x):
+                            return run(x)
+
+                        t0 = time.perf_counter()
+                        outputs["onnxruntime"] = o_inf()
+                        impl_fns = {"inference": o_inf}  # ONNX Runtime does not train
+                    elif impl == "torch":
                         if torch is None:
                             continue
                         module = getattr(torch.nn, cell_type.torch_module)(I, H)
@@ -333,7 +374,7 @@ def recurrent_cases(args, np, F, ref, torch):
                         outputs[impl] = n_inf()[0]
                         impl_fns = {"inference": n_inf, "train": n_train}
                     parity_s = time.perf_counter() - t0
-                    for mode in args.modes:
+                    for mode in (m for m in args.modes if m in impl_fns):
                         flops = gemm_flops * (3 if mode == "train" else 1)
                         case = Case("recurrent", cell, shape_str(shape), mode, impl, impl_fns[mode],
                                     flops, dtype)
@@ -524,29 +565,34 @@ def fmt_pct(gemm_ms, ms):
     return "-" if not gemm_ms or not ms else f"{100 * gemm_ms / ms:.0f}%"
 
 
-def recurrent_table(cases, dtype):
+RECURRENT_COLUMNS = ("cell", "T x B x I x H", "mode", "rnnkit ms", "numpy ms", "torch ms",
+                     "onnxruntime ms", "numpy/rnnkit", "torch/rnnkit", "onnxruntime/rnnkit",
+                     "GEMM ms", "rnnkit GFLOP/s", "% of GEMM rate", "% of FMA peak")
+
+
+def recurrent_table(cases, dtype, fma_peak=None):
+    """The markdown table of one dtype; ``fma_peak``: GFLOP/s of the FMA loop in that dtype."""
     groups = {}
     for c in cases:
         if c.suite == "recurrent" and c.dtype == dtype:
             groups.setdefault((c.cell, c.shape, c.mode), {})[c.impl] = c
-    lines = [
-        "| cell | T x B x I x H | mode | rnnkit ms | numpy ms | torch ms | numpy/rnnkit | torch/rnnkit "
-        "| GEMM ms | rnnkit GFLOP/s | % of GEMM rate |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = ["| " + " | ".join(RECURRENT_COLUMNS) + " |",
+             "|---|---|---|" + "---:|" * (len(RECURRENT_COLUMNS) - 3)]
     for (cell, shape, mode), impls in groups.items():
         ms = {k: getattr(v, "median_ms", None) for k, v in impls.items()}
         gemm_ms = next(iter(impls.values())).gemm_ms
         r = impls.get("rnnkit")
-        rate = "-"
+        rate, of_peak = "-", "-"
         if r is not None and ms.get("rnnkit"):
-            rate = f"{r.flops / (ms['rnnkit'] * 1e-3) / 1e9:.1f}"
+            gflops = r.flops / (ms["rnnkit"] * 1e-3) / 1e9
+            rate = f"{gflops:.3g}"  # three digits: tiny quick shapes run well under 1 GFLOP/s
+            of_peak = f"{100 * gflops / fma_peak:.0f}%" if fma_peak else "-"
         notes = "; ".join(f"{k}: {v.note}" for k, v in impls.items() if v.note)
-        lines.append(
-            f"| {cell} | {shape} | {mode} | {fmt_ms(ms.get('rnnkit'))} | {fmt_ms(ms.get('numpy'))} | "
-            f"{fmt_ms(ms.get('torch'))} | {fmt_ratio(ms.get('numpy'), ms.get('rnnkit'))} | "
-            f"{fmt_ratio(ms.get('torch'), ms.get('rnnkit'))} | {fmt_ms(gemm_ms)} | {rate} | "
-            f"{fmt_pct(gemm_ms, ms.get('rnnkit'))}{' ' + notes if notes else ''} |")
+        base = ms.get("rnnkit")
+        cells = [cell, shape, mode, *(fmt_ms(ms.get(i)) for i in IMPLS),
+                 *(fmt_ratio(ms.get(i), base) for i in IMPLS[1:]), fmt_ms(gemm_ms), rate,
+                 fmt_pct(gemm_ms, base), of_peak + (" " + notes if notes else "")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -622,6 +668,8 @@ def main(argv=None, csv_dir=None, prog="rnnkit bench"):
 
     peak = gemm_peak_gflops(np, "float32")
     dpeak = gemm_peak_gflops(np, "float64") if "recurrent" in args.suite and "float64" in args.dtypes else None
+    fma_peaks = {dtype: rnnkit._core.fma_peak_gflops(rnnkit.get_isa(), dtype)
+                 for dtype in args.dtypes} if "recurrent" in args.suite else {}
     cases = []
     if "recurrent" in args.suite:
         cases += recurrent_cases(args, np, F, ref, torch)
@@ -654,6 +702,9 @@ def main(argv=None, csv_dir=None, prog="rnnkit bench"):
         f"sgemm: {peak:.1f} GFLOP/s (best of 7, NumPy float32 2048^3, same threads, this run)",
         *([f"dgemm: {dpeak:.1f} GFLOP/s (best of 7, NumPy float64 2048^3, same threads, this run)"]
           if dpeak else []),
+        *([f"fma peak: " + ", ".join(f"{dtype} {gflops:.1f}" for dtype, gflops in fma_peaks.items())
+           + f" GFLOP/s (register-only FMA loop, {rnnkit.get_isa()}, every thread at once, best "
+             "of 5, this run); % of FMA peak = rnnkit GFLOP/s / that"] if fma_peaks else []),
         *(["GEMM floors: per cell x shape x mode x dtype, NumPy's matmul of exactly the cell's "
            "matrix products at its operand shapes and dtype, into preallocated outputs (inference: "
            "(T*B,I)@(I,G*H) + T x (B,H)@(H,G*H); train adds T x (B,G*H)@(G*H,H), dx, dWx, dWh); "
@@ -671,7 +722,7 @@ def main(argv=None, csv_dir=None, prog="rnnkit bench"):
         for dtype in args.dtypes:
             parts.append(f"Recurrent layers, {dtype} ({args.threads} threads), median ms per call; "
                          f"GEMM ms: NumPy's {dtype} GEMMs of the same call alone:\n\n"
-                         + recurrent_table(cases, dtype))
+                         + recurrent_table(cases, dtype, fma_peaks.get(dtype)))
     if "dropin" in args.suite:
         parts.append("Drop-in functions (float64), median ms per call:\n\n" + dropin_table(cases))
     if "e2e" in args.suite:

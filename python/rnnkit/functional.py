@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 _RNN, _LSTM, _GRU = (get_cell(name) for name in ("rnn", "lstm", "gru"))
+# core names resolved once, not on every call (a few microseconds of a short sequence's call)
+_RNN_CORE = {value: _RNN.core_name(nonlinearity=value) for value in _RNN.options["nonlinearity"]}
+_LSTM_CORE, _GRU_CORE = _LSTM.core_name(), _GRU.core_name()
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,11 @@ def _segments(T, lengths, reverse, segment):
 
 def _gate_block(cell: str, gate_order) -> list:
     """Column block of each canonical gate for a user gate order such as 'ifog'."""
+    if gate_order is None:  # the core reads an empty list as the canonical order
+        return []
     canonical = cell_for_core_name(cell).gate_names
     if not canonical:  # unnamed gates (RNN): nothing to reorder
         return []
-    if gate_order is None:
-        return list(range(len(canonical)))
     if not isinstance(gate_order, str) or sorted(gate_order) != sorted(canonical):
         raise ValueError(
             f"gate_order must be a permutation of {canonical!r} naming the column blocks "
@@ -325,8 +328,11 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
 
     Returns (y (T, B, H), hT (B, H), cache); cache is None when inference=True.
     """
-    y, hT, _, cache = _forward(_RNN.core_name(nonlinearity=nonlinearity), x, h0, None, Wx, Wh, b, bh, lengths,
-                               reverse, True, None, inference, recurrent_mask, segment)
+    core = _RNN_CORE.get(nonlinearity) if isinstance(nonlinearity, str) else None
+    if core is None:  # an unknown value: core_name raises the error naming it
+        core = _RNN.core_name(nonlinearity=nonlinearity)
+    y, hT, _, cache = _forward(core, x, h0, None, Wx, Wh, b, bh, lengths, reverse, True, None,
+                               inference, recurrent_mask, segment)
     return y, hT, cache
 
 
@@ -348,7 +354,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, 
     to their pre-activations, o adds p_o * c_t.
     Returns (y, hT, cT, cache).
     """
-    return _forward(_LSTM.core_name(), x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
+    return _forward(_LSTM_CORE, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, True, gate_order,
                     inference, recurrent_mask, segment, Wr, peepholes)
 
 
@@ -369,7 +375,7 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
     n = tanh(x Wx_n + b_n + r * (h Wh_n + bh_n)); False (Cho et al., ONNX default):
     n = tanh(x Wx_n + b_n + (r * h) Wh_n + bh_n). Returns (y, hT, cache).
     """
-    y, hT, _, cache = _forward(_GRU.core_name(), x, h0, None, Wx, Wh, b, bh, lengths, reverse,
+    y, hT, _, cache = _forward(_GRU_CORE, x, h0, None, Wx, Wh, b, bh, lengths, reverse,
                                linear_before_reset, gate_order, inference, recurrent_mask, segment)
     return y, hT, cache
 

@@ -55,4 +55,10 @@ enum class Elementwise { Exp, Sigmoid, Tanh };
 template <typename T>
 void elementwise(Elementwise fn, Isa isa, const T* x, T* y, int64_t n);
 
+// The FMA peak of one ISA in GFLOP/s (an FMA counts 2 flops): a register-only FMA loop on each
+// of the pool's threads at once, best of `runs` timings. What the recurrent kernels' GFLOP/s are
+// measured against (rnnkit bench); an unsupported ISA measures the scalar loop.
+template <typename T>
+double fma_peak_gflops(Isa isa, int runs);
+
 }  // namespace rnnkit

@@ -40,6 +40,7 @@ import numpy as np
 from ..cells import get_cell
 from ..nn.layers import Embedding, Linear
 from ..nn.recurrent import _Recurrent, recurrent_layer
+from ._lookup import supported_class_name as _supported_class_name
 
 __all__ = ["from_keras", "to_keras"]
 
@@ -233,13 +234,8 @@ def _recurrent_from_keras(keras, layer):
 
 
 def _keras_class_of(keras, layer) -> str:
-    if not isinstance(layer, keras.layers.Layer):
-        raise TypeError(f"from_keras needs a keras.layers.Layer, got {type(layer).__name__}")
-    for name in SUPPORTED_KERAS_LAYERS:
-        if isinstance(layer, getattr(keras.layers, name)):
-            return name
-    raise TypeError(f"from_keras does not support {type(layer).__name__}; supported: "
-                    f"keras.layers.{', keras.layers.'.join(SUPPORTED_KERAS_LAYERS)}")
+    return _supported_class_name(layer, keras.layers, "keras.layers", keras.layers.Layer,
+                                SUPPORTED_KERAS_LAYERS, "from_keras")
 
 
 def from_keras(layer):

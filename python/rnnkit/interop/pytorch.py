@@ -29,6 +29,7 @@ import warnings as _warnings  # private: this module's public names are its __al
 import numpy as np
 
 from ..cells import CELLS
+from ._lookup import supported_class_name as _supported_class_name
 from ..nn.layers import Embedding, Linear
 from ..nn.recurrent import _Recurrent, recurrent_layer
 
@@ -197,13 +198,8 @@ def _torch_state_dict(layer, bias: bool):
 def _torch_class_of(module):
     """The name in SUPPORTED_TORCH_MODULES of the torch.nn class ``module`` is an instance of."""
     torch = _import_torch()
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
-    for name in SUPPORTED_TORCH_MODULES:
-        if isinstance(module, getattr(torch.nn, name)):
-            return name
-    raise TypeError(f"from_torch does not support {type(module).__name__}; supported: "
-                    f"torch.nn.{', torch.nn.'.join(SUPPORTED_TORCH_MODULES)}")
+    return _supported_class_name(module, torch.nn, "torch.nn", torch.nn.Module,
+                                SUPPORTED_TORCH_MODULES, "from_torch")
 
 
 def from_torch(module):

@@ -1,8 +1,11 @@
 // ISA selection. Compiled for the baseline ISA and without LTO: nothing here may run a vector
 // instruction before the CPU check. The chosen table is picked once (at import, from cpuid,
 // or by RNNKIT_ISA=scalar|avx2|avx512 in any case) and read by every public call afterwards.
+#include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
+#include <vector>
 #include <cstdlib>
 #include <string>
 
@@ -128,5 +131,28 @@ void elementwise(Elementwise fn, Isa isa, const T* x, T* y, int64_t n) {
 }
 template void elementwise<float>(Elementwise, Isa, const float*, float*, int64_t);
 template void elementwise<double>(Elementwise, Isa, const double*, double*, int64_t);
+
+template <typename T>
+double fma_peak_gflops(Isa isa, int runs) {
+  const PointwiseKernels<T>& k = kernels_for<T>(isa);
+  const int threads = get_num_threads();
+  // about 2e8 vector FMAs per thread and run: ~50 ms at a few GHz, long enough to time
+  const int64_t rounds = int64_t(2e8) / kFmaProbeChains;
+  std::vector<T> sink(size_t(threads), T(0));
+  double best = 0;
+  for (int run = 0; run < runs; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    parallel_for(threads, [&](int64_t i) { sink[size_t(i)] += k.fma_loop(rounds); });
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double flops = 2.0 * threads * double(rounds) * kFmaProbeChains * k.pack_width;
+    best = std::max(best, flops / seconds * 1e-9);
+  }
+  volatile T keep = 0;  // the loops' results are used, so they run
+  for (T v : sink) keep = keep + v;
+  return best;
+}
+template double fma_peak_gflops<float>(Isa, int);
+template double fma_peak_gflops<double>(Isa, int);
 
 }  // namespace rnnkit

@@ -14,6 +14,10 @@
 
 namespace rnnkit {
 
+// Independent FMA chains of the peak probe: enough to cover the FMA latency times the FMA
+// ports of current x86 cores (4-5 cycles x 2 ports), few enough to stay in 16 registers.
+constexpr int kFmaProbeChains = 12;
+
 template <typename T>
 struct PointwiseKernels {
   // h = phi(ax + ah); phi = relu if relu else tanh. ax, ah: [H].
@@ -69,6 +73,11 @@ struct PointwiseKernels {
   int64_t tile_span() const { return int64_t(pack_vectors) * pack_width; }  // columns per tile
   void (*packed_gemm)(const T* A, int64_t lda, int64_t M, int64_t K, const T* P, int64_t n_valid,
                       T* C, int64_t ldc, bool accumulate);
+
+  // The FMA-peak probe: kFmaProbeChains independent vector accumulators, each updated by one
+  // FMA per round, `rounds` rounds, all in registers (no loads or stores in the loop). Returns
+  // a value that depends on every accumulator, so the loop is not optimised away.
+  T (*fma_loop)(int64_t rounds);
 
   // Elementwise maths, exposed for tests of the vectorised approximations.
   void (*exp)(const T* x, T* y, int64_t n);

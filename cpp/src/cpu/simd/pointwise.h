@@ -307,6 +307,21 @@ struct Pointwise {
     }
   }
 
+  static T fma_loop(int64_t rounds) {
+    V acc[kFmaProbeChains];
+    for (int i = 0; i < kFmaProbeChains; ++i) acc[i] = V::set1(T(i + 1) * T(1e-3));
+    // a < 1 and b > 0: every chain converges to b / (1 - a) instead of overflowing
+    const V a = V::set1(T(0.999)), b = V::set1(T(1e-4));
+    for (int64_t r = 0; r < rounds; ++r)
+      for (int i = 0; i < kFmaProbeChains; ++i) acc[i] = V::fmadd(acc[i], a, b);
+    T lanes[V::width], sum = 0;
+    for (int i = 0; i < kFmaProbeChains; ++i) {
+      acc[i].store(lanes);
+      for (int w = 0; w < V::width; ++w) sum += lanes[w];
+    }
+    return sum;
+  }
+
   static void fill(PointwiseKernels<T>& k) {
     k.pack_width = V::width;
     k.pack_vectors = pack_vectors();
@@ -321,6 +336,7 @@ struct Pointwise {
     k.gru_forward_n = gru_forward_n;
     k.gru_backward_zn = gru_backward_zn;
     k.gru_backward_r = gru_backward_r;
+    k.fma_loop = fma_loop;
     k.exp = exp;
     k.sigmoid = sigmoid;
     k.tanh = tanh;
