@@ -14,6 +14,7 @@ on the host (``rnnkit._cuda_emulation``) over a marked NumPy array type.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -31,11 +32,14 @@ class DeviceBackend:
     where(cond, a, b); to_host(arr): a NumPy copy (small arrays only: lengths)."""
 
     def __init__(self, name, module, interface, claims, asarray, empty, stream, device_of,
-                 where, to_host, what):
+                 where, to_host, what, on_device=None):
         self.name, self.module, self.interface = name, module, interface
         self.claims, self.asarray, self.empty = claims, asarray, empty
         self.stream, self.device_of, self.where, self.to_host = stream, device_of, where, to_host
         self.what = what
+        # on_device(ordinal): a context in which new arrays and the current stream are that
+        # device's
+        self.on_device = on_device or (lambda ordinal: contextlib.nullcontext())
 
     def float_array(self, value, name, ndim, dtype=None):
         """``value`` as a C-contiguous float32/float64 array of this backend (as
@@ -141,7 +145,7 @@ def cuda_backend() -> DeviceBackend:
         asarray=cupy.asarray, empty=cupy.empty,
         stream=lambda: cupy.cuda.get_current_stream().ptr,
         device_of=lambda arr: arr.device.id, where=cupy.where, to_host=cupy.asnumpy,
-        what="on the CUDA device (CuPy)")
+        what="on the CUDA device (CuPy)", on_device=cupy.cuda.Device)
     return _cuda_backend
 
 
@@ -205,17 +209,19 @@ def forward(dev: DeviceBackend, cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse
     T, B, _ = x.shape
     S = Wh.shape[0]
     H = Wr.shape[0] if Wr is not None else S
-    if lengths is not None and not inference and B and lengths.min() < T:
-        # as on the host: padded rows of x would meet zeros of dA in dWx (0 * NaN = NaN)
-        valid = dev.asarray((np.arange(T)[:, None] < lengths[None, :])[:, :, None])
-        x = dev.where(valid, x, x.dtype.type(0))
-    y = dev.empty((T, B, S), x.dtype)
-    hT = dev.empty((B, S), x.dtype)
-    cT = dev.empty((B, H), x.dtype) if has_cell_state else None
-    handle = dev.module.forward(
-        cell, x, h0, c0, Wx, Wh, b, bh, lengths, bool(reverse), recurrent_mask,
-        bool(linear_before_reset), block, not inference, Wr, peepholes, y, hT, cT,
-        dev.device_of(x), dev.stream())
+    device = dev.device_of(x)
+    with dev.on_device(device):  # the call runs on the device of x
+        if lengths is not None and not inference and B and lengths.min() < T:
+            # as on the host: padded rows of x would meet zeros of dA in dWx (0 * NaN = NaN)
+            valid = dev.asarray((np.arange(T)[:, None] < lengths[None, :])[:, :, None])
+            x = dev.where(valid, x, x.dtype.type(0))
+        y = dev.empty((T, B, S), x.dtype)
+        hT = dev.empty((B, S), x.dtype)
+        cT = dev.empty((B, H), x.dtype) if has_cell_state else None
+        handle = dev.module.forward(
+            cell, x, h0, c0, Wx, Wh, b, bh, lengths, bool(reverse), recurrent_mask,
+            bool(linear_before_reset), block, not inference, Wr, peepholes, y, hT, cT,
+            device, dev.stream())
     return y, hT, cT, handle
 
 
@@ -227,14 +233,15 @@ def backward(handle, dy, dhT, dcT):
     S, dtype = handle.state_size, handle.dtype
     G = handle.gates
     empty = dev.empty
-    dx, dh0 = empty((T, B, I), dtype), empty((B, S), dtype)
-    dc0 = empty((B, H), dtype) if handle.cell == "lstm" else None
-    dWx, dWh, db = empty((I, G * H), dtype), empty((S, G * H), dtype), empty((G * H,), dtype)
-    dbh = empty((G * H,), dtype) if handle.has_bh else None
-    dWr = empty((H, S), dtype) if handle.proj_size else None
-    dpeep = empty((3, H), dtype) if handle.peepholes else None
-    dev.module.backward(handle, dy, dhT, dcT, dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeep,
-                        dev.stream())
+    with dev.on_device(handle.device):
+        dx, dh0 = empty((T, B, I), dtype), empty((B, S), dtype)
+        dc0 = empty((B, H), dtype) if handle.cell == "lstm" else None
+        dWx, dWh, db = empty((I, G * H), dtype), empty((S, G * H), dtype), empty((G * H,), dtype)
+        dbh = empty((G * H,), dtype) if handle.has_bh else None
+        dWr = empty((H, S), dtype) if handle.proj_size else None
+        dpeep = empty((3, H), dtype) if handle.peepholes else None
+        dev.module.backward(handle, dy, dhT, dcT, dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeep,
+                            dev.stream())
     return dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeep
 
 

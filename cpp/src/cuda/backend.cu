@@ -10,6 +10,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -46,7 +47,7 @@ struct Slot {
 
 struct DeviceSlots {
   Slot slots[kStreamsPerDevice];
-  unsigned next = 0;
+  std::atomic<unsigned> next{0};  // calls from several host threads take slots in turn
   bool ready = false;
 };
 
