@@ -95,6 +95,12 @@ def main(argv=None):
     except ImportError:
         has_torch = False
     gpu_sync = cp.cuda.Device().synchronize
+    # without OpenBLAS (scipy-openblas32 missing) the CPU backend's big GEMMs use the slow
+    # fallback: its times would be no baseline, so it is not timed then
+    blas = rnnkit.info()["blas"]
+    time_cpu = not blas.startswith("builtin")
+    if not time_cpu:
+        print(f"CPU backend not timed: BLAS is {blas!r} (carry the scipy-openblas32 wheel)")
     rows = []
     for cell in ("lstm", "gru"):
         for T, B, I, H in shapes:
@@ -102,7 +108,7 @@ def main(argv=None):
             f, t = rnnkit_runs(cell, T, B, I, H, cp)
             row["cuda_fwd_ms"] = 1e3 * median_time(f, repeats, gpu_sync)
             row["cuda_train_ms"] = 1e3 * median_time(t, repeats, gpu_sync)
-            if B * I * H * T <= CPU_LIMIT:
+            if time_cpu and B * I * H * T <= CPU_LIMIT:
                 f, t = rnnkit_runs(cell, T, B, I, H, np)
                 row["cpu_fwd_ms"] = 1e3 * median_time(f, max(2, repeats // 2), lambda: None)
                 row["cpu_train_ms"] = 1e3 * median_time(t, max(2, repeats // 2), lambda: None)

@@ -7,6 +7,15 @@
 #
 #   bash tests/gpu/device_check.sh            (results under $OUT, else build/gpu-out)
 #
+# With the device tool: run(command="bash tests/gpu/device_check.sh", timeout_s=600,
+# carry=[".whl"]) from a checkout with this script. The lent H200 image has no
+# scipy-openblas32 (the CPU backend's BLAS; without it the CPU baseline is not timed) and no
+# network; to time the CPU backend too, first, on the development machine:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+#     --platform manylinux_2_28_x86_64 -d .whl scipy-openblas32
+#
 # Writes: device_check.log (everything), build.log, tests.log, junit.xml, timing.csv,
 # summary.txt. Needs nvcc, cmake, ninja, pybind11, numpy, pytest, cupy-cuda13x and
 # nvidia-cublas (the lent H200 image has them all; elsewhere: pip install cupy-cuda13x
