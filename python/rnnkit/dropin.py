@@ -8,12 +8,12 @@ so a notebook changes only its import::
 Letters: N batch, T time steps, D input features, H hidden units, V vocabulary, M outputs.
 
 - Sequences are batch-first ``(N, T, D)`` here; they run on the fused C++ kernels of
-  :mod:`rnnkit.functional` (time-major), transposing on the way in and out. Returned
+  ``rnnkit.functional`` (time-major), transposing on the way in and out. Returned
   sequences ``h`` / ``dx`` are ``(N, T, ·)`` views of a time-major buffer (not C-contiguous);
   every NumPy operation works on them, ``np.ascontiguousarray`` gives a packed copy.
 - Vanilla RNN: ``next_h = tanh(x Wx + prev_h Wh + b)``.
 - LSTM: gate column blocks **i, f, o, g** (the classic order; the kernel reads it in place),
-  ``c0 = 0`` in :func:`lstm_forward`, single bias ``b`` of shape ``(4H,)``.
+  ``c0 = 0`` in ``lstm_forward``, single bias ``b`` of shape ``(4H,)``.
 - GRU (rnnkit's cell, docs/design.md): gate column blocks **r, z, n**, reset applied after the
   recurrent product, single bias ``b`` of shape ``(3H,)`` (no recurrent bias):
   ``n = tanh(x Wx_n + b_n + r * (h Wh_n))``, ``next_h = (1 - z) * n + z * h``; the lecture's

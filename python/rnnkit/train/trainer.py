@@ -236,8 +236,7 @@ class Trainer:
             self.schedule.start(opt)
         checked = False
 
-        from tqdm.auto import tqdm
-
+        tqdm = _progress_bar_class(self.quiet)
         for epoch in range(start_epoch, epochs):
             if plan is None:
                 plan = plan_batches(train.n, batch_size, train.bucket_lengths, shuffle=shuffle, bucket=bucket,
@@ -370,3 +369,18 @@ def fit(model, train, val=None, *, epochs: int = 1, batch_size: int = 32, **opti
     history = trainer.fit(train, val, epochs=epochs, batch_size=batch_size, **fit_kw)
     history.trainer = trainer
     return history
+
+
+def _progress_bar_class(quiet: bool):
+    """tqdm's notebook bar where Jupyter can draw it (ipywidgets installed), its text bar
+    elsewhere and when quiet: tqdm.auto in a Jupyter without ipywidgets warns on every fit."""
+    if not quiet:
+        try:
+            import ipywidgets  # noqa: F401 (what tqdm.auto's notebook bar needs)
+        except ImportError:
+            pass
+        else:
+            from tqdm.auto import tqdm
+            return tqdm
+    from tqdm import tqdm
+    return tqdm
