@@ -4,7 +4,7 @@ Everywhere: the CUDA backend's time loops and kernels run on the host (rnnkit._c
 tests/emulated_device.py) against the reference and the CPU backend beyond test_parity.py's
 grid (empty and long shapes, gate orders, recurrent masks, non-finite input and padding);
 the backend is chosen by where arrays live and mixing raises; the CPU package never imports
-CuPy or the CUDA module; `rnnkit info` reports CUDA support. With a GPU (tests/gpu.py): CuPy
+CuPy or the CUDA module; `rnnkit info` reports CUDA support. With a GPU (tests/cuda_support.py): CuPy
 results, streams, and the two directions of a layer overlapping."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rnnkit import functional as F
 from rnnkit import reference as ref
 
 import emulated_device as E
-import gpu
+import cuda_support as gpu
 from child_process import run_python
 from compare import scaled_error
 from conftest import ALL_VARIANTS
@@ -243,7 +243,7 @@ def test_info_reports_cuda(capsys):
 
 
 def test_gpu_tests_skip_cleanly_without_gpu():
-    """tests/gpu.py gives a reason whenever the CUDA backend cannot run; it never raises."""
+    """tests/cuda_support.py gives a reason whenever the CUDA backend cannot run; it never raises."""
     reason = gpu.why_not()
     assert isinstance(reason, str)
     if reason:

@@ -18,7 +18,7 @@ from rnnkit import functional as F
 from rnnkit import reference as ref
 
 import emulated_device
-import gpu
+import cuda_support as gpu
 from compare import scaled_error
 from conftest import ALL_VARIANTS
 
