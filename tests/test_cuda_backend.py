@@ -273,20 +273,31 @@ def test_cuda_results_stay_on_device_and_match_cpu(harness, cell):
 
 
 @gpu.requires_gpu
-def test_cuda_two_directions_on_streams_match_sequential(harness):
-    """A forward and a reverse call issued back to back (they run on the backend's two
-    internal streams, overlapping) from a non-default CuPy stream give the results of the
-    same calls run one after another on the host."""
+def test_cuda_two_directions_on_two_streams_match_host(harness):
+    """The two directions of a layer issued under two CuPy streams (they run on the backend's
+    two internal streams and may overlap), training forward and backward, with lengths: the
+    results of the CPU backend."""
     cp = gpu.cupy()
-    inputs = harness.make_inputs("lstm", 50, 64, 32, 128, seed=81)
-    want = [harness.forward(F, "lstm", inputs, reverse=r)[0] for r in (False, True)]
-    dev = _moved(inputs, cp.asarray)
-    with cp.cuda.Stream(non_blocking=True) as stream:
-        got = [harness.forward(F, "lstm", dev, reverse=r)[0] for r in (False, True)]
+    T_, B_, H = 50, 64, 128
+    inputs = harness.make_inputs("lstm", T_, B_, 32, H, seed=81)
+    douts = harness.make_output_grads("lstm", T_, B_, H, seed=82)
+    lengths = np.random.default_rng(83).integers(0, T_ + 1, size=B_)
+    want = []
+    for r in (False, True):
+        outs, cache = harness.forward(F, "lstm", inputs, lengths=lengths, reverse=r)
+        want.append((outs, harness.backward(F, "lstm", cache, douts)))
+    dev, ddev = _moved(inputs, cp.asarray), _moved(douts, cp.asarray)
+    cp.cuda.Device().synchronize()  # the copies ran on the default stream; the streams below do not wait for it
+    streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
+    got = []
+    for r, stream in zip((False, True), streams):
+        with stream:
+            outs, cache = harness.forward(F, "lstm", dev, lengths=lengths, reverse=r)
+            got.append((outs, harness.backward(F, "lstm", cache, ddev)))
+    for stream in streams:
         stream.synchronize()
     for g, w in zip(got, want):
-        for k in w:
-            assert scaled_error(cp.asnumpy(g[k]), w[k]) <= TOL
+        _assert_close((_moved(g[0], cp.asnumpy), _moved(g[1], cp.asnumpy)), w, TOL, "two streams")
 
 
 @gpu.requires_gpu

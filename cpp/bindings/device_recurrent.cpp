@@ -85,6 +85,7 @@ struct DeviceForwardHandle {
   bool has_bh = false;
   std::vector<py::object> arrays;  // the checked inputs the views point into
   py::object lengths;              // host int64 array the call's lengths point into
+  py::object lengths_device;       // its device copy, or None
   std::unique_ptr<Reserve> reserve;
 };
 
@@ -178,7 +179,8 @@ void device_recurrent_init(py::module_& m, const DeviceModule& spec) {
                const py::object& recurrent_mask, bool linear_before_reset,
                const std::vector<int>& gate_block, bool training, const py::object& Wr,
                const py::object& peepholes, const py::object& y, const py::object& hT,
-               const py::object& cT, int device, uintptr_t stream) -> py::object {
+               const py::object& cT, int device, uintptr_t stream,
+               const py::object& lengths_device) -> py::object {
           auto handle = std::make_unique<DeviceForwardHandle>();
           const CellSpec cs = make_spec(cell, linear_before_reset, gate_block, !peepholes.is_none());
           const CellInfo& info = cell_info(cs.kind);
@@ -237,6 +239,10 @@ void device_recurrent_init(py::module_& m, const DeviceModule& spec) {
                                       std::to_string(in.lengths[i]) + " is outside [0, T=" +
                                       std::to_string(d.T) + "]");
             handle->lengths = lengths;
+            // the caller's device copy (optional): no pageable upload in the call
+            in.lengths_device = static_cast<const int64_t*>(
+                check.get(lengths_device, "lengths_device", {d.B}, true, false, 'i'));
+            handle->lengths_device = lengths_device;
           }
           OutputViews out;
           out.y = check.get(y, "y", {d.T, d.B, S}, false, true);
@@ -255,10 +261,11 @@ void device_recurrent_init(py::module_& m, const DeviceModule& spec) {
         py::arg("b"), py::arg("bh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("recurrent_mask"), py::arg("linear_before_reset"), py::arg("gate_block"),
         py::arg("training"), py::arg("Wr"), py::arg("peepholes"), py::arg("y"), py::arg("hT"),
-        py::arg("cT"), py::arg("device"), py::arg("stream"),
+        py::arg("cT"), py::arg("device"), py::arg("stream"), py::arg("lengths_device") = py::none(),
         "One layer, one direction, on the device: writes y, hT (, cT) and returns the handle "
         "backward needs (training) or None. Arrays as rnnkit._core.forward; the outputs are "
-        "allocated by the caller; stream: the caller's cudaStream_t as an int.");
+        "allocated by the caller; stream: the caller's cudaStream_t as an int; lengths: a "
+        "host int64 array, lengths_device optionally its copy on the device (int64, (B,)).");
 
   m.def("backward",
         [spec](const DeviceForwardHandle& handle, const py::object& dy, const py::object& dhT,

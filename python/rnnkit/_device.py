@@ -215,13 +215,16 @@ def forward(dev: DeviceBackend, cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse
             # as on the host: padded rows of x would meet zeros of dA in dWx (0 * NaN = NaN)
             valid = dev.asarray((np.arange(T)[:, None] < lengths[None, :])[:, :, None])
             x = dev.where(valid, x, x.dtype.type(0))
+        # the kernels read lengths on the device: copied here, in the stream's order, so the
+        # call itself makes no pageable copy the host would wait for
+        lengths_device = None if lengths is None else dev.asarray(lengths)
         y = dev.empty((T, B, S), x.dtype)
         hT = dev.empty((B, S), x.dtype)
         cT = dev.empty((B, H), x.dtype) if has_cell_state else None
         handle = dev.module.forward(
             cell, x, h0, c0, Wx, Wh, b, bh, lengths, bool(reverse), recurrent_mask,
             bool(linear_before_reset), block, not inference, Wr, peepholes, y, hT, cT,
-            device, dev.stream())
+            device, dev.stream(), lengths_device)
     return y, hT, cT, handle
 
 

@@ -38,9 +38,12 @@ struct InputViews {
   const void* bh = nullptr;              // [G*H] optional recurrent bias
   const void* Wr = nullptr;              // [H, P] output projection, when Dims::P > 0
   const void* peepholes = nullptr;       // [3, H] p_i, p_f, p_o, when CellSpec::peepholes
-  // [B] optional, 0 <= lengths[b] <= T. Host memory for every backend (a device backend
-  // copies it: the time loop's step count is read from it).
+  // [B] optional, 0 <= lengths[b] <= T. Host memory for every backend (the time loop's step
+  // count is read from it).
   const int64_t* lengths = nullptr;
+  // [B] a device backend's copy of lengths in its memory, made by the caller in its stream
+  // order; null: the backend copies `lengths` itself (a pageable copy the host may wait for)
+  const int64_t* lengths_device = nullptr;
   // [B, S] optional: multiplies h_{t-1} where it enters the recurrent product (variational
   // recurrent dropout). A GRU's direct path z * h_{t-1} and the carried state are not masked.
   const void* recurrent_mask = nullptr;

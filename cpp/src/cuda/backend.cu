@@ -2,11 +2,12 @@
 // (cuda/steps.h) run one thread per element; GEMMs go to cuBLAS; memory comes from the
 // stream-ordered allocator (cudaMallocAsync), so a call allocates without synchronising.
 //
-// Streams: each call runs on one of two internal streams per device (taken in turn), ordered
-// after the caller's stream by an event and with the caller's stream ordered after it by
-// another, so results are ready in the caller's stream order and the host never waits. Two
-// calls issued back to back, e.g. the two directions of a bidirectional layer, run on
-// different streams and overlap on the GPU.
+// Streams: each call runs on one of two internal streams per device (taken in turn, each with
+// its own cuBLAS handle), ordered after the caller's stream by an event and with the caller's
+// stream ordered after it by another: results are ready in the caller's stream order, and the
+// host does not wait for the GPU. Calls from one caller stream therefore run one after
+// another; calls from two caller streams (e.g. the two directions of a bidirectional layer,
+// each issued under its own CuPy stream) run on different internal streams and overlap.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 

@@ -110,6 +110,16 @@ inline int64_t steps_needed(const CallDesc& call) {
   return most;
 }
 
+// lengths in the device's memory: the caller's copy, else one uploaded into `room` ([B]);
+// null without lengths
+template <class Dev>
+const int64_t* device_lengths(Dev& dev, const InputViews& in, int64_t* room, int64_t B) {
+  if (!in.lengths) return nullptr;
+  if (in.lengths_device) return in.lengths_device;
+  dev.upload(room, in.lengths, B * sizeof(int64_t));
+  return room;
+}
+
 template <class Dev, typename T>
 std::unique_ptr<Reserve> forward(Dev& dev, const CallDesc& call, const OutputViews& out,
                                  bool training) {
@@ -164,8 +174,7 @@ std::unique_ptr<Reserve> forward(Dev& dev, const CallDesc& call, const OutputVie
                o_m = scratch.add(B * H * e), o_hp = scratch.add(B * S * e);
   typename Dev::Memory mem = dev.alloc(scratch.size());
   char* sb = static_cast<char*>(mem.data());
-  int64_t* lengths = in.lengths ? reinterpret_cast<int64_t*>(sb + o_len) : nullptr;
-  if (lengths) dev.upload(lengths, in.lengths, B * sizeof(int64_t));
+  const int64_t* lengths = device_lengths(dev, in, reinterpret_cast<int64_t*>(sb + o_len), B);
   T* h = reinterpret_cast<T*>(sb + o_h);
   T* c = reinterpret_cast<T*>(sb + o_c);
   T* hr = reinterpret_cast<T*>(sb + o_hr);
@@ -275,8 +284,7 @@ void backward(Dev& dev, const CallDesc& call, const Reserve& any, const GradView
   dev.zero(base, zeroed);
   T *dA = at(o_dA), *dax = separate >= 0 ? at(o_dax) : nullptr, *h_prev_all = at(o_hprev);
   T* dh_all = projected ? at(o_dhall) : nullptr;
-  int64_t* lengths = in.lengths ? reinterpret_cast<int64_t*>(base + o_len) : nullptr;
-  if (lengths) dev.upload(lengths, in.lengths, B * sizeof(int64_t));
+  const int64_t* lengths = device_lengths(dev, in, reinterpret_cast<int64_t*>(base + o_len), B);
   T *dh = at(o_dh), *dh_total = at(o_dht), *dm = at(o_dm), *dc = at(o_dc);
   T *dh_direct = cs.gru ? at(o_direct) : nullptr, *d_hr = at(o_dhr), *dA_step = at(o_step);
   T *d_stage = at(o_stage), *ones = at(o_ones);
