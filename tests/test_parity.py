@@ -17,6 +17,8 @@ from rnnkit import _core
 from rnnkit import functional as F
 from rnnkit import reference as ref
 
+import emulated_device
+import cuda_support as gpu
 from compare import scaled_error
 from conftest import ALL_VARIANTS
 
@@ -36,6 +38,13 @@ VECTOR_ISAS = [isa for isa in rnnkit.supported_isas() if isa != "scalar"]
 # where the arrays live, so a second backend (CUDA, CuPy arrays) joins every backend-vs-reference
 # test below with one entry here.
 BACKENDS = {"cpu": (np.asarray, np.asarray)}
+# The CUDA backend's time loops and kernels run on the host (rnnkit._cuda_emulation, every
+# build): its maths and indexing against the reference on machines without a GPU.
+if emulated_device.BACKEND is not None:
+    BACKENDS["cuda_emulated"] = (emulated_device.to_device, np.asarray)
+# The CUDA backend itself, where a GPU is visible (CuPy arrays in and out).
+if gpu.available():
+    BACKENDS["cuda"] = (gpu.cupy().asarray, gpu.cupy().asnumpy)
 
 # Tolerances (scaled error as above).
 # float64 kernel vs float64 reference: both evaluate the same expressions with ~1e-16 unit

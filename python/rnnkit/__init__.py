@@ -30,6 +30,7 @@ __all__ = [
     "set_isa",
     "supported_isas",
     "info",
+    "cuda_info",
     "govern_blas",
     "save",
     "load",
@@ -99,8 +100,25 @@ def set_isa(name: str) -> None:
     _core.set_isa(name)
 
 
+def cuda_info() -> dict:
+    """Whether this build has the CUDA backend (rnnkit._cuda, CMake RNNKIT_CUDA=ON) and what
+    the CUDA runtime sees: {'built', 'error' (why it is not built or cannot load),
+    'device_count', 'device_error' (the runtime's error when it sees no device), 'devices'
+    (name, compute capability, memory), 'build' (runtime and driver versions,
+    architectures)}. Imports the module (not CuPy)."""
+    from . import _device
+
+    module = _device.cuda_module()
+    if module is None:
+        return {"built": False, "error": _device.cuda_import_error(), "device_count": 0,
+                "device_error": "", "devices": [], "build": {}}
+    count, error = module.device_count()
+    return {"built": True, "error": "", "device_count": int(count), "device_error": error,
+            "devices": list(module.devices()), "build": dict(module.build_info())}
+
+
 def info() -> dict:
-    """Version, build flags, SIMD ISAs, threads and BLAS, as a dict."""
+    """Version, build flags, SIMD ISAs, threads, BLAS and CUDA support, as a dict."""
     build = dict(_core.build_info())
     return {
         "version": __version__,
@@ -112,5 +130,6 @@ def info() -> dict:
         "blas": _core.blas_name(),
         "blas_core": _core.blas_corename(),
         "blas_threads": _core.blas_num_threads(),
+        "cuda": cuda_info(),
     }
 

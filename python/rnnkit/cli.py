@@ -1,4 +1,4 @@
-"""The `rnnkit` command: `rnnkit info` (build, SIMD, threads, BLAS), `rnnkit demo` (trains a small
+"""The `rnnkit` command: `rnnkit info` (build, SIMD, threads, BLAS, CUDA), `rnnkit demo` (trains a small
 character-level language model and samples from it), `rnnkit check` (kernels vs the NumPy
 reference, timed) and `rnnkit bench` (rnnkit vs NumPy vs torch.nn benchmarks)."""
 from __future__ import annotations
@@ -26,11 +26,27 @@ def cmd_info(args) -> int:
         ("BLAS kernel", info["blas_core"] or "-"),
         ("BLAS threads", f"{info['blas_threads']} (rnnkit calls it in parallel from its own pool)"),
         ("numpy", np.__version__),
+        ("CUDA", _cuda_line(info["cuda"])),
     ]
+    for d in info["cuda"]["devices"]:
+        lines.append((f"CUDA device {d['ordinal']}", f"{d['name']}, compute capability "
+                      f"{d['compute_capability']}, {d['memory_bytes'] / 2**30:.1f} GiB"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _cuda_line(cuda: dict) -> str:
+    if not cuda["built"]:
+        return ("not built (pip install . --config-settings=cmake.define.RNNKIT_CUDA=ON)"
+                + (f": {cuda['error']}" if cuda["error"] else ""))
+    b = cuda["build"]
+    version = f"runtime {b['cuda_runtime'] // 1000}.{b['cuda_runtime'] % 1000 // 10}"
+    seen = f"{cuda['device_count']} device(s)"
+    if cuda["device_error"]:
+        seen += f" ({cuda['device_error']})"
+    return f"built ({version}, architectures {b['architectures']}); {seen}"
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -147,7 +163,7 @@ def cmd_demo(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rnnkit", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("info", help="version, build flags, SIMD ISA, threads and BLAS")
+    sub.add_parser("info", help="version, build flags, SIMD ISA, threads, BLAS and CUDA")
     demo = sub.add_parser("demo", help="train a small character-level language model and sample from it")
     demo.add_argument("--corpus", metavar="FILE", help="UTF-8 text file (default: CPython's pydoc topics)")
     demo.add_argument("--cell", choices=cell_names(), default="lstm")

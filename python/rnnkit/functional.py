@@ -37,6 +37,7 @@ import numpy as np
 
 from . import _core
 from . import _checks
+from . import _device
 from .cells import cell_for_core_name, get_cell
 from .embedding import embedding_backward, embedding_forward  # noqa: F401 (part of this API)
 
@@ -99,6 +100,8 @@ class RecurrentCache:
         returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or
         None). Callers check the cache first (``check_cache``)."""
         if not self.segmented:
+            if _device.is_handle(self.handles[0]):  # a device backend's forward
+                return _device.backward(self.handles[0], dy, dhT, dcT)
             return _core.backward(self.handles[0], dy, dhT, dcT)
         # One segment at a time, last first: each handle reruns its segment's forward from the
         # state that entered it, then backpropagates it with the gradients flowing in from the
@@ -143,36 +146,50 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
              inference, recurrent_mask, segment=None, Wr=None, peepholes=None):
     cell_type = cell_for_core_name(cell)
     gates = cell_type.num_gates
-    x = _checks.float_array(x, "x", ndim=3)
+    # the backend is chosen by where the arrays live: None = host (the CPU core)
+    dev = _device.backend_for(dict(x=x, h0=h0, c0=c0, Wx=Wx, Wh=Wh, b=b, bh=bh,
+                                   recurrent_mask=recurrent_mask, Wr=Wr, peepholes=peepholes))
+    float_array = dev.float_array if dev else _checks.float_array
+    optional_float = dev.optional_float if dev else _checks.optional_float
+    x = float_array(x, "x", ndim=3)
     dtype = x.dtype
     T, B, I = x.shape
-    Wh = _checks.float_array(Wh, "Wh", ndim=2, dtype=dtype)
+    Wh = float_array(Wh, "Wh", ndim=2, dtype=dtype)
     if Wr is None:
         H = S = Wh.shape[0]
         _checks.expect_shape(Wh, "Wh", (H, gates * H), f"(H, {gates}*H)")
         state = "(B, H)"
     else:  # projected: H comes from Wr (H, P); h, y and Wh's rows are P wide
-        Wr = _checks.float_array(Wr, "Wr", ndim=2, dtype=dtype)
+        Wr = float_array(Wr, "Wr", ndim=2, dtype=dtype)
         H, S = Wr.shape
         if S < 1:
             raise ValueError(f"Wr must be (H, P) with P >= 1, got shape {_checks.shape_str(Wr.shape)}")
         _checks.expect_shape(Wh, "Wh", (S, gates * H), f"(P, {gates}*H) with (H, P) = Wr.shape")
         state = "(B, P)"
     GH = gates * H
-    Wx = _checks.float_array(Wx, "Wx", ndim=2, dtype=dtype)
+    Wx = float_array(Wx, "Wx", ndim=2, dtype=dtype)
     _checks.expect_shape(Wx, "Wx", (I, GH), f"(I, {gates}*H) with I = x.shape[2]")
-    b = _checks.float_array(b, "b", ndim=1, dtype=dtype)
+    b = float_array(b, "b", ndim=1, dtype=dtype)
     _checks.expect_shape(b, "b", (GH,), f"({gates}*H,)")
-    bh = _checks.optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
-    peepholes = _checks.optional_float(peepholes, "peepholes", (3, H), "(3, H): p_i, p_f, p_o",
-                                       dtype)
-    h0 = _checks.optional_float(h0, "h0", (B, S), state, dtype)
+    bh = optional_float(bh, "bh", (GH,), f"({gates}*H,)", dtype)
+    peepholes = optional_float(peepholes, "peepholes", (3, H), "(3, H): p_i, p_f, p_o", dtype)
+    h0 = optional_float(h0, "h0", (B, S), state, dtype)
     if cell_type.has_cell_state:
-        c0 = _checks.optional_float(c0, "c0", (B, H), "(B, H)", dtype)
-    lengths = _checks.lengths_array(lengths, B, T)
-    recurrent_mask = _checks.optional_float(recurrent_mask, "recurrent_mask", (B, S), state, dtype)
+        c0 = optional_float(c0, "c0", (B, H), "(B, H)", dtype)
+    else:
+        c0 = None
+    lengths = _checks.lengths_array(_device.lengths_to_host(dev, lengths), B, T)
+    recurrent_mask = optional_float(recurrent_mask, "recurrent_mask", (B, S), state, dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
+    if dev is not None:
+        if segment is not None:
+            raise ValueError(f"segment= is not supported on the {dev.name} backend (device "
+                             "arrays); run without it, or on host arrays")
+        y, hT, cT, handle = _device.forward(
+            dev, cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, block,
+            inference, recurrent_mask, Wr, peepholes, cell_type.has_cell_state)
+        return y, hT, cT, None if inference else RecurrentCache(cell, (handle,), ((0, T),))
     if segment is not None:
         if isinstance(segment, bool) or not isinstance(segment, (int, np.integer)) or segment < 1:
             raise ValueError(f"segment must be a positive int (steps per recomputed segment) or None, got {segment!r}")
@@ -258,7 +275,7 @@ def check_cache(cache, cells, forward: str = "the matching forward") -> None:
     unchanged = "; pass backward the cache its forward returned, unchanged"
     handles, spans = cache.handles, cache.spans
     if not (isinstance(handles, tuple) and handles
-            and all(isinstance(h, _core.ForwardHandle) for h in handles)):
+            and all(isinstance(h, _core.ForwardHandle) or _device.is_handle(h) for h in handles)):
         raise TypeError(f"cache.handles must be the tuple of ForwardHandles a training forward "
                         f"returns, got {_describe(handles)}{unchanged}")
     first = handles[0]
@@ -292,10 +309,16 @@ def _backward(expected_cells, dy, dhT, dcT, cache):
     T, B, _, H = cache.dims
     S, dtype = cache.state_size, cache.dtype
     state = "(B, H)" if S == H else "(B, P)"  # P: the projection's width
-    dy = _checks.optional_float(dy, "dy", (T, B, S), f"(T, {state[1:]}", dtype)
-    dhT = _checks.optional_float(dhT, "dhT", (B, S), state, dtype)
+    # gradients live where the forward ran (a device cache takes device arrays only)
+    dev = _device.handle_backend(cache.handles[0])
+    optional_float = dev.optional_float if dev else _checks.optional_float
+    if dev is None and _device.backend_for(dict(dy=dy, dhT=dhT, dcT=dcT)) is not None:
+        raise TypeError("the gradients are device arrays but the forward ran on host (NumPy) "
+                        "arrays; pass host gradients (cupy.asnumpy(...))")
+    dy = optional_float(dy, "dy", (T, B, S), f"(T, {state[1:]}", dtype)
+    dhT = optional_float(dhT, "dhT", (B, S), state, dtype)
     if cell_for_core_name(cache.cell).has_cell_state:
-        dcT = _checks.optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
+        dcT = optional_float(dcT, "dcT", (B, H), "(B, H)", dtype)
     return cache.backward(dy, dhT, dcT)
 
 

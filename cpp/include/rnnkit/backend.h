@@ -1,7 +1,7 @@
 // The backend seam of the recurrent core: a backend-neutral description of one call (one
 // layer, one direction) and the forward/backward entry points every backend implements.
-// The CPU backend implements it today; a CUDA backend adds its own Backend and Reserve and
-// is picked by where the arrays live. Callers never see a backend's buffers: what backward
+// The CPU backend and the CUDA backend (cpp/src/cuda/) implement it, each with its own
+// Reserve; Python picks the backend by where the arrays live. Callers never see a backend's buffers: what backward
 // needs is a Reserve the backend allocates, fills and reads.
 //
 // Letters (docs/design.md): T time steps, B batch, I input features, H hidden units,
@@ -38,7 +38,12 @@ struct InputViews {
   const void* bh = nullptr;              // [G*H] optional recurrent bias
   const void* Wr = nullptr;              // [H, P] output projection, when Dims::P > 0
   const void* peepholes = nullptr;       // [3, H] p_i, p_f, p_o, when CellSpec::peepholes
-  const int64_t* lengths = nullptr;      // [B] optional, 0 <= lengths[b] <= T
+  // [B] optional, 0 <= lengths[b] <= T. Host memory for every backend (the time loop's step
+  // count is read from it).
+  const int64_t* lengths = nullptr;
+  // [B] a device backend's copy of lengths in its memory, made by the caller in its stream
+  // order; null: the backend copies `lengths` itself (a pageable copy the host may wait for)
+  const int64_t* lengths_device = nullptr;
   // [B, S] optional: multiplies h_{t-1} where it enters the recurrent product (variational
   // recurrent dropout). A GRU's direct path z * h_{t-1} and the carried state are not masked.
   const void* recurrent_mask = nullptr;
@@ -51,6 +56,11 @@ struct CallDesc {
   DType dtype = DType::Float32;
   bool reverse = false;  // run each sequence from its own last valid step down to 0
   InputViews in;
+  // Where a device backend runs the call: its device ordinal and the caller's stream (a
+  // cudaStream_t; null is the legacy default stream). The results are ready in the caller's
+  // stream order. The CPU backend ignores both.
+  int device = 0;
+  void* stream = nullptr;
 };
 
 struct OutputViews {
@@ -100,5 +110,11 @@ class Backend {
 };
 
 const Backend& cpu_backend();
+// The CUDA backend (cpp/src/cuda/backend.cu): arrays in device memory. Only in the rnnkit._cuda
+// module (CMake RNNKIT_CUDA=ON).
+const Backend& cuda_backend();
+// The CUDA backend's algorithm over host memory (cpp/src/cuda/emulation.cpp): the same time
+// loops and kernels run on the CPU, for tests without a GPU (rnnkit._cuda_emulation).
+const Backend& cuda_emulated_backend();
 
 }  // namespace rnnkit
