@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -119,6 +120,37 @@ CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::objec
   return call;
 }
 
+std::string describe_dims(const CallDesc& call, const char* what) {
+  const Dims& d = call.dims;
+  return std::string(cell_info(call.cell.kind).name) + " " + what + " (T=" + std::to_string(d.T) +
+         ", B=" + std::to_string(d.B) + ", I=" + std::to_string(d.I) + ", H=" +
+         std::to_string(d.H) + (d.P ? ", P=" + std::to_string(d.P) : std::string()) + ")";
+}
+
+// Elements a forward allocates per time position and batch row (outputs, the input projection
+// or gate reserve, and in training the rest of the reserve), times T*B, in bytes. An upper
+// bound of what recurrent.cpp allocates, computed without overflow.
+uint64_t forward_bytes(const CallDesc& call, bool reserve) {
+  const Dims& d = call.dims;
+  const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
+  // y and the gates (or their scratch); the reserve adds states, cells or GRU extras, and the
+  // unprojected outputs
+  const uint64_t per_position = uint64_t(S) + uint64_t(GH) + (reserve ? uint64_t(S) + 2 * uint64_t(d.H) : 0);
+  const uint64_t positions = saturating_product({d.T, d.B, int64_t(per_position)});
+  const uint64_t states = saturating_product({d.B, 4 * (S + d.H + GH)});
+  return saturating_bytes(saturating_sum(positions, states), dtype_size(call.dtype));
+}
+
+// Backward: dx, the gate gradients and the previous states of every position (and, for a
+// checkpoint handle, the forward it reruns first).
+uint64_t backward_bytes(const CallDesc& call, bool reruns_forward) {
+  const Dims& d = call.dims;
+  const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
+  const uint64_t own = saturating_product({d.T, d.B, d.I + 2 * GH + 2 * S + d.H});
+  const uint64_t rerun = reruns_forward ? forward_bytes(call, true) : 0;
+  return saturating_sum(saturating_bytes(own, dtype_size(call.dtype)), rerun);
+}
+
 // New arrays for the outputs of `call`; cT is None for cells without a cell state.
 template <typename T>
 py::tuple new_outputs(const CallDesc& call, OutputViews& out) {
@@ -148,6 +180,7 @@ py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::objec
   handle->backend = &cpu_backend();
   handle->has_bh = !bh.is_none();
   const CallDesc& call = handle->call;
+  check_fits_in_memory(forward_bytes(call, training && keep_reserve), describe_dims(call, "forward"));
   OutputViews out;
   py::tuple outputs = new_outputs<T>(call, out);
   const bool store = training && keep_reserve;
@@ -168,6 +201,7 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
   const Dims& d = call.dims;
   const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
   const bool cell_state = call.cell.has_cell_state();
+  check_fits_in_memory(backward_bytes(call, !handle.reserve), describe_dims(call, "backward"));
   GradViews g;
   g.dy = checked_input<T>(dy, "dy", {d.T, d.B, S}, true);
   g.dhT = checked_input<T>(dhT, "dhT", {d.B, S}, true);

@@ -50,6 +50,17 @@ void runtime_init(py::module_& m) {
     set_num_threads(n);
   });
   m.def("get_num_threads", &get_num_threads);
+  m.def("scratch_bytes", &scratch_bytes, "Bytes the threads' scratch arenas hold now");
+  m.def("release_memory", [] {
+    py::gil_scoped_release release;
+    return release_memory();
+  }, "Frees the scratch arenas and stops the pool's workers (they restart when needed); False "
+     "when another thread was running a parallel region, whose workers were kept");
+  m.def("_inject_allocation_failure", [](int64_t nth) {
+    if (nth < 0) throw py::value_error("nth must be >= 0, got " + std::to_string(nth));
+    inject_allocation_failure(nth);
+  }, "TEST ONLY: the nth scratch allocation from now on (any thread) throws std::bad_alloc "
+     "(MemoryError); 0 disarms");
   m.def("default_num_threads", &default_num_threads);
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("isa_environment_note", &isa_environment_note);

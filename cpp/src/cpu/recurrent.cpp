@@ -14,6 +14,8 @@
 // t = s (forward) or t = length_b - 1 - s (reverse), and only while s < length_b. Rows past
 // their length keep their state, so final states are those after each row's own last step.
 #include <algorithm>
+#include <atomic>
+#include <new>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -70,20 +72,57 @@ void column_sums(const T* a, int64_t rows, int64_t cols, int64_t ld, T* out) {
 // cost a page fault and a zeroing pass per page (measured: ~40% of a one-step backward). A
 // Scratch hands out buffers from its thread's arena in order and gives them back, LIFO, when
 // it goes out of scope; contents are whatever an earlier call left (callers initialise).
-// The arena keeps its largest buffers for the life of the thread.
+// The arena keeps its largest buffers until its thread exits or release_scratch_memory()
+// asks for them back (scratch_bytes() counts what every thread's arenas hold).
+std::atomic<int64_t> g_scratch_bytes{0};
+std::atomic<uint64_t> g_release_epoch{0};  // bumped by release_scratch_memory()
+std::atomic<int64_t> g_fail_countdown{0};  // test hook: inject_allocation_failure()
+
+template <typename T>
+struct Arena {
+  std::vector<std::vector<T>> buffers;
+  size_t used = 0;          // buffers handed out by the live Scratch objects of this thread
+  uint64_t epoch = g_release_epoch.load();
+  int64_t bytes = 0;        // capacity held, counted in g_scratch_bytes
+
+  ~Arena() { g_scratch_bytes -= bytes; }
+  void clear() {
+    buffers = {};
+    g_scratch_bytes -= bytes;
+    bytes = 0;
+  }
+};
+
 template <typename T>
 class Scratch {
  public:
-  Scratch() : first_(used()) {}
-  ~Scratch() { used() = first_; }
+  Scratch() : arena_(arena()), first_(arena_.used) {
+    // the outermost Scratch of a call frees what the arena held before a release was asked for
+    if (first_ == 0 && arena_.epoch != g_release_epoch.load()) {
+      arena_.clear();
+      arena_.epoch = g_release_epoch.load();
+    }
+  }
+  ~Scratch() { arena_.used = first_; }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
   T* take(int64_t n) {
-    auto& bufs = buffers();
-    if (used() == bufs.size()) bufs.emplace_back();
-    std::vector<T>& buf = bufs[used()++];
-    if (int64_t(buf.size()) < n) buf = std::vector<T>(size_t(n));
+    if (g_fail_countdown.load(std::memory_order_relaxed) > 0 && g_fail_countdown.fetch_sub(1) == 1)
+      throw std::bad_alloc();  // the allocation failure a test asked for
+    auto& bufs = arena_.buffers;
+    if (arena_.used == bufs.size()) bufs.emplace_back();
+    std::vector<T>& buf = bufs[arena_.used++];
+    if (int64_t(buf.size()) < n) {
+      const int64_t before = int64_t(buf.capacity() * sizeof(T));
+      buf = std::vector<T>();  // free first: old and new need not both fit
+      arena_.bytes -= before;
+      g_scratch_bytes -= before;
+      buf = std::vector<T>(size_t(n));
+      const int64_t after = int64_t(buf.capacity() * sizeof(T));
+      arena_.bytes += after;
+      g_scratch_bytes += after;
+    }
     return buf.data();
   }
   T* take_zeroed(int64_t n) {
@@ -93,14 +132,11 @@ class Scratch {
   }
 
  private:
-  static std::vector<std::vector<T>>& buffers() {
-    thread_local std::vector<std::vector<T>> b;
-    return b;
+  static Arena<T>& arena() {
+    thread_local Arena<T> a;
+    return a;
   }
-  static size_t& used() {
-    thread_local size_t u = 0;
-    return u;
-  }
+  Arena<T>& arena_;
   size_t first_;
 };
 
@@ -592,6 +628,15 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       throw std::logic_error("the CPU policy of this cell disagrees with the cell table");
     if ((dims.P > 0 && !P::kProjectable) || (P::kPeepholes && !in.peepholes))
       throw std::logic_error("projection or peepholes requested from a cell without them");
+    if (dims.state_size() == 0) {
+      // H = 0, no projection: every output is empty and there is nothing to compute. The
+      // loops would still visit T*B positions, which x (T, B, 0) allows in the trillions.
+      if (reserve) {
+        reserve->dims = dims;
+        reserve->spec = spec;
+      }
+      return;
+    }
     forward_with<P>(spec, dims, in, out, reserve);
   });
 }
@@ -599,10 +644,25 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
               const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
+  if (dims.state_size() == 0) {  // as in forward: only dx is non-empty, and x reaches no state
+    std::fill(g.dx, g.dx + dims.T * dims.B * dims.I, T(0));
+    return;
+  }
   with_cell_policy(spec, [&](auto policy) {
     backward_with<decltype(policy)>(spec, dims, in, reserve, g);
   });
 }
+
+int64_t scratch_bytes() { return g_scratch_bytes.load(); }
+
+void release_scratch_memory() {
+  ++g_release_epoch;
+  // this thread's arenas now; other threads' at the start of their next call (or when they exit)
+  Scratch<float> f;
+  Scratch<double> d;
+}
+
+void inject_allocation_failure(int64_t nth) { g_fail_countdown = nth; }
 
 template void forward<float>(const CellSpec&, const Dims&, const LayerInputs<float>&,
                              const LayerOutputs<float>&, CpuReserve<float>*);
