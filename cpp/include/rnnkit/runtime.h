@@ -48,10 +48,13 @@ void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
 int64_t scratch_bytes();
 bool release_memory();
 void release_scratch_memory();  // the arenas part of release_memory()
-// Test hook (rnnkit's tests only): the nth scratch allocation from now on, on any thread,
-// throws std::bad_alloc; 0 disarms it. Shows that a failure inside a pool task reaches the
-// caller as an exception.
-void inject_allocation_failure(int64_t nth);
+// Test hook (rnnkit's tests only): the nth scratch allocation from now on throws
+// std::bad_alloc; 0 disarms it. Counts allocations on every thread, or with workers_only on
+// the pool's worker threads only. Shows that a failure inside a pool task reaches the caller
+// as an exception.
+void inject_allocation_failure(int64_t nth, bool workers_only);
+int64_t pending_allocation_failures();  // what is left of that countdown (0: fired or off)
+bool on_pool_worker();  // true on the pool's worker threads
 
 // ---- SIMD dispatch ----------------------------------------------------------------------
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };

@@ -77,6 +77,7 @@ void column_sums(const T* a, int64_t rows, int64_t cols, int64_t ld, T* out) {
 std::atomic<int64_t> g_scratch_bytes{0};
 std::atomic<uint64_t> g_release_epoch{0};  // bumped by release_scratch_memory()
 std::atomic<int64_t> g_fail_countdown{0};  // test hook: inject_allocation_failure()
+std::atomic<bool> g_fail_workers_only{false};
 
 template <typename T>
 struct Arena {
@@ -108,7 +109,8 @@ class Scratch {
   Scratch& operator=(const Scratch&) = delete;
 
   T* take(int64_t n) {
-    if (g_fail_countdown.load(std::memory_order_relaxed) > 0 && g_fail_countdown.fetch_sub(1) == 1)
+    if (g_fail_countdown.load(std::memory_order_relaxed) > 0 &&
+        (!g_fail_workers_only || on_pool_worker()) && g_fail_countdown.fetch_sub(1) == 1)
       throw std::bad_alloc();  // the allocation failure a test asked for
     auto& bufs = arena_.buffers;
     if (arena_.used == bufs.size()) bufs.emplace_back();
@@ -662,7 +664,12 @@ void release_scratch_memory() {
   Scratch<double> d;
 }
 
-void inject_allocation_failure(int64_t nth) { g_fail_countdown = nth; }
+void inject_allocation_failure(int64_t nth, bool workers_only) {
+  g_fail_workers_only = workers_only;
+  g_fail_countdown = nth;
+}
+
+int64_t pending_allocation_failures() { return std::max<int64_t>(0, g_fail_countdown.load()); }
 
 template void forward<float>(const CellSpec&, const Dims&, const LayerInputs<float>&,
                              const LayerOutputs<float>&, CpuReserve<float>*);

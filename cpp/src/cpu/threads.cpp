@@ -25,6 +25,7 @@ namespace {
 
 std::atomic<int> g_num_threads{0};
 thread_local bool t_inside_pool_job = false;
+thread_local bool t_pool_worker = false;  // a worker of the pool (not a caller taking part)
 
 class ThreadPool {
  public:
@@ -90,6 +91,7 @@ class ThreadPool {
   }
 
   void work() {
+    t_pool_worker = true;
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
@@ -153,6 +155,8 @@ void unlock_after_fork() {
 const int g_fork_handlers = pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
 
 }  // namespace
+
+bool on_pool_worker() { return t_pool_worker; }
 
 bool release_memory() {
   release_scratch_memory();
