@@ -101,7 +101,7 @@ def load_checkpoint(path) -> dict:
     if "checkpoint" not in document:
         raise FormatError(f"{not_a_checkpoint}: it is an rnnkit file without a checkpoint (rnnkit.load reads it)")
     try:
-        state = reader.value(document["checkpoint"])
+        state = reader.decode(document["checkpoint"])
     except FormatError as exc:
         raise FormatError(f"{not_a_checkpoint}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
