@@ -7,6 +7,7 @@
 // Python (rnnkit.functional) gives friendly errors first; the checks here guard the core.
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -48,7 +49,14 @@ CellSpec make_spec(const std::string& cell, bool linear_before_reset,
 // What backward needs from its forward: the call as the backend saw it, the arrays its views
 // point into, and the backend's reserve. A checkpoint handle (keep_reserve=false) keeps the
 // inputs only; backward then reruns the forward to rebuild the reserve for its own use.
+std::atomic<int64_t> g_live_handles{0};  // for the tests that show handles are freed
+
 struct ForwardHandle {
+  ForwardHandle() { ++g_live_handles; }
+  ~ForwardHandle() { --g_live_handles; }
+  ForwardHandle(const ForwardHandle&) = delete;
+  ForwardHandle& operator=(const ForwardHandle&) = delete;
+
   CallDesc call;
   const Backend* backend = nullptr;
   bool has_bh = false;
@@ -280,6 +288,9 @@ void recurrent_init(py::module_& m) {
         throw py::type_error("a ForwardHandle holds a backend's buffers and cannot be pickled or "
                              "copied; run the forward again");
       });
+
+  m.def("_live_forward_handles", [] { return g_live_handles.load(); },
+        "TEST ONLY: how many ForwardHandles (training caches' reserves) are alive now");
 
   m.def("cells", [] {
     py::list out;
