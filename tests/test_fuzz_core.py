@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import event, given, strategies as st  # noqa: E402
 
 import rnnkit  # noqa: E402
 from rnnkit import dropin, functional as F, nn, reference as R  # noqa: E402
@@ -129,6 +129,7 @@ def test_functional_forward_backward_fuzz(call, grad_seed):
             out = _call_forward(F, variant, args, kwargs)
         except DOCUMENTED:
             assert mutation is not None, "a valid call raised"
+            event("rejected")
             return
         *results, cache = out
         T, B = np.shape(args["x"])[:2]
@@ -141,6 +142,7 @@ def test_functional_forward_backward_fuzz(call, grad_seed):
         grads = getattr(F, f"{cell}_backward")(dy, *dstates, cache)
         assert grads[0].shape == x.shape
         if mutation is None and np.all([np.isfinite(a).all() for a in args.values() if isinstance(a, np.ndarray)]):
+            event("compared with the reference")
             # equal to the NumPy reference (which takes no segment=)
             ref_kwargs = {k: v for k, v in kwargs.items() if k != "segment"}
             *ref, ref_cache = _call_forward(R, variant, args, ref_kwargs)
@@ -307,3 +309,85 @@ def test_sizes_just_below_memory_are_not_refused_by_the_check():
     y, hT, cT, cache = F.lstm_forward(x, None, None, np.zeros((8, 128), np.float32),
                                       np.zeros((32, 128), np.float32), np.zeros(128, np.float32))
     assert y.shape == (50, 64, 32) and rnnkit.get_num_threads() >= 1
+
+
+# ---- the bindings' own guards: _core.forward/backward called directly with anything ------
+
+def _raw_array(draw, rng):
+    shape = tuple(draw(st.lists(st.integers(0, 5), max_size=3)))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int64, np.float16, ">f4", np.int32]))
+    a = rng.standard_normal(shape).astype(dtype) if np.dtype(dtype).kind == "f" else \
+        rng.integers(-2, 6, shape).astype(dtype)
+    how = draw(st.sampled_from(["c", "c", "fortran", "strided", "readonly"]))
+    if how == "readonly":
+        a.flags.writeable = False
+        return a
+    return _layout(rng, a, how)
+
+
+@st.composite
+def raw_core_calls(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    T, B, I, H = (draw(st.integers(0, 4)) for _ in range(4))
+    cell = draw(st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "lstm", "gru", "gru", "bogus"]))
+    G = {"lstm": 4, "gru": 3}.get(cell, 1)
+    P = draw(st.integers(0, 3)) if cell == "lstm" else 0
+    S = P or H
+    right = {"x": (T, B, I), "h0": (B, S), "c0": (B, H), "Wx": (I, G * H), "Wh": (S, G * H),
+             "b": (G * H,), "bh": (G * H,), "lengths": (B,), "recurrent_mask": (B, S),
+             "Wr": (H, P), "peepholes": (3, H)}
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    args = {name: rng.standard_normal(shape).astype(dtype) for name, shape in right.items()}
+    args["lengths"] = rng.integers(0, T + 1, B)
+    for name in ("h0", "c0", "bh", "lengths", "recurrent_mask", "peepholes"):
+        if draw(st.booleans()):
+            args[name] = None
+    if cell != "lstm":  # options of other cells: mostly absent (present: a ValueError)
+        args["peepholes"] = None
+    if not P:
+        args["Wr"] = None
+    for name in draw(st.lists(st.sampled_from(sorted(right)), max_size=2)):
+        kind = draw(st.sampled_from(["junk", "none", "bad_lengths"]))
+        if kind == "bad_lengths" and B:
+            args["lengths"] = rng.integers(0, T + 1, B)
+            args["lengths"][draw(st.integers(0, B - 1))] = draw(st.sampled_from([-1, T + 1, -2**63]))
+        elif kind == "none":
+            args[name] = None
+        else:
+            args[name] = _raw_array(draw, rng)
+    gate_block = draw(st.sampled_from([[], list(range(G)), [0] * G, list(range(G + 1)), [G] * G]))
+    return cell, args, gate_block, draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+
+
+@fuzz_settings
+@given(raw_core_calls(), st.integers(0, 2**32 - 1))
+def test_core_bindings_guard_themselves(call, seed):
+    """What rnnkit.functional never sends (wrong shapes, dtypes, strides, read-only outputs,
+    lengths out of range, a bad gate permutation) reaches _core directly: the bindings' checks
+    raise TypeError/ValueError; nothing reaches the kernels unchecked."""
+    from rnnkit import _core
+    cell, a, gate_block, reverse, training, keep = call
+    with watchdog(120):
+        try:
+            y, hT, cT, handle = _core.forward(
+                cell, a["x"], a["h0"], a["c0"], a["Wx"], a["Wh"], a["b"], a["bh"], a["lengths"],
+                reverse, a["recurrent_mask"], True, gate_block, training, keep_reserve=keep,
+                Wr=a["Wr"], peepholes=a["peepholes"])
+        except DOCUMENTED as exc:
+            event(f"forward: {type(exc).__name__}")
+            return
+        event("forward ran")
+        if handle is None:
+            return
+        rng = np.random.default_rng(seed)
+        T, B, _, H = handle.dims
+        S = handle.state_size
+        grads = [rng.standard_normal(s).astype(handle.dtype) if rng.random() < 0.6 else
+                 (None if rng.random() < 0.5 else rng.standard_normal(s[:-1] + (s[-1] + 1,)))
+                 for s in ((T, B, S), (B, S), (B, H))]
+        try:
+            out = _core.backward(handle, *grads)
+        except DOCUMENTED:
+            return
+        event("backward ran")
+        assert out[0].shape == (T, B, handle.dims[2])
