@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
-import sys
+import tempfile
 
 from hypothesis import HealthCheck, settings
 
@@ -26,12 +26,19 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 fuzz_settings = settings.get_profile(PROFILE)
 
 
+# pytest captures file descriptor 2 while a test runs, and a process the watchdog ends never
+# hands the capture back: the stacks go to this file (and the run fails with exit status 1)
+WATCHDOG_LOG = os.environ.get("RNNKIT_WATCHDOG_LOG", os.path.join(tempfile.gettempdir(),
+                                                                  "rnnkit-watchdog.log"))
+
+
 @contextlib.contextmanager
 def watchdog(seconds: float):
-    """Kills the process with every thread's traceback if the block runs longer than
-    ``seconds``: a hang in the core is a failure, never a stuck CI job."""
-    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    """Ends the process, writing every thread's traceback to WATCHDOG_LOG, if the block runs
+    longer than ``seconds``: a hang in the core is a failure, never a stuck CI job."""
+    with open(WATCHDOG_LOG, "a") as log:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=log)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()

@@ -391,3 +391,18 @@ def test_core_bindings_guard_themselves(call, seed):
             return
         event("backward ran")
         assert out[0].shape == (T, B, handle.dims[2])
+
+
+def test_segment_with_an_empty_batch_or_state_does_not_loop_over_segments():
+    """Regression: segment=1 with x (10**12, 0, I) ran 10**12 empty segments in Python (a
+    hang); an empty batch or state is one call. Backward of it gives empty gradients."""
+    f32 = np.float32
+    with watchdog(30):
+        y, hT, cache = F.rnn_forward(np.empty((10**12, 0, 3), f32), None, np.zeros((3, 2), f32),
+                                     np.zeros((2, 2), f32), np.zeros(2, f32), segment=1)
+        assert y.shape == (10**12, 0, 2) and len(cache.handles) == 1
+        dx, dh0, dWx, *_ = F.rnn_backward(None, None, cache)
+        assert dx.shape == (10**12, 0, 3) and not dWx.any()
+        y, hT, cache = F.gru_forward(np.ones((10**6, 1, 3), f32), None, np.zeros((3, 0), f32),
+                                     np.zeros((0, 0), f32), np.zeros(0, f32), segment=1)
+        assert len(cache.handles) == 1 and not F.gru_backward(None, None, cache)[0].any()

@@ -192,7 +192,9 @@ def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before
         # NaN: zero the padding so that whatever it holds never reaches a gradient.
         valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
         x = np.where(valid, x, x.dtype.type(0))
-    if segment is not None and not inference and segment < T:
+    # An empty batch or state has nothing to recompute: one call, not T/segment empty ones
+    # (T may be 10**12 when x is (T, 0, I)).
+    if segment is not None and not inference and segment < T and x.shape[1] and Wh.shape[0]:
         return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
                                   recurrent_mask, bool(linear_before_reset), block, segment,
                                   Wr, peepholes)

@@ -630,9 +630,10 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       throw std::logic_error("the CPU policy of this cell disagrees with the cell table");
     if ((dims.P > 0 && !P::kProjectable) || (P::kPeepholes && !in.peepholes))
       throw std::logic_error("projection or peepholes requested from a cell without them");
-    if (dims.state_size() == 0) {
-      // H = 0, no projection: every output is empty and there is nothing to compute. The
-      // loops would still visit T*B positions, which x (T, B, 0) allows in the trillions.
+    if (dims.state_size() == 0 || dims.B == 0) {
+      // No state (H = 0, no projection) or no batch rows: every output is empty and there is
+      // nothing to compute. The loops would still visit every step, or T*B positions, and an
+      // empty x ((T, 0, I) or (T, B, 0)) allows those in the trillions.
       if (reserve) {
         reserve->dims = dims;
         reserve->spec = spec;
@@ -646,8 +647,22 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
               const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
-  if (dims.state_size() == 0) {  // as in forward: only dx is non-empty, and x reaches no state
-    std::fill(g.dx, g.dx + dims.T * dims.B * dims.I, T(0));
+  if (dims.state_size() == 0 || dims.B == 0) {
+    // as in forward: nothing reaches a state, so every gradient is zero (dx, and the weights'
+    // sums over no rows); the non-empty ones are filled without visiting the steps
+    const int64_t GH = spec.gates() * dims.H, S = dims.state_size();
+    auto zero = [](T* p, int64_t n) {
+      if (p) std::fill(p, p + n, T(0));
+    };
+    zero(g.dx, dims.T * dims.B * dims.I);
+    zero(g.dh0, dims.B * S);
+    zero(g.dc0, dims.B * dims.H);
+    zero(g.dWx, dims.I * GH);
+    zero(g.dWh, S * GH);
+    zero(g.db, GH);
+    zero(g.dbh, GH);
+    zero(g.dWr, dims.H * dims.P);
+    zero(g.dpeepholes, 3 * dims.H);
     return;
   }
   with_cell_policy(spec, [&](auto policy) {
