@@ -406,3 +406,34 @@ def test_segment_with_an_empty_batch_or_state_does_not_loop_over_segments():
         y, hT, cache = F.gru_forward(np.ones((10**6, 1, 3), f32), None, np.zeros((3, 0), f32),
                                      np.zeros((0, 0), f32), np.zeros(0, f32), segment=1)
         assert len(cache.handles) == 1 and not F.gru_backward(None, None, cache)[0].any()
+
+
+@fuzz_settings
+@given(st.sampled_from(["rnn", "lstm", "gru"]), st.sampled_from([0, 1, 7, 10**6, 10**9, 10**12]),
+       st.sampled_from([0, 1, 5, 10**6, 10**9, 10**12]), st.integers(0, 3), st.integers(0, 3),
+       st.booleans(), st.sampled_from([None, 1, 4]), st.sampled_from([np.float32, np.float64]))
+def test_empty_or_absurd_sizes_return_at_once_or_raise_memory_error(cell, T, B, I, H, inference,
+                                                                      segment, dtype):
+    """Sizes that hold no data (a 0 anywhere) or that no machine holds: an immediate result or
+    MemoryError, never a loop over trillions of empty positions."""
+    hypothesis.assume(T * B * I <= 10**5)  # x itself is real memory
+    hypothesis.assume(T * B * max(H, I, 1) * 8 * 4 < 2**62)  # NumPy's own size limit
+    S = H
+    data = max(T * B * S, B * S)  # elements of y and of the final states
+    empty = data == 0
+    hypothesis.assume(empty or data <= 10**5 or data * 4 > 10**13)
+    G = GATES[cell]
+    x = np.zeros((T, B, I), dtype)
+    states = [None, None] if cell == "lstm" else [None]
+    with watchdog(60):
+        try:
+            *outs, cache = getattr(F, f"{cell}_forward")(
+                x, *states, np.zeros((I, G * H), dtype), np.zeros((H, G * H), dtype),
+                np.zeros(G * H, dtype), inference=inference, segment=segment)
+        except MemoryError as exc:
+            assert not empty and "more than this machine" in str(exc)
+            return
+        assert outs[0].shape == (T, B, S)
+        if not inference:
+            grads = getattr(F, f"{cell}_backward")(None, *([None] * len(states)), cache)
+            assert grads[0].shape == (T, B, I) and not any(g.any() for g in grads if g is not None)
