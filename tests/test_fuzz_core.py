@@ -437,3 +437,52 @@ def test_empty_or_absurd_sizes_return_at_once_or_raise_memory_error(cell, T, B, 
         if not inference:
             grads = getattr(F, f"{cell}_backward")(None, *([None] * len(states)), cache)
             assert grads[0].shape == (T, B, I) and not any(g.any() for g in grads if g is not None)
+
+
+@fuzz_settings
+@given(st.lists(st.integers(0, 4), max_size=3), st.integers(0, 6), st.integers(0, 4),
+       st.sampled_from([np.float32, np.float64, np.int64]), st.integers(0, 2**32 - 1),
+       st.sampled_from([None, "negative", "too_big", "float_ids", "padding", "bad_padding",
+                        "dout_shape", "out_buffer", "readonly_out", "edited_cache"]))
+def test_embedding_fuzz(shape, V, D, dtype, seed, twist):
+    """Lookups and their scatter-add gradient (C++): ids out of range are IndexError naming
+    the position, wrong types TypeError, shapes ValueError; valid calls equal np.add.at."""
+    import dataclasses
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, max(V, 1), shape)
+    W = rng.standard_normal((V, D)).astype(dtype)
+    kwargs, out = {}, None
+    if twist == "negative" and ids.size:
+        ids.flat[0] = -1
+    elif twist == "too_big" and ids.size:
+        ids.flat[-1] = V + 2**40
+    elif twist == "float_ids":
+        ids = ids.astype(np.float64)
+    elif twist == "padding" and V:
+        kwargs["padding_idx"] = int(rng.integers(0, V))
+    elif twist == "bad_padding":
+        kwargs["padding_idx"] = V + 1
+    with watchdog(60):
+        try:
+            emb, cache = F.embedding_forward(ids, W, **kwargs)
+        except (TypeError, ValueError, IndexError):
+            return
+        dout = rng.standard_normal(emb.shape).astype(emb.dtype)
+        if twist == "dout_shape":
+            dout = dout[..., None]
+        elif twist in ("out_buffer", "readonly_out"):
+            out = np.ones((V, D), W.dtype)
+            if twist == "readonly_out":
+                out.flags.writeable = False
+        elif twist == "edited_cache":
+            fields = [f.name for f in dataclasses.fields(cache)]
+            cache = dataclasses.replace(cache, **{fields[0]: np.full(3, 10**6)})
+        try:
+            dW = F.embedding_backward(dout, cache, out=out)
+        except (TypeError, ValueError, IndexError):
+            assert twist in ("dout_shape", "readonly_out", "edited_cache")
+            return
+        if twist is None or twist == "out_buffer":
+            want = np.zeros((V, D), W.dtype) if out is None else np.ones((V, D), W.dtype)
+            np.add.at(want, ids.reshape(-1), dout.reshape(ids.size, D))
+            np.testing.assert_allclose(dW, want, rtol=1e-5, atol=1e-5)
