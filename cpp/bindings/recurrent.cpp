@@ -46,11 +46,11 @@ CellSpec make_spec(const std::string& cell, bool linear_before_reset,
   return spec;
 }
 
+std::atomic<int64_t> g_live_handles{0};  // for the tests that show handles are freed
+
 // What backward needs from its forward: the call as the backend saw it, the arrays its views
 // point into, and the backend's reserve. A checkpoint handle (keep_reserve=false) keeps the
 // inputs only; backward then reruns the forward to rebuild the reserve for its own use.
-std::atomic<int64_t> g_live_handles{0};  // for the tests that show handles are freed
-
 struct ForwardHandle {
   ForwardHandle() { ++g_live_handles; }
   ~ForwardHandle() { --g_live_handles; }

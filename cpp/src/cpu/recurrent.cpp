@@ -15,9 +15,9 @@
 // their length keep their state, so final states are those after each row's own last step.
 #include <algorithm>
 #include <atomic>
-#include <new>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <stdexcept>
 
 #include "cpu/cells/registry.h"
