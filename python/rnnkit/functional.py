@@ -31,7 +31,7 @@ must share one dtype. Non-contiguous arrays are accepted (copied once).
 """
 from __future__ import annotations
 
-import os
+import os as _os
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +231,7 @@ def _check_fits_in_memory(nbytes: int, call: str) -> None:
     """The core's check (cpp/bindings/checks.h) for what Python allocates around it: a segmented
     forward's y is allocated here, before any segment reaches the core."""
     try:
-        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        limit = _os.sysconf("SC_PHYS_PAGES") * _os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):  # unknown on this platform: no check
         return
     if limit > 0 and nbytes > limit:
