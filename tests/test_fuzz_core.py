@@ -486,3 +486,23 @@ def test_embedding_fuzz(shape, V, D, dtype, seed, twist):
             want = np.zeros((V, D), W.dtype) if out is None else np.ones((V, D), W.dtype)
             np.add.at(want, ids.reshape(-1), dout.reshape(ids.size, D))
             np.testing.assert_allclose(dW, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_projected_lstm_with_no_hidden_units_matches_the_reference(dtype):
+    """Regression (UBSan: memcpy from a null pointer, size 0): H = 0 with a projection P > 0
+    runs the time loop with empty gate buffers, which std::vector hands out as null. h is then
+    m @ Wr over no units: zero at every valid step, h0 carried through empty rows."""
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((3, 3, 2)).astype(dtype), rng.standard_normal((3, 2)).astype(dtype)
+    Wx, Wh, b, Wr = (np.zeros(s, dtype) for s in ((2, 0), (2, 0), (0,), (0, 2)))
+    for lengths, reverse, segment in ((None, False, None), (np.array([3, 0, 1]), False, None),
+                                      (None, True, None), (np.array([3, 0, 1]), False, 1)):
+        y, hT, cT, cache = F.lstm_forward(x, h0, None, Wx, Wh, b, Wr=Wr, lengths=lengths,
+                                          reverse=reverse, segment=segment)
+        ry, rhT, rcT, rcache = R.lstm_forward(x, h0, None, Wx, Wh, b, Wr=Wr, lengths=lengths, reverse=reverse)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(hT, rhT)
+        grads = F.lstm_backward(np.ones_like(y), np.ones_like(hT), None, cache)
+        for got, want in zip(grads, R.lstm_backward(np.ones_like(y), np.ones_like(hT), None, rcache)):
+            assert (got is None and want is None) or np.allclose(got, want)

@@ -40,8 +40,12 @@ find "$PKG" -name '__pycache__' -prune -exec rm -rf {} +
 rm -f "$PKG"/rnnkit/_core*.so
 cp "$BUILD"/module/_core*.so "$PKG/rnnkit/"
 
+# libstdc++ is preloaded too: python does not link it, and ASan's __cxa_throw interceptor
+# must find the real one when it starts (otherwise the first C++ exception aborts in ASan's
+# own CHECK, "real___cxa_throw != 0").
 ASAN_LIB=$("${CXX:-g++}" -print-file-name=libasan.so)
-export LD_PRELOAD="$ASAN_LIB"
+STDCXX_LIB=$("${CXX:-g++}" -print-file-name=libstdc++.so.6)
+export LD_PRELOAD="$ASAN_LIB $STDCXX_LIB"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONPATH="$PWD/$PKG"
@@ -57,7 +61,11 @@ FULL_EXTRA=(tests/test_nn_recurrent.py tests/test_nn_recurrent_grad.py tests/tes
 
 "$PYTHON" -c "import rnnkit, sys; assert rnnkit.__file__.startswith('$PWD/$PKG'), rnnkit.__file__; print('sanitized rnnkit:', rnnkit.__file__, rnnkit.info()['build'])"
 case "$MODE" in
-  ci) exec "$PYTHON" -m pytest -q -p no:cacheprovider "${CORE_TESTS[@]}" ;;
-  full) exec "$PYTHON" -m pytest -q -p no:cacheprovider "${CORE_TESTS[@]}" "${FULL_EXTRA[@]}" ;;
-  custom) exec "$PYTHON" -m pytest -q -p no:cacheprovider "$@" ;;
+  ci) TESTS=("${CORE_TESTS[@]}") ;;
+  full) TESTS=("${CORE_TESTS[@]}" "${FULL_EXTRA[@]}") ;;
+  custom) TESTS=("$@") ;;
 esac
+# --capture=sys: pytest then captures Python's sys.stderr only, so a sanitizer report (written
+# to file descriptor 2 by the runtime, just before it ends the process) reaches the terminal;
+# with the default fd capture a process that dies never hands its captured output back.
+exec "$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys "${TESTS[@]}"

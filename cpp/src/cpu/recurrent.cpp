@@ -51,9 +51,16 @@ struct StepMap {
   }
 };
 
+// memcpy of n elements. n may be 0 with null pointers (the empty buffers of H = 0, which a
+// std::vector hands out as null), where memcpy itself would be undefined (UBSan).
+template <typename T>
+void copy_n(T* dst, const T* src, int64_t n) {
+  if (n > 0) std::memcpy(dst, src, sizeof(T) * size_t(n));
+}
+
 template <typename T>
 void copy_row(const T* src, T* dst, int64_t n) {
-  if (src) std::memcpy(dst, src, sizeof(T) * n);
+  if (src) copy_n(dst, src, n);
   else std::fill(dst, dst + n, T(0));
 }
 
@@ -276,9 +283,9 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
                       h_new + t * span, S, false);
       for (int64_t i = 0; i < M; ++i) {
         if (rows[i] < 0) continue;
-        std::memcpy(out.y + rows[i] * S, h_new + i * S, sizeof(T) * S);
+        copy_n(out.y + rows[i] * S, h_new + i * S, S);
         if (reserve)
-          std::memcpy(reserve->unprojected.data() + rows[i] * H, m + i * H, sizeof(T) * H);
+          copy_n(reserve->unprojected.data() + rows[i] * H, m + i * H, H);
       }
     }
 
@@ -286,18 +293,17 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     for (int64_t i = 0; i < M; ++i) {
       if (rows[i] < 0) continue;
       const int64_t row = rows[i];
-      std::memcpy(h + i * S, out.y + row * S, sizeof(T) * S);
+      copy_n(h + i * S, out.y + row * S, S);
       if (P::kCellState)
-        std::memcpy(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H,
-                    sizeof(T) * H);
-      if (reserve) std::memcpy(reserve->states.data() + row * S, out.y + row * S, sizeof(T) * S);
+        copy_n(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H, H);
+      if (reserve) copy_n(reserve->states.data() + row * S, out.y + row * S, S);
       if (P::kExtraIsStageInput && reserve)
-        std::memcpy(reserve->extra.data() + row * H, stage_out + i * H, sizeof(T) * H);
+        copy_n(reserve->extra.data() + row * H, stage_out + i * H, H);
     }
   }
   for (int64_t i = 0; i < M; ++i) {
-    if (out.hT) std::memcpy(out.hT + (b0 + i) * S, h + i * S, sizeof(T) * S);
-    if (P::kCellState && out.cT) std::memcpy(out.cT + (b0 + i) * H, c + i * H, sizeof(T) * H);
+    if (out.hT) copy_n(out.hT + (b0 + i) * S, h + i * S, S);
+    if (P::kCellState && out.cT) copy_n(out.cT + (b0 + i) * H, c + i * H, H);
   }
 }
 
@@ -349,7 +355,7 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   for (int64_t part = 0; part < parts; ++part)
     jobs.push_back([&, part] {
       for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
-        std::memcpy(xw + r * GH, bias.data(), sizeof(T) * GH);
+        copy_n(xw + r * GH, bias.data(), GH);
     });
   parallel_jobs(Tn * B * H * GH, jobs);
   gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, T(1), xw, GH);
@@ -496,7 +502,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
         copy_row(h_prev, h_prev_all + row * S, S);
         for (int64_t j = 0; j < S; ++j)
           dh_total[i * S + j] = dh[i * S + j] + (g.dy ? g.dy[row * S + j] : T(0));
-        if (projected) std::memcpy(dh_all + row * S, dh_total + i * S, sizeof(T) * S);
+        if (projected) copy_n(dh_all + row * S, dh_total + i * S, S);
       }
       // projected: dm_t = dh_t @ Wr^T for all rows at once (inactive rows are never read)
       const int64_t unit_tiles = (H + span - 1) / span;
@@ -561,12 +567,11 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
                           (mask ? mask[b * S + j] * d : d);
         }
         if (!uniform)
-          std::memcpy(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
-                      sizeof(T) * GH);
+          copy_n(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH, GH);
       }
     }
-    if (g.dh0) std::memcpy(g.dh0 + b0 * S, dh, sizeof(T) * M * S);
-    if (P::kCellState && g.dc0) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
+    if (g.dh0) copy_n(g.dh0 + b0 * S, dh, M * S);
+    if (P::kCellState && g.dc0) copy_n(g.dc0 + b0 * H, dc, M * H);
   };
   parallel_rows(B, Tn * B * H * GH, reverse_loop);
 
@@ -613,7 +618,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   }
   // dbh: every block of bh adds to the pre-activation whose gradient is dA
   if (g.dbh) {
-    if (separate < 0) std::memcpy(g.dbh, g.db, sizeof(T) * GH);
+    if (separate < 0) copy_n(g.dbh, g.db, GH);
     else column_sums(dA, rows, GH, GH, g.dbh);
   }
 }
