@@ -387,6 +387,8 @@ print("threads", rnnkit.get_num_threads(), rnnkit.info()["threads"])
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                     reason="needs glibc (thread stacks sized by RLIMIT_STACK) and /proc")
+@pytest.mark.skipif(bool(__import__("os").environ.get("RNNKIT_SANITIZED")),
+                    reason="the child limits its address space, which ASan's shadow memory needs")
 def test_pool_runs_with_the_threads_it_could_start():
     """When the process's limits let only some threads start, the call runs on those, returns
     the right result, and one RuntimeWarning says how many of how many started and why

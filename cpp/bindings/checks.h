@@ -5,7 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -67,6 +70,52 @@ T* checked_output(const py::handle& obj, const char* name, const std::vector<int
   py::array arr = checked_array<T>(obj, name, shape);
   if (!arr.writeable()) throw py::value_error(std::string(name) + " must be writeable");
   return static_cast<T*>(arr.mutable_data());
+}
+
+// Bytes of physical memory (0 when unknown).
+inline uint64_t physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+}
+
+// Product of non-negative sizes, or UINT64_MAX when it overflows (then no machine holds it).
+inline uint64_t saturating_product(std::initializer_list<int64_t> factors) {
+  uint64_t out = 1;
+  for (int64_t f : factors) {
+    if (f < 0 || __builtin_mul_overflow(out, uint64_t(f), &out)) return UINT64_MAX;
+  }
+  return out;
+}
+
+inline uint64_t saturating_sum(uint64_t a, uint64_t b) {
+  uint64_t out;
+  return __builtin_add_overflow(a, b, &out) ? UINT64_MAX : out;
+}
+
+inline uint64_t saturating_bytes(uint64_t elements, size_t itemsize) {
+  uint64_t out;
+  return __builtin_mul_overflow(elements, uint64_t(itemsize), &out) ? UINT64_MAX : out;
+}
+
+// MemoryError, raised before anything is allocated, when a call's buffers (`bytes`, computed
+// without overflow) exceed the machine's physical memory: they could never be filled, and
+// with memory overcommitted the allocation itself might succeed and the process be killed.
+inline void check_fits_in_memory(uint64_t bytes, const std::string& call) {
+  const uint64_t limit = physical_memory();
+  if (limit == 0 || bytes <= limit) return;
+  auto gib = [](uint64_t b) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(1);
+    o << double(b) / double(uint64_t(1) << 30) << " GiB";
+    return o.str();
+  };
+  const std::string message =
+      call + " needs " + (bytes == UINT64_MAX ? std::string("more bytes than 2**64") : gib(bytes)) +
+      " for its outputs and buffers, more than this machine's " + gib(limit) +
+      " of memory; use a smaller batch, fewer hidden units or shorter sequences (segment=)";
+  PyErr_SetString(PyExc_MemoryError, message.c_str());
+  throw py::error_already_set();
 }
 
 template <typename T>

@@ -7,7 +7,9 @@
 // Python (rnnkit.functional) gives friendly errors first; the checks here guard the core.
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -44,10 +46,17 @@ CellSpec make_spec(const std::string& cell, bool linear_before_reset,
   return spec;
 }
 
+std::atomic<int64_t> g_live_handles{0};  // for the tests that show handles are freed
+
 // What backward needs from its forward: the call as the backend saw it, the arrays its views
 // point into, and the backend's reserve. A checkpoint handle (keep_reserve=false) keeps the
 // inputs only; backward then reruns the forward to rebuild the reserve for its own use.
 struct ForwardHandle {
+  ForwardHandle() { ++g_live_handles; }
+  ~ForwardHandle() { --g_live_handles; }
+  ForwardHandle(const ForwardHandle&) = delete;
+  ForwardHandle& operator=(const ForwardHandle&) = delete;
+
   CallDesc call;
   const Backend* backend = nullptr;
   bool has_bh = false;
@@ -119,6 +128,37 @@ CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::objec
   return call;
 }
 
+std::string describe_dims(const CallDesc& call, const char* what) {
+  const Dims& d = call.dims;
+  return std::string(cell_info(call.cell.kind).name) + " " + what + " (T=" + std::to_string(d.T) +
+         ", B=" + std::to_string(d.B) + ", I=" + std::to_string(d.I) + ", H=" +
+         std::to_string(d.H) + (d.P ? ", P=" + std::to_string(d.P) : std::string()) + ")";
+}
+
+// Elements a forward allocates per time position and batch row (outputs, the input projection
+// or gate reserve, and in training the rest of the reserve), times T*B, in bytes. An upper
+// bound of what recurrent.cpp allocates, computed without overflow.
+uint64_t forward_bytes(const CallDesc& call, bool reserve) {
+  const Dims& d = call.dims;
+  const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
+  // y and the gates (or their scratch); the reserve adds states, cells or GRU extras, and the
+  // unprojected outputs
+  const uint64_t per_position = uint64_t(S) + uint64_t(GH) + (reserve ? uint64_t(S) + 2 * uint64_t(d.H) : 0);
+  const uint64_t positions = saturating_product({d.T, d.B, int64_t(per_position)});
+  const uint64_t states = saturating_product({d.B, 4 * (S + d.H + GH)});
+  return saturating_bytes(saturating_sum(positions, states), dtype_size(call.dtype));
+}
+
+// Backward: dx, the gate gradients and the previous states of every position (and, for a
+// checkpoint handle, the forward it reruns first).
+uint64_t backward_bytes(const CallDesc& call, bool reruns_forward) {
+  const Dims& d = call.dims;
+  const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
+  const uint64_t own = saturating_product({d.T, d.B, d.I + 2 * GH + 2 * S + d.H});
+  const uint64_t rerun = reruns_forward ? forward_bytes(call, true) : 0;
+  return saturating_sum(saturating_bytes(own, dtype_size(call.dtype)), rerun);
+}
+
 // New arrays for the outputs of `call`; cT is None for cells without a cell state.
 template <typename T>
 py::tuple new_outputs(const CallDesc& call, OutputViews& out) {
@@ -148,6 +188,7 @@ py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::objec
   handle->backend = &cpu_backend();
   handle->has_bh = !bh.is_none();
   const CallDesc& call = handle->call;
+  check_fits_in_memory(forward_bytes(call, training && keep_reserve), describe_dims(call, "forward"));
   OutputViews out;
   py::tuple outputs = new_outputs<T>(call, out);
   const bool store = training && keep_reserve;
@@ -168,6 +209,7 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
   const Dims& d = call.dims;
   const int64_t GH = call.cell.gates() * d.H, S = d.state_size();
   const bool cell_state = call.cell.has_cell_state();
+  check_fits_in_memory(backward_bytes(call, !handle.reserve), describe_dims(call, "backward"));
   GradViews g;
   g.dy = checked_input<T>(dy, "dy", {d.T, d.B, S}, true);
   g.dhT = checked_input<T>(dhT, "dhT", {d.B, S}, true);
@@ -246,6 +288,9 @@ void recurrent_init(py::module_& m) {
         throw py::type_error("a ForwardHandle holds a backend's buffers and cannot be pickled or "
                              "copied; run the forward again");
       });
+
+  m.def("_live_forward_handles", [] { return g_live_handles.load(); },
+        "TEST ONLY: how many ForwardHandles (training caches' reserves) are alive now");
 
   m.def("cells", [] {
     py::list out;

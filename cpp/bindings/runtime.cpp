@@ -50,6 +50,20 @@ void runtime_init(py::module_& m) {
     set_num_threads(n);
   });
   m.def("get_num_threads", &get_num_threads);
+  m.def("scratch_bytes", &scratch_bytes, "Bytes the threads' scratch arenas hold now");
+  m.def("release_memory", [] {
+    py::gil_scoped_release release;
+    return release_memory();
+  }, "Frees the scratch arenas and stops the pool's workers (they restart when needed); False "
+     "when another thread was running a parallel region, whose workers were kept");
+  m.def("_inject_allocation_failure", [](int64_t nth, bool workers_only) {
+    if (nth < 0) throw py::value_error("nth must be >= 0, got " + std::to_string(nth));
+    inject_allocation_failure(nth, workers_only);
+  }, py::arg("nth"), py::arg("workers_only") = false,
+     "TEST ONLY: the nth scratch allocation from now on (on any thread, or on the pool's "
+     "workers only) throws std::bad_alloc, which reaches Python as MemoryError; 0 disarms");
+  m.def("_pending_allocation_failures", [] { return pending_allocation_failures(); },
+        "TEST ONLY: what is left of the countdown _inject_allocation_failure set (0: fired or off)");
   m.def("default_num_threads", &default_num_threads);
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("isa_environment_note", &isa_environment_note);

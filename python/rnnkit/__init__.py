@@ -31,6 +31,8 @@ __all__ = [
     "supported_isas",
     "info",
     "cuda_info",
+    "release_memory",
+    "retained_memory",
     "govern_blas",
     "save",
     "load",
@@ -82,6 +84,23 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def retained_memory() -> int:
+    """Bytes the core's scratch arenas hold between calls, summed over every thread that has run
+    a call (each keeps the buffers of its largest call so far, about T*B*G*H elements of it)."""
+    return int(_core.scratch_bytes())
+
+
+def release_memory() -> int:
+    """Frees the scratch memory the core keeps between calls and returns how many bytes that
+    was. The pool's worker threads stop (their arenas go with them; they restart at the next
+    call that needs them); other Python threads free theirs at their next call. While another
+    thread is inside a call the pool keeps its workers (their arenas then stay until the next
+    release). Arrays you hold (outputs, caches) are yours and are not touched."""
+    before = retained_memory()
+    _core.release_memory()
+    return max(0, before - retained_memory())
+
+
 def supported_isas() -> list[str]:
     """SIMD instruction sets usable on this CPU, from 'scalar' up."""
     return list(_core.supported_isas())
@@ -131,5 +150,6 @@ def info() -> dict:
         "blas_core": _core.blas_corename(),
         "blas_threads": _core.blas_num_threads(),
         "cuda": cuda_info(),
+        "retained_memory": retained_memory(),
     }
 

@@ -31,6 +31,7 @@ must share one dtype. Non-contiguous arrays are accepted (copied once).
 """
 from __future__ import annotations
 
+import os as _os
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,7 +213,9 @@ def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before
         # NaN: zero the padding so that whatever it holds never reaches a gradient.
         valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
         x = np.where(valid, x, x.dtype.type(0))
-    if segment is not None and not inference and segment < T:
+    # An empty batch or state has nothing to recompute: one call, not T/segment empty ones
+    # (T may be 10**12 when x is (T, 0, I)).
+    if segment is not None and not inference and segment < T and x.shape[1] and Wh.shape[0]:
         return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
                                   recurrent_mask, bool(linear_before_reset), block, segment,
                                   Wr, peepholes)
@@ -229,7 +232,9 @@ def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurre
     """Runs the segments keeping one checkpoint handle each: the segment's inputs and the
     states entering it, no reserve."""
     T, B, _ = x.shape
-    y = np.empty((T, B, Wh.shape[0]), x.dtype)  # Wh has S rows
+    _check_fits_in_memory(T * B * Wh.shape[0] * x.dtype.itemsize,  # Wh has S rows
+                          f"{cell} forward (T={T}, B={B}, segment={segment})")
+    y = np.empty((T, B, Wh.shape[0]), x.dtype)
     handles, spans = [], []
     h, c = h0, c0
     for t0, t1, seg_lengths in _segments(T, lengths, reverse, segment):
@@ -240,6 +245,19 @@ def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurre
         handles.append(handle)
         spans.append((t0, t1))
     return y, h, c, RecurrentCache(cell, tuple(handles), tuple(spans))
+
+
+def _check_fits_in_memory(nbytes: int, call: str) -> None:
+    """The core's check (cpp/bindings/checks.h) for what Python allocates around it: a segmented
+    forward's y is allocated here, before any segment reaches the core."""
+    try:
+        limit = _os.sysconf("SC_PHYS_PAGES") * _os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # unknown on this platform: no check
+        return
+    if limit > 0 and nbytes > limit:
+        raise MemoryError(f"{call} needs {nbytes / 2**30:.1f} GiB for its outputs, more than this "
+                          f"machine's {limit / 2**30:.1f} GiB of memory; use a smaller batch, fewer "
+                          f"hidden units or shorter sequences")
 
 
 def layer_forward(cell, x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,

@@ -200,6 +200,21 @@ def _check_generator_states(rng) -> None:
         raise FormatError(f"the generator states must name one of {_BIT_GENERATORS}")
 
 
+# rnnkit writes its arrays uncompressed (np.savez), so a member's declared size is its stored
+# size; a file declaring far more than it holds is a zip bomb, refused before anything is read.
+_MAX_EXPANSION = 64
+
+
+def _check_declared_sizes(path: str) -> None:
+    with zipfile.ZipFile(path) as archive:
+        declared = sum(info.file_size for info in archive.infolist())
+    limit = _MAX_EXPANSION * os.path.getsize(path) + (1 << 20)
+    if declared > limit:
+        raise FormatError(f"{path!r} declares {declared} bytes of arrays in a file of "
+                          f"{os.path.getsize(path)} bytes (more than {_MAX_EXPANSION}x: rnnkit files "
+                          f"store their arrays uncompressed); refused before reading it")
+
+
 def _read_entries(path) -> dict:
     """Every array of the file, read and CRC-checked now (np.load reads zip members lazily)."""
     path = os.fspath(path)
@@ -209,6 +224,7 @@ def _read_entries(path) -> dict:
         raise FormatError(f"{path!r} is not an rnnkit file: it is not a zip (.npz) archive; it may be "
                           f"truncated, or written by something else (e.g. pickle or np.save)")
     try:
+        _check_declared_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except FormatError:
@@ -248,6 +264,18 @@ class _Reader:
         if name == DOCUMENT_ENTRY or name not in self.entries:
             raise FormatError(f"the document refers to an array {name!r} that the file does not hold")
         return self.entries[name]
+
+    def decode(self, encoded):
+        """``value`` for a reader outside ``load`` (checkpoints): whatever in the document makes
+        decoding fail (an unhashable set item or dict key, a dtype NumPy does not know, nesting
+        deeper than Python's recursion limit) is a FormatError."""
+        try:
+            return self.value(encoded)
+        except FormatError:
+            raise
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise FormatError(f"the rnnkit document holds a value that cannot be decoded: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
     def value(self, encoded):
         if encoded is None or isinstance(encoded, (bool, int, float, str)):

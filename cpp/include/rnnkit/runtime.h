@@ -38,6 +38,24 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 22;
 // done. Nested or concurrent calls run serially on the calling thread.
 void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
 
+// ---- memory ------------------------------------------------------------------------------
+// Each thread that runs a call keeps a scratch arena (its largest buffers, reused by the next
+// call; about the biggest call's T*B*G*H elements plus a few [B, G*H] buffers).
+// scratch_bytes() is what all arenas hold now. release_memory() stops the pool's workers
+// (their arenas go with them; the pool restarts at the next parallel region), frees the
+// calling thread's arenas and makes every other thread free its own at its next call.
+// Returns false when another thread held the pool, whose workers were then kept.
+int64_t scratch_bytes();
+bool release_memory();
+void release_scratch_memory();  // the arenas part of release_memory()
+// Test hook (rnnkit's tests only): the nth scratch allocation from now on throws
+// std::bad_alloc; 0 disarms it. Counts allocations on every thread, or with workers_only on
+// the pool's worker threads only. Shows that a failure inside a pool task reaches the caller
+// as an exception.
+void inject_allocation_failure(int64_t nth, bool workers_only);
+int64_t pending_allocation_failures();  // what is left of that countdown (0: fired or off)
+bool on_pool_worker();  // true on the pool's worker threads
+
 // ---- SIMD dispatch ----------------------------------------------------------------------
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 const char* isa_name(Isa isa);

@@ -14,8 +14,10 @@
 // t = s (forward) or t = length_b - 1 - s (reverse), and only while s < length_b. Rows past
 // their length keep their state, so final states are those after each row's own last step.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <stdexcept>
 
 #include "cpu/cells/registry.h"
@@ -49,9 +51,16 @@ struct StepMap {
   }
 };
 
+// memcpy of n elements. n may be 0 with null pointers (the empty buffers of H = 0, which a
+// std::vector hands out as null), where memcpy itself would be undefined (UBSan).
+template <typename T>
+void copy_n(T* dst, const T* src, int64_t n) {
+  if (n > 0) std::memcpy(dst, src, sizeof(T) * size_t(n));
+}
+
 template <typename T>
 void copy_row(const T* src, T* dst, int64_t n) {
-  if (src) std::memcpy(dst, src, sizeof(T) * n);
+  if (src) copy_n(dst, src, n);
   else std::fill(dst, dst + n, T(0));
 }
 
@@ -70,20 +79,59 @@ void column_sums(const T* a, int64_t rows, int64_t cols, int64_t ld, T* out) {
 // cost a page fault and a zeroing pass per page (measured: ~40% of a one-step backward). A
 // Scratch hands out buffers from its thread's arena in order and gives them back, LIFO, when
 // it goes out of scope; contents are whatever an earlier call left (callers initialise).
-// The arena keeps its largest buffers for the life of the thread.
+// The arena keeps its largest buffers until its thread exits or release_scratch_memory()
+// asks for them back (scratch_bytes() counts what every thread's arenas hold).
+std::atomic<int64_t> g_scratch_bytes{0};
+std::atomic<uint64_t> g_release_epoch{0};  // bumped by release_scratch_memory()
+std::atomic<int64_t> g_fail_countdown{0};  // test hook: inject_allocation_failure()
+std::atomic<bool> g_fail_workers_only{false};
+
+template <typename T>
+struct Arena {
+  std::vector<std::vector<T>> buffers;
+  size_t used = 0;          // buffers handed out by the live Scratch objects of this thread
+  uint64_t epoch = g_release_epoch.load();
+  int64_t bytes = 0;        // capacity held, counted in g_scratch_bytes
+
+  ~Arena() { g_scratch_bytes -= bytes; }
+  void clear() {
+    buffers = {};
+    g_scratch_bytes -= bytes;
+    bytes = 0;
+  }
+};
+
 template <typename T>
 class Scratch {
  public:
-  Scratch() : first_(used()) {}
-  ~Scratch() { used() = first_; }
+  Scratch() : arena_(arena()), first_(arena_.used) {
+    // the outermost Scratch of a call frees what the arena held before a release was asked for
+    if (first_ == 0 && arena_.epoch != g_release_epoch.load()) {
+      arena_.clear();
+      arena_.epoch = g_release_epoch.load();
+    }
+  }
+  ~Scratch() { arena_.used = first_; }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
   T* take(int64_t n) {
-    auto& bufs = buffers();
-    if (used() == bufs.size()) bufs.emplace_back();
-    std::vector<T>& buf = bufs[used()++];
-    if (int64_t(buf.size()) < n) buf = std::vector<T>(size_t(n));
+    if (g_fail_countdown.load(std::memory_order_relaxed) > 0 &&
+        (!g_fail_workers_only || on_pool_worker()) && g_fail_countdown.fetch_sub(1) == 1)
+      throw std::bad_alloc();  // the allocation failure a test asked for
+    auto& bufs = arena_.buffers;
+    if (arena_.used == bufs.size()) bufs.emplace_back();
+    std::vector<T>& buf = bufs[arena_.used++];
+    if (int64_t(buf.size()) < n) {
+      const int64_t before = int64_t(buf.capacity() * sizeof(T));
+      buf = std::vector<T>();  // free first: old and new need not both fit
+      arena_.bytes -= before;
+      g_scratch_bytes -= before;
+      buf = std::vector<T>(size_t(n));
+      const int64_t after = int64_t(buf.capacity() * sizeof(T));
+      arena_.bytes += after;
+      g_scratch_bytes += after;
+    }
     return buf.data();
   }
   T* take_zeroed(int64_t n) {
@@ -93,14 +141,11 @@ class Scratch {
   }
 
  private:
-  static std::vector<std::vector<T>>& buffers() {
-    thread_local std::vector<std::vector<T>> b;
-    return b;
+  static Arena<T>& arena() {
+    thread_local Arena<T> a;
+    return a;
   }
-  static size_t& used() {
-    thread_local size_t u = 0;
-    return u;
-  }
+  Arena<T>& arena_;
   size_t first_;
 };
 
@@ -238,9 +283,9 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
                       h_new + t * span, S, false);
       for (int64_t i = 0; i < M; ++i) {
         if (rows[i] < 0) continue;
-        std::memcpy(out.y + rows[i] * S, h_new + i * S, sizeof(T) * S);
+        copy_n(out.y + rows[i] * S, h_new + i * S, S);
         if (reserve)
-          std::memcpy(reserve->unprojected.data() + rows[i] * H, m + i * H, sizeof(T) * H);
+          copy_n(reserve->unprojected.data() + rows[i] * H, m + i * H, H);
       }
     }
 
@@ -248,18 +293,17 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     for (int64_t i = 0; i < M; ++i) {
       if (rows[i] < 0) continue;
       const int64_t row = rows[i];
-      std::memcpy(h + i * S, out.y + row * S, sizeof(T) * S);
+      copy_n(h + i * S, out.y + row * S, S);
       if (P::kCellState)
-        std::memcpy(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H,
-                    sizeof(T) * H);
-      if (reserve) std::memcpy(reserve->states.data() + row * S, out.y + row * S, sizeof(T) * S);
+        copy_n(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H, H);
+      if (reserve) copy_n(reserve->states.data() + row * S, out.y + row * S, S);
       if (P::kExtraIsStageInput && reserve)
-        std::memcpy(reserve->extra.data() + row * H, stage_out + i * H, sizeof(T) * H);
+        copy_n(reserve->extra.data() + row * H, stage_out + i * H, H);
     }
   }
   for (int64_t i = 0; i < M; ++i) {
-    if (out.hT) std::memcpy(out.hT + (b0 + i) * S, h + i * S, sizeof(T) * S);
-    if (P::kCellState && out.cT) std::memcpy(out.cT + (b0 + i) * H, c + i * H, sizeof(T) * H);
+    if (out.hT) copy_n(out.hT + (b0 + i) * S, h + i * S, S);
+    if (P::kCellState && out.cT) copy_n(out.cT + (b0 + i) * H, c + i * H, H);
   }
 }
 
@@ -311,7 +355,7 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   for (int64_t part = 0; part < parts; ++part)
     jobs.push_back([&, part] {
       for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
-        std::memcpy(xw + r * GH, bias.data(), sizeof(T) * GH);
+        copy_n(xw + r * GH, bias.data(), GH);
     });
   parallel_jobs(Tn * B * H * GH, jobs);
   gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, T(1), xw, GH);
@@ -458,7 +502,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
         copy_row(h_prev, h_prev_all + row * S, S);
         for (int64_t j = 0; j < S; ++j)
           dh_total[i * S + j] = dh[i * S + j] + (g.dy ? g.dy[row * S + j] : T(0));
-        if (projected) std::memcpy(dh_all + row * S, dh_total + i * S, sizeof(T) * S);
+        if (projected) copy_n(dh_all + row * S, dh_total + i * S, S);
       }
       // projected: dm_t = dh_t @ Wr^T for all rows at once (inactive rows are never read)
       const int64_t unit_tiles = (H + span - 1) / span;
@@ -523,12 +567,11 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
                           (mask ? mask[b * S + j] * d : d);
         }
         if (!uniform)
-          std::memcpy(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH,
-                      sizeof(T) * GH);
+          copy_n(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH, GH);
       }
     }
-    if (g.dh0) std::memcpy(g.dh0 + b0 * S, dh, sizeof(T) * M * S);
-    if (P::kCellState && g.dc0) std::memcpy(g.dc0 + b0 * H, dc, sizeof(T) * M * H);
+    if (g.dh0) copy_n(g.dh0 + b0 * S, dh, M * S);
+    if (P::kCellState && g.dc0) copy_n(g.dc0 + b0 * H, dc, M * H);
   };
   parallel_rows(B, Tn * B * H * GH, reverse_loop);
 
@@ -575,7 +618,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   }
   // dbh: every block of bh adds to the pre-activation whose gradient is dA
   if (g.dbh) {
-    if (separate < 0) std::memcpy(g.dbh, g.db, sizeof(T) * GH);
+    if (separate < 0) copy_n(g.dbh, g.db, GH);
     else column_sums(dA, rows, GH, GH, g.dbh);
   }
 }
@@ -592,6 +635,16 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       throw std::logic_error("the CPU policy of this cell disagrees with the cell table");
     if ((dims.P > 0 && !P::kProjectable) || (P::kPeepholes && !in.peepholes))
       throw std::logic_error("projection or peepholes requested from a cell without them");
+    if (dims.state_size() == 0 || dims.B == 0) {
+      // No state (H = 0, no projection) or no batch rows: every output is empty and there is
+      // nothing to compute. The loops would still visit every step, or T*B positions, and an
+      // empty x ((T, 0, I) or (T, B, 0)) allows those in the trillions.
+      if (reserve) {
+        reserve->dims = dims;
+        reserve->spec = spec;
+      }
+      return;
+    }
     forward_with<P>(spec, dims, in, out, reserve);
   });
 }
@@ -599,10 +652,44 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
 template <typename T>
 void backward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
               const CpuReserve<T>& reserve, const LayerGrads<T>& g) {
+  if (dims.state_size() == 0 || dims.B == 0) {
+    // as in forward: nothing reaches a state, so every gradient is zero (dx, and the weights'
+    // sums over no rows); the non-empty ones are filled without visiting the steps
+    const int64_t GH = spec.gates() * dims.H, S = dims.state_size();
+    auto zero = [](T* p, int64_t n) {
+      if (p) std::fill(p, p + n, T(0));
+    };
+    zero(g.dx, dims.T * dims.B * dims.I);
+    zero(g.dh0, dims.B * S);
+    zero(g.dc0, dims.B * dims.H);
+    zero(g.dWx, dims.I * GH);
+    zero(g.dWh, S * GH);
+    zero(g.db, GH);
+    zero(g.dbh, GH);
+    zero(g.dWr, dims.H * dims.P);
+    zero(g.dpeepholes, 3 * dims.H);
+    return;
+  }
   with_cell_policy(spec, [&](auto policy) {
     backward_with<decltype(policy)>(spec, dims, in, reserve, g);
   });
 }
+
+int64_t scratch_bytes() { return g_scratch_bytes.load(); }
+
+void release_scratch_memory() {
+  ++g_release_epoch;
+  // this thread's arenas now; other threads' at the start of their next call (or when they exit)
+  Scratch<float> f;
+  Scratch<double> d;
+}
+
+void inject_allocation_failure(int64_t nth, bool workers_only) {
+  g_fail_workers_only = workers_only;
+  g_fail_countdown = nth;
+}
+
+int64_t pending_allocation_failures() { return std::max<int64_t>(0, g_fail_countdown.load()); }
 
 template void forward<float>(const CellSpec&, const Dims&, const LayerInputs<float>&,
                              const LayerOutputs<float>&, CpuReserve<float>*);

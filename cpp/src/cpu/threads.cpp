@@ -2,6 +2,7 @@
 // so they never compete with the caller's thread or other processes while idle. OpenBLAS is
 // kept single-threaded (blas.cpp) and parallelised from here, so the two never oversubscribe
 // the cores.
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@ namespace {
 
 std::atomic<int> g_num_threads{0};
 thread_local bool t_inside_pool_job = false;
+thread_local bool t_pool_worker = false;  // a worker of the pool (not a caller taking part)
 
 class ThreadPool {
  public:
@@ -89,6 +91,7 @@ class ThreadPool {
   }
 
   void work() {
+    t_pool_worker = true;
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
@@ -138,7 +141,31 @@ void note_short_pool(int setting, int asked, const ThreadPool& pool) {
               "pids limit); it runs with " + n + " threads (get_num_threads() reports " + n + ")";
 }
 
+// fork() copies a mutex as it is at that moment; one held by another thread would stay locked
+// in the child forever (every region there serial, a warning never taken). Holding both
+// across fork gives the child unlocked copies. Neither is held while waiting on Python.
+void lock_before_fork() {
+  g_pool_mutex.lock();
+  g_warning_mutex.lock();
+}
+void unlock_after_fork() {
+  g_warning_mutex.unlock();
+  g_pool_mutex.unlock();
+}
+const int g_fork_handlers = pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
+
 }  // namespace
+
+bool on_pool_worker() { return t_pool_worker; }
+
+bool release_memory() {
+  release_scratch_memory();
+  std::unique_lock<std::mutex> lock(g_pool_mutex, std::try_to_lock);
+  if (!lock.owns_lock()) return false;  // a region is running on the pool: keep its workers
+  if (g_pool_pid == getpid()) delete g_pool;  // joins the workers; their arenas die with them
+  g_pool = nullptr;
+  return true;
+}
 
 int default_num_threads() {
   cpu_set_t set;

@@ -192,8 +192,15 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path) -> "Vocabulary":
-        with open(os.fspath(path), encoding="utf-8") as f:
-            data = json.load(f)
+        """The vocabulary ``save`` wrote. ValueError naming the file when it is not one (not
+        UTF-8 JSON, nested deeper than Python's recursion limit, another format or version, or
+        a corrupt vocabulary); OSError when it cannot be read. Nothing in it is run."""
+        try:
+            with open(os.fspath(path), encoding="utf-8") as f:
+                data = json.load(f)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
+            raise ValueError(f"{os.fspath(path)!r} is not a saved rnnkit Vocabulary: "
+                             f"{type(exc).__name__}: {str(exc)[:200]}") from None
         try:
             return cls.from_dict(data)
         except ValueError as exc:

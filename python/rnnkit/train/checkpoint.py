@@ -7,7 +7,8 @@ included, raises ``FormatError``. The state saved is a dict of what that format 
 (numbers, strings, lists, tuples, dicts, arrays...); anything else is a TypeError at saving.
 
 Checkpoints are written to a temporary file in the same directory, flushed to disk and renamed
-over the old one (``os.replace``), so a crash mid-write leaves the last good checkpoint intact;
+over the old one (``os.replace``, then the directory is flushed too), so a crash mid-write leaves
+the last good checkpoint intact;
 temporary files left by a killed writer are removed at the next successful write.
 ``check_checkpoint_writable`` lets ``Trainer.fit`` report an unwritable location before the first
 epoch. What a checkpoint holds is the Trainer's business (see ``rnnkit.train.trainer``).
@@ -52,6 +53,22 @@ def _remove_stale_temp_files(path: str) -> None:
             os.unlink(name)
 
 
+def _sync_directory(directory: str) -> None:
+    """Flushes the rename itself to disk: without it a power cut soon after can bring back the
+    directory entry of the old file (a killed process cannot: the kernel has the rename).
+    Best effort: not every file system lets a directory be opened or synced."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(path, state: dict) -> None:
     """Writes ``state`` atomically: temp file in the same directory, fsync, os.replace. Then
     removes temp files left beside it by writers killed mid-write. TypeError, before anything
@@ -66,6 +83,7 @@ def save_checkpoint(path, state: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sync_directory(os.path.dirname(os.path.abspath(path)))
     except BaseException:
         try:
             os.unlink(tmp)
@@ -101,7 +119,7 @@ def load_checkpoint(path) -> dict:
     if "checkpoint" not in document:
         raise FormatError(f"{not_a_checkpoint}: it is an rnnkit file without a checkpoint (rnnkit.load reads it)")
     try:
-        state = reader.value(document["checkpoint"])
+        state = reader.decode(document["checkpoint"])
     except FormatError as exc:
         raise FormatError(f"{not_a_checkpoint}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
