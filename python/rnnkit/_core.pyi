@@ -15,8 +15,8 @@ __all__: list[str] = [
     "ForwardHandle", "active_isa", "backward", "blas_corename", "blas_name", "blas_num_threads",
     "build_info", "cells", "default_num_threads", "elementwise", "embedding_backward",
     "fma_peak_gflops", "forward",
-    "gemm", "get_num_threads", "isa_environment_note", "load_blas", "set_isa",
-    "set_num_threads", "supported_isas",
+    "gemm", "get_num_threads", "isa_environment_note", "load_blas", "release_memory",
+    "scratch_bytes", "set_isa", "set_num_threads", "supported_isas",
 ]
 
 class ForwardHandle:
@@ -93,6 +93,13 @@ def gemm(
 ) -> None:
     """C = alpha * op(A) @ op(B) + beta * C in place, on rnnkit's thread pool; all
     C-contiguous."""
+
+def release_memory() -> bool:
+    """Frees the scratch arenas and stops the pool's workers (they restart when needed); False
+    when another thread was running a parallel region, whose workers were kept."""
+
+def scratch_bytes() -> int:
+    """Bytes the threads' scratch arenas hold now."""
 
 def fma_peak_gflops(isa: str, dtype: str = "float32", runs: SupportsInt = 5) -> float:
     """GFLOP/s of a register-only FMA loop of `isa` on every pool thread at once (best of `runs`)."""
