@@ -242,7 +242,7 @@ for cell, gates in [("rnn", 1), ("lstm", 4)]:
 import rnnkit  # noqa: E402
 
 print(f"measured with {rnnkit.get_num_threads()} thread(s), SIMD kernels: {rnnkit.get_isa()}")
-assert min(speedups.values()) > 1.0
+# no assertion on the ratios: timings depend on the machine and on what else runs on it
 
 # %% [markdown]
 # The speed-ups above are this machine's, measured when the notebook ran. rnnkit's gain comes
