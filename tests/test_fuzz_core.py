@@ -211,7 +211,8 @@ def test_dropin_fuzz(cell, N, T, D, H, special, seed, mutation):
     if mutation == "shape":
         Wh = np.zeros((H + 1, G * H))
     elif mutation == "dtype":
-        x = np.nan_to_num(x, posinf=0.0, neginf=0.0).astype(np.int64)  # inf has no int64
+        # inf and magnitudes past 2**63 have no int64: clip them so the cast is exact
+        x = np.clip(np.nan_to_num(x, posinf=0.0, neginf=0.0), -1e18, 1e18).astype(np.int64)
     elif mutation == "list":
         x = x.tolist()
     with watchdog(120):
