@@ -10,6 +10,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bindings/cell_spec.h"
 #include "bindings/without_gil.h"
 
 namespace rnnkit::bindings {
@@ -88,31 +89,6 @@ struct DeviceForwardHandle {
   py::object lengths_device;       // its device copy, or None
   std::unique_ptr<Reserve> reserve;
 };
-
-CellSpec make_spec(const std::string& cell, bool linear_before_reset,
-                   const std::vector<int>& gate_block, bool peepholes) {
-  const CellInfo* info = find_cell(cell);
-  if (!info) throw py::value_error("cell must be " + cell_names() + ", got '" + cell + "'");
-  CellSpec spec;
-  spec.kind = info->kind;
-  spec.linear_before_reset = linear_before_reset;
-  if (peepholes && !info->takes_peepholes)
-    throw py::value_error("peepholes: the " + std::string(info->name) + " cell has none");
-  spec.peepholes = peepholes;
-  const int G = info->gates;
-  if (!gate_block.empty()) {
-    if (int(gate_block.size()) != G)
-      throw py::value_error("gate_block must have one entry per gate (" + std::to_string(G) + ")");
-    std::vector<bool> seen(G, false);
-    for (int k = 0; k < G; ++k) {
-      if (gate_block[k] < 0 || gate_block[k] >= G || seen[gate_block[k]])
-        throw py::value_error("gate_block must be a permutation of 0.." + std::to_string(G - 1));
-      seen[gate_block[k]] = true;
-      spec.gate_block[k] = gate_block[k];
-    }
-  }
-  return spec;
-}
 
 void require_interface(const py::handle& obj, const DeviceModule& spec, const char* name) {
   if (!py::hasattr(obj, spec.interface))

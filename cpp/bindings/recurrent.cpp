@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "bindings/cell_spec.h"
 #include "bindings/checks.h"
 #include "bindings/without_gil.h"
 #include "rnnkit/backend.h"
@@ -20,31 +21,6 @@
 namespace rnnkit::bindings {
 
 namespace {
-
-CellSpec make_spec(const std::string& cell, bool linear_before_reset,
-                   const std::vector<int>& gate_block, bool peepholes) {
-  const CellInfo* info = find_cell(cell);
-  if (!info) throw py::value_error("cell must be " + cell_names() + ", got '" + cell + "'");
-  CellSpec spec;
-  spec.kind = info->kind;
-  spec.linear_before_reset = linear_before_reset;
-  if (peepholes && !info->takes_peepholes)
-    throw py::value_error("peepholes: the " + std::string(info->name) + " cell has none");
-  spec.peepholes = peepholes;
-  const int G = info->gates;
-  if (!gate_block.empty()) {
-    if (int(gate_block.size()) != G)
-      throw py::value_error("gate_block must have one entry per gate (" + std::to_string(G) + ")");
-    std::vector<bool> seen(G, false);
-    for (int k = 0; k < G; ++k) {
-      if (gate_block[k] < 0 || gate_block[k] >= G || seen[gate_block[k]])
-        throw py::value_error("gate_block must be a permutation of 0.." + std::to_string(G - 1));
-      seen[gate_block[k]] = true;
-      spec.gate_block[k] = gate_block[k];
-    }
-  }
-  return spec;
-}
 
 std::atomic<int64_t> g_live_handles{0};  // for the tests that show handles are freed
 
