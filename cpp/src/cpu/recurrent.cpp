@@ -22,6 +22,7 @@
 
 #include "cpu/cells/registry.h"
 #include "cpu/recurrent.h"
+#include "input_side.h"
 #include "cpu/simd/kernels.h"
 #include "rnnkit/runtime.h"
 
@@ -593,23 +594,10 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   if (projected)
     gemm<T>(true, false, H, S, rows, T(1), reserve.unprojected.data(), H, dh_all, S, T(0), g.dWr, S);
   if (P::kPeepholes) peephole_gradients(spec, dims, in, reserve, steps, dA, g.dpeepholes);
-  // dWx, dx, db from the input-side gradient: dA's columns, except the separate block's,
-  // which come from dax
-  struct Columns {
-    const T* grad;  // first column of the gradient block
-    int64_t ld, c0, width;
-  };
-  std::vector<Columns> input_side;
-  if (separate < 0) {
-    input_side.push_back({dA, GH, 0, GH});
-  } else {
-    const int64_t sep0 = separate * H;
-    if (sep0 > 0) input_side.push_back({dA, GH, 0, sep0});
-    input_side.push_back({dax, H, sep0, H});
-    if (sep0 + H < GH) input_side.push_back({dA + sep0 + H, GH, sep0 + H, GH - sep0 - H});
-  }
+  // dWx, dx, db from the input-side gradient of each column block (input_side.h)
+  const std::vector<GradColumns<T>> input_side = input_side_columns<T>(dA, dax, separate, H, GH);
   for (size_t k = 0; k < input_side.size(); ++k) {
-    const Columns& cols = input_side[k];
+    const GradColumns<T>& cols = input_side[k];
     gemm<T>(true, false, I, cols.width, rows, T(1), in.x, I, cols.grad, cols.ld, T(0),
             g.dWx + cols.c0, GH);
     gemm<T>(false, true, rows, I, cols.width, T(1), cols.grad, cols.ld, in.Wx + cols.c0, GH,

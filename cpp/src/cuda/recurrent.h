@@ -29,6 +29,7 @@
 
 #include "cuda/steps.h"
 #include "rnnkit/backend.h"
+#include "input_side.h"
 
 namespace rnnkit::cuda {
 
@@ -360,22 +361,10 @@ void backward(Dev& dev, const CallDesc& call, const Reserve& any, const GradView
     gemm<Dev, T>(dev, false, false, 1, 3 * H, rows, T(1), ones, rows, terms, 3 * H, T(0),
                  static_cast<T*>(g.dpeepholes), 3 * H);
   }
-  struct Columns {
-    const T* grad;
-    int64_t ld, c0, width;
-  };
-  std::vector<Columns> input_side;
-  if (separate < 0) {
-    input_side.push_back({dA, GH, 0, GH});
-  } else {
-    const int64_t sep0 = separate * H;
-    if (sep0 > 0) input_side.push_back({dA, GH, 0, sep0});
-    input_side.push_back({dax, H, sep0, H});
-    if (sep0 + H < GH) input_side.push_back({dA + sep0 + H, GH, sep0 + H, GH - sep0 - H});
-  }
+  const std::vector<GradColumns<T>> input_side = input_side_columns<T>(dA, dax, separate, H, GH);
   auto* dx = static_cast<T*>(g.dx);
   for (size_t k = 0; k < input_side.size(); ++k) {
-    const Columns& col = input_side[k];
+    const GradColumns<T>& col = input_side[k];
     gemm<Dev, T>(dev, true, false, I, col.width, rows, T(1), x, I, col.grad, col.ld, T(0),
                  dWx + col.c0, GH);
     gemm<Dev, T>(dev, false, true, rows, I, col.width, T(1), col.grad, col.ld, Wx + col.c0, GH,
