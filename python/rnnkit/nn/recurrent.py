@@ -64,6 +64,9 @@ class _Direction(Module):
         self.dtype = dtype
         G, H = cell_type.num_gates, hidden_size
         self.state_size = cell_type.state_size(H, **cell_options)
+        # what every kernel call passes, derived once from the options
+        self._kernel_names = cell_type.parameter_names(**cell_options)
+        self._kernel_options = cell_type.kernel_options(cell_options)
         init = np.random.default_rng(init_seed)
         for name, value in cell_type.init_params(init, input_size, H, dtype,
                                                  **cell_options).items():
@@ -83,8 +86,7 @@ class _Direction(Module):
 
     def kernel_params(self) -> dict:
         """This direction's parameters by the names the cell's entry points take them."""
-        return {name: self._params[name]
-                for name in self.cell_type.parameter_names(**self.cell_options)}
+        return {name: self._params[name] for name in self._kernel_names}
 
     def _norm_params(self):
         P = {"Wx": self.Wx, "Wh": self.Wh, "b": self.b, "bh": self.bh,
@@ -109,7 +111,7 @@ class _Direction(Module):
             y, hT, cT, cache = self.cell_type.run_forward(
                 np.ascontiguousarray(x), h0, c0, **self.kernel_params(), lengths=lengths,
                 reverse=self.reverse, recurrent_mask=mask,
-                checked=True, **self.cell_type.kernel_options(self.cell_options))
+                checked=True, **self._kernel_options)
         self._cache = cache
         return y, hT, cT
 
