@@ -39,11 +39,47 @@ struct ForwardHandle {
   std::vector<py::object> arrays;     // the checked inputs (x, h0, c0, Wx, Wh, b, bh, ...)
   std::unique_ptr<Reserve> reserve;   // null for a checkpoint handle
   size_t state_nbytes = 0;            // bytes of h0 and c0
+  py::object batch_statistics = py::none();  // [4, G*H] of a batch-normalised forward
 
   size_t nbytes() const { return reserve ? reserve->nbytes() : state_nbytes; }
 };
 
 size_t dtype_size(DType t) { return t == DType::Float32 ? sizeof(float) : sizeof(double); }
+
+// norm: {"kind": "layer" | "batch", "gamma_x": (G*H,), "gamma_h": (G*H,)} and, for a layer
+// norm of a cell state, "gamma_c" and "beta_c": (H,).
+template <typename T>
+void describe_norm(CallDesc& call, const py::object& norm, std::vector<py::object>& keep) {
+  if (!py::isinstance<py::dict>(norm)) throw py::type_error("norm must be a dict or None");
+  const py::dict d = py::reinterpret_borrow<py::dict>(norm);
+  const std::string kind = d.contains("kind") ? py::str(d["kind"]).cast<std::string>() : "";
+  NormViews& v = call.in.norm;
+  if (kind == "layer") v.kind = NormKind::Layer;
+  else if (kind == "batch") v.kind = NormKind::Batch;
+  else throw py::value_error("norm['kind'] must be 'layer' or 'batch', got '" + kind + "'");
+  const CellInfo& info = cell_info(call.cell.kind);
+  const bool one_stage = call.cell.kind != CellKind::Gru || call.cell.linear_before_reset;
+  if (!one_stage || call.dims.P > 0 || call.cell.peepholes)
+    throw py::value_error("norm: the " + std::string(info.name) + " cell with these options "
+                          "has no normalised form (not with projection, peepholes or a GRU "
+                          "with linear_before_reset=False)");
+  auto get = [&](const char* key) -> py::object {
+    return d.contains(key) ? py::reinterpret_borrow<py::object>(d[key]) : py::object(py::none());
+  };
+  const int64_t GH = call.cell.gates() * call.dims.H;
+  const std::string x_name = "norm['gamma_x']", h_name = "norm['gamma_h']";
+  v.gamma_x = checked_input<T>(get("gamma_x"), x_name.c_str(), {GH});
+  v.gamma_h = checked_input<T>(get("gamma_h"), h_name.c_str(), {GH});
+  const py::object gamma_c = get("gamma_c"), beta_c = get("beta_c");
+  if (!gamma_c.is_none() || !beta_c.is_none()) {
+    if (v.kind != NormKind::Layer || !info.has_cell_state)
+      throw py::value_error("norm['gamma_c'] and norm['beta_c'] normalise a cell state: layer "
+                            "norm of a cell with one (LSTM) only");
+    v.gamma_c = checked_input<T>(gamma_c, "norm['gamma_c']", {call.dims.H});
+    v.beta_c = checked_input<T>(beta_c, "norm['beta_c']", {call.dims.H});
+  }
+  for (const char* key : {"gamma_x", "gamma_h", "gamma_c", "beta_c"}) keep.push_back(get(key));
+}
 
 // Checks the arrays of one call and describes it; `keep` receives every array a view points
 // into.
@@ -52,7 +88,8 @@ CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::objec
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
                        bool reverse, const py::object& recurrent_mask, const py::object& Wr,
-                       const py::object& peepholes, std::vector<py::object>& keep) {
+                       const py::object& peepholes, const py::object& norm,
+                       std::vector<py::object>& keep) {
   if (x.ndim() != 3) throw py::value_error("x must be 3-D (T, B, I)");
   if (Wh.ndim() != 2) throw py::value_error("Wh must be 2-D (S, G*H)");
   if (b.is_none()) throw py::type_error("b must be an array, got None");
@@ -101,6 +138,7 @@ CallDesc describe_call(const CellSpec& spec, const py::array& x, const py::objec
   in.recurrent_mask = checked_input<T>(recurrent_mask, "recurrent_mask", {d.B, S}, true);
   keep = {x, h0, spec.has_cell_state() ? c0 : py::none(), Wx, Wh, b, bh, lengths, recurrent_mask,
           Wr, peepholes};
+  if (!norm.is_none()) describe_norm<T>(call, norm, keep);
   return call;
 }
 
@@ -157,16 +195,29 @@ py::tuple forward_impl(const CellSpec& spec, const py::array& x, const py::objec
                        const py::object& c0, const py::array& Wx, const py::array& Wh,
                        const py::object& b, const py::object& bh, const py::object& lengths,
                        bool reverse, const py::object& recurrent_mask, const py::object& Wr,
-                       const py::object& peepholes, bool training, bool keep_reserve) {
+                       const py::object& peepholes, const py::object& norm, bool training,
+                       bool keep_reserve) {
   auto handle = std::make_unique<ForwardHandle>();
   handle->call = describe_call<T>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                  recurrent_mask, Wr, peepholes, handle->arrays);
+                                  recurrent_mask, Wr, peepholes, norm, handle->arrays);
   handle->backend = &cpu_backend();
   handle->has_bh = !bh.is_none();
   const CallDesc& call = handle->call;
   check_fits_in_memory(forward_bytes(call, training && keep_reserve), describe_dims(call, "forward"));
+  const NormKind norm_kind = call.in.norm.kind;
+  if (norm_kind == NormKind::Batch && !training)
+    throw py::value_error("norm kind 'batch' normalises with the batch's statistics, a training "
+                          "forward's (an inference-mode batch norm is an affine map: fold it "
+                          "into the weights)");
+  if (norm_kind != NormKind::None && training && !keep_reserve)
+    throw py::value_error("norm: a normalised forward keeps its reserve (keep_reserve=True)");
   OutputViews out;
   py::tuple outputs = new_outputs<T>(call, out);
+  if (norm_kind == NormKind::Batch) {
+    py::array_t<T> stats = new_array<T>({4, call.cell.gates() * call.dims.H});
+    out.batch_stats = stats.mutable_data();
+    handle->batch_statistics = stats;
+  }
   const bool store = training && keep_reserve;
   std::unique_ptr<Reserve> reserve;
   without_gil([&] { reserve = handle->backend->forward(call, out, store); });
@@ -219,6 +270,20 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
     g.dpeepholes = a.mutable_data();
     dpeepholes = a;
   }
+  py::dict norm_grads;
+  if (call.in.norm.kind != NormKind::None) {
+    auto add = [&](const char* name, int64_t n, void*& view) {
+      py::array_t<T> a = new_array<T>({n});
+      view = a.mutable_data();
+      norm_grads[name] = a;
+    };
+    add("gamma_x", GH, g.dgamma_x);
+    add("gamma_h", GH, g.dgamma_h);
+    if (call.in.norm.gamma_c) {
+      add("gamma_c", d.H, g.dgamma_c);
+      add("beta_c", d.H, g.dbeta_c);
+    }
+  }
   // a checkpoint handle reruns its forward into throw-away outputs (y, hT, cT) to rebuild the
   // reserve
   std::vector<T> scratch;
@@ -230,6 +295,8 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
     std::unique_ptr<Reserve> rebuilt = handle.backend->forward(call, out, true);
     handle.backend->backward(call, *rebuilt, g);
   });
+  if (call.in.norm.kind != NormKind::None)
+    return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeepholes, norm_grads);
   return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeepholes);
 }
 
@@ -260,6 +327,10 @@ void recurrent_init(py::module_& m) {
       .def_property_readonly("backend", [](const ForwardHandle& h) {
         return std::string(h.backend->name());
       })
+      .def_property_readonly("batch_statistics", [](const ForwardHandle& h) {
+        return h.batch_statistics;
+      }, "A batch-normalised forward's (4, G*H) mean and unbiased variance of x @ Wx, then of "
+         "h @ Wh, averaged over the steps with a valid row; None otherwise")
       .def("__reduce__", [](const ForwardHandle&) -> py::object {
         throw py::type_error("a ForwardHandle holds a backend's buffers and cannot be pickled or "
                              "copied; run the forward again");
@@ -289,25 +360,29 @@ void recurrent_init(py::module_& m) {
            const py::array& Wx, const py::array& Wh, const py::object& b, const py::object& bh,
            const py::object& lengths, bool reverse, const py::object& recurrent_mask,
            bool linear_before_reset, const std::vector<int>& gate_block, bool training,
-           bool keep_reserve, const py::object& Wr, const py::object& peepholes) {
+           bool keep_reserve, const py::object& Wr, const py::object& peepholes,
+           const py::object& norm) {
           CellSpec spec = make_spec(cell, linear_before_reset, gate_block, !peepholes.is_none());
           if (has_dtype<float>(x))
             return forward_impl<float>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                       recurrent_mask, Wr, peepholes, training, keep_reserve);
+                                       recurrent_mask, Wr, peepholes, norm, training, keep_reserve);
           if (has_dtype<double>(x))
             return forward_impl<double>(spec, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
-                                        recurrent_mask, Wr, peepholes, training, keep_reserve);
+                                        recurrent_mask, Wr, peepholes, norm, training, keep_reserve);
           throw py::type_error("x must be float32 or float64");
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("Wx"), py::arg("Wh"),
         py::arg("b"), py::arg("bh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("recurrent_mask"), py::arg("linear_before_reset"), py::arg("gate_block"),
         py::arg("training"), py::arg("keep_reserve") = true, py::arg("Wr") = py::none(),
-        py::arg("peepholes") = py::none(),
+        py::arg("peepholes") = py::none(), py::arg("norm") = py::none(),
         "One layer, one direction. Returns (y, hT, cT or None, handle or None); the handle "
         "(training only) is backward's input. keep_reserve=False keeps the inputs only and "
         "backward recomputes the forward (checkpointing). Wr (H, P): output projection, "
-        "h and y are then P wide and Wh is (P, G*H); peepholes (3, H): p_i, p_f, p_o (LSTM).");
+        "h and y are then P wide and Wh is (P, G*H); peepholes (3, H): p_i, p_f, p_o (LSTM). "
+        "norm: None, or {'kind': 'layer' | 'batch', 'gamma_x': (G*H,), 'gamma_h': (G*H,)[, "
+        "'gamma_c': (H,), 'beta_c': (H,)]} to normalise x @ Wx and h @ Wh (and an LSTM's "
+        "cell state) inside the recurrence; training mode with the reserve only.");
 
   m.def("backward",
         [](const ForwardHandle& handle, const py::object& dy, const py::object& dhT,
@@ -318,7 +393,8 @@ void recurrent_init(py::module_& m) {
         py::arg("handle"), py::arg("dy"), py::arg("dhT"), py::arg("dcT"),
         "BPTT of one layer, one direction, over a training forward's handle. "
         "Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, "
-        "dpeepholes or None).");
+        "dpeepholes or None), and for a normalised forward a 10th item: the gains' gradients "
+        "by the names of forward's norm dict.");
 }
 
 }  // namespace rnnkit::bindings

@@ -172,19 +172,23 @@ class Cell:
 
     def run_backward(self, dy, dhT, dcT, cache, *, reference=False, checked=False):
         """The matching backward: (dx, dh0, dc0 or None, grads), grads a dict from parameter
-        name (Wx, Wh, b, bh, and Wr, peepholes where the forward had them) to its gradient.
+        name (Wx, Wh, b, bh, and Wr, peepholes where the forward had them; with checked=True
+        after a normalised forward also gamma_x, gamma_h, gamma_c, beta_c) to its gradient.
         checked=True: the gradients are checked and C-contiguous and ``cache`` came from a
         checked forward (no rnnkit.functional checks)."""
         if checked and not reference:
             from .functional import layer_backward
 
             dx, dh0, dc0, *rest = layer_backward(cache, dy, dhT, dcT)
+            norm_grads = rest.pop() if isinstance(rest[-1], dict) else {}
         else:
+            norm_grads = {}
             backward = self.reference_backward if reference else self.backward
             dx, dh0, *rest = backward(dy, *self._states(dhT, dcT), cache)
             dc0 = rest.pop(0) if self.has_cell_state else None
         names = ("Wx", "Wh", "b", "bh", *self.parameter_options.values())
-        return dx, dh0, dc0, {k: g for k, g in zip(names, rest) if g is not None}
+        grads = {k: g for k, g in zip(names, rest) if g is not None}
+        return dx, dh0, dc0, {**grads, **norm_grads}
 
     def _states(self, h, c) -> tuple:
         return (h, c) if self.has_cell_state else (h,)

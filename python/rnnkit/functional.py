@@ -203,7 +203,7 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
 
 
 def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, block,
-                 inference, recurrent_mask, segment=None, Wr=None, peepholes=None):
+                 inference, recurrent_mask, segment=None, Wr=None, peepholes=None, norm=None):
     """The core's forward on arguments already checked (by _forward, or by an rnnkit.nn layer
     through layer_forward): C-contiguous arrays of one dtype and the right shapes, lengths an
     int64 array or None. The core's own guards still run."""
@@ -221,7 +221,7 @@ def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before
                                   Wr, peepholes)
     y, hT, cT, handle = _core.forward(
         cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
-        bool(linear_before_reset), block, not inference, Wr=Wr, peepholes=peepholes,
+        bool(linear_before_reset), block, not inference, Wr=Wr, peepholes=peepholes, norm=norm,
     )
     cache = None if inference else RecurrentCache(cell, (handle,), ((0, T),))
     return y, hT, cT, cache
@@ -262,18 +262,20 @@ def _check_fits_in_memory(nbytes: int, call: str) -> None:
 
 def layer_forward(cell, x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
                   recurrent_mask=None, linear_before_reset=True, Wr=None, peepholes=None,
-                  inference=False):
+                  inference=False, norm=None):
     """Internal entry of the rnnkit.nn layers, which check their inputs once at their own
     boundary (with messages in the caller's layout) and own their parameters: the kernels of
     the core cell ``cell`` without this module's argument checks. Arguments as ``_run_kernels``
-    needs them; returns (y, hT, cT or None, cache)."""
+    needs them; ``norm`` the core's normalisation dict (see ``_core.forward``); returns (y,
+    hT, cT or None, cache)."""
     return _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset,
-                        [], inference, recurrent_mask, None, Wr, peepholes)
+                        [], inference, recurrent_mask, None, Wr, peepholes, norm)
 
 
 def layer_backward(cache, dy, dhT, dcT):
     """Backward of a ``layer_forward`` cache on checked, C-contiguous gradients: (dx, dh0, dc0
-    or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None)."""
+    or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None), and with ``norm`` a
+    dict of the gains' gradients."""
     return cache.backward(dy, dhT, dcT)
 
 

@@ -26,6 +26,22 @@ struct Dims {
   int64_t state_size() const { return P > 0 ? P : H; }
 };
 
+// Normalisation inside the recurrence (docs/design.md "Normalised recurrences"): the
+// products x_t @ Wx and h_{t-1} @ Wh are each normalised and scaled by a gain before the
+// biases are added. Layer: each row over its G*H features; batch: each feature over the
+// batch rows at the same step (the training-mode statistics; an inference-mode batch norm is
+// an affine map the caller folds into the weights). eps = 1e-5, biased variance.
+enum class NormKind { None, Layer, Batch };
+
+struct NormViews {
+  NormKind kind = NormKind::None;
+  const void* gamma_x = nullptr;  // [G*H] gain of the normalised x_t @ Wx
+  const void* gamma_h = nullptr;  // [G*H] gain of the normalised h_{t-1} @ Wh
+  // [H] optional, layer norm of a cell state only: h_t = o * tanh(LN(c_t) * gamma_c + beta_c)
+  const void* gamma_c = nullptr;
+  const void* beta_c = nullptr;
+};
+
 // Views of a call's input arrays, elements of the call's dtype (lengths: int64). The backend
 // only reads them; optional ones may be null (zeros / absent). Callers check shapes.
 struct InputViews {
@@ -47,6 +63,7 @@ struct InputViews {
   // [B, S] optional: multiplies h_{t-1} where it enters the recurrent product (variational
   // recurrent dropout). A GRU's direct path z * h_{t-1} and the carried state are not masked.
   const void* recurrent_mask = nullptr;
+  NormViews norm;
 };
 
 // Everything a backend needs to know about one call.
@@ -67,6 +84,10 @@ struct OutputViews {
   void* y = nullptr;   // [T, B, S] outputs; zero past each sequence's length
   void* hT = nullptr;  // [B, S] state after each sequence's own last step
   void* cT = nullptr;  // [B, H] cells with a cell state
+  // [4, G*H] optional, batch norm only: the mean and unbiased variance of x_t @ Wx, then of
+  // h_{t-1} @ Wh, averaged over the steps with at least one valid row (what a caller's
+  // running statistics are updated from)
+  void* batch_stats = nullptr;
 };
 
 // Backward's gradients in and out. All results are assigned (=), never accumulated; dbh may
@@ -85,6 +106,10 @@ struct GradViews {
   void* dbh = nullptr;        // [G*H]
   void* dWr = nullptr;        // [H, P]
   void* dpeepholes = nullptr; // [3, H]
+  void* dgamma_x = nullptr;   // [G*H] with normalisation
+  void* dgamma_h = nullptr;   // [G*H]
+  void* dgamma_c = nullptr;   // [H] with a normalised cell state
+  void* dbeta_c = nullptr;    // [H]
 };
 
 // What a training-mode forward keeps for backward. Opaque: only the backend that made it

@@ -25,13 +25,19 @@ LayerInputs<T> typed_inputs(const CallDesc& call) {
   in.lengths = v.lengths;
   in.reverse = call.reverse;
   in.recurrent_mask = static_cast<const T*>(v.recurrent_mask);
+  in.norm.kind = v.norm.kind;
+  in.norm.gamma_x = static_cast<const T*>(v.norm.gamma_x);
+  in.norm.gamma_h = static_cast<const T*>(v.norm.gamma_h);
+  in.norm.gamma_c = static_cast<const T*>(v.norm.gamma_c);
+  in.norm.beta_c = static_cast<const T*>(v.norm.beta_c);
   return in;
 }
 
 template <typename T>
 std::unique_ptr<Reserve> typed_forward(const CallDesc& call, const OutputViews& o, bool training) {
   LayerOutputs<T> out{static_cast<T*>(o.y), static_cast<T*>(o.hT),
-                      call.cell.has_cell_state() ? static_cast<T*>(o.cT) : nullptr};
+                      call.cell.has_cell_state() ? static_cast<T*>(o.cT) : nullptr,
+                      static_cast<T*>(o.batch_stats)};
   std::unique_ptr<CpuReserve<T>> reserve = training ? std::make_unique<CpuReserve<T>>() : nullptr;
   forward<T>(call.cell, call.dims, typed_inputs<T>(call), out, reserve.get());
   return reserve;
@@ -62,6 +68,10 @@ void typed_backward(const CallDesc& call, const Reserve& any, const GradViews& v
   g.dbh = static_cast<T*>(v.dbh);
   g.dWr = d.P > 0 ? static_cast<T*>(v.dWr) : nullptr;
   g.dpeepholes = call.cell.peepholes ? static_cast<T*>(v.dpeepholes) : nullptr;
+  g.dgamma_x = static_cast<T*>(v.dgamma_x);
+  g.dgamma_h = static_cast<T*>(v.dgamma_h);
+  g.dgamma_c = static_cast<T*>(v.dgamma_c);
+  g.dbeta_c = static_cast<T*>(v.dbeta_c);
   backward<T>(call.cell, d, typed_inputs<T>(call), *reserve, g);
 }
 

@@ -21,6 +21,7 @@
 #include <stdexcept>
 
 #include "cpu/cells/registry.h"
+#include "cpu/normalization.h"
 #include "cpu/recurrent.h"
 #include "input_side.h"
 #include "cpu/simd/kernels.h"
@@ -28,7 +29,12 @@
 
 namespace rnnkit {
 namespace {
+using cpu::add_column_products;
 using cpu::BackwardRow;
+using cpu::batch_norm_backward;
+using cpu::batch_norm_forward;
+using cpu::layer_norm_backward;
+using cpu::layer_norm_forward;
 using cpu::BlockRange;
 using cpu::ForwardTile;
 using cpu::with_cell_policy;
@@ -199,6 +205,40 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
   parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
 
+// The normalisation of the input projection xw ([T*B, G*H], biases not yet added), in place:
+// a layer norm over every position row, a batch norm per step over its active rows. Keeps
+// the normalised rows and rstd in the reserve; a batch norm adds its steps' statistics to
+// stats[0, 2*G*H).
+template <typename T>
+void normalize_inputs(const LayerNorm<T>& norm, const StepMap& steps, int64_t B, int64_t GH,
+                      T* xw, CpuReserve<T>* reserve, T* stats) {
+  const int64_t Tn = steps.T;
+  if (norm.kind == NormKind::Layer) {
+    parallel_rows(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* hat = reserve ? reserve->norm_x.data() + r * GH : nullptr;
+        const T rstd = layer_norm_forward(xw + r * GH, norm.gamma_x, static_cast<const T*>(nullptr), GH, hat);
+        if (reserve) reserve->rstd_x[size_t(r)] = rstd;
+      }
+    });
+    return;
+  }
+  std::vector<T> mean(2 * GH);
+  std::vector<T*> rows, hats;
+  for (int64_t s = 0; s < Tn; ++s) {
+    rows.clear();
+    hats.clear();
+    for (int64_t b = 0; b < B; ++b) {
+      if (!steps.active(s, b)) continue;
+      const int64_t row = steps.position(s, b) * B + b;
+      rows.push_back(xw + row * GH);
+      if (reserve) hats.push_back(reserve->norm_x.data() + row * GH);
+    }
+    T* rstd = reserve ? reserve->rstd_x.data() + s * GH : mean.data() + GH;
+    batch_norm_forward(rows, norm.gamma_x, GH, hats, rstd, mean.data(), stats);
+  }
+}
+
 // The forward time loop of policy P for batch rows [b0, b1). Per step, per stage of P and per
 // tile of span hidden units: the packed recurrent products of the stage's gate blocks for all
 // rows, then P's pointwise math on that tile while it is still in cache. New states go to y
@@ -235,6 +275,36 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   }
   std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
 
+  // Normalisation of the recurrent products hw of step s, in place, before the biases (which
+  // the pointwise kernels add with ax); keeps what backward needs in the reserve.
+  const LayerNorm<T>& norm = in.norm;
+  T* norm_mean = norm.kind == NormKind::Batch ? scratch.take(2 * GH) : nullptr;
+  T* cell_scratch = norm.cell() ? scratch.take(H) : nullptr;
+  T* chat_scratch = norm.cell() && !reserve ? scratch.take(H) : nullptr;
+  std::vector<T*> step_rows, step_hats;
+  auto normalize_products = [&](int64_t s, const std::vector<int64_t>& rows) {
+    if (norm.kind == NormKind::Layer) {
+      for (int64_t i = 0; i < M; ++i) {
+        if (rows[i] < 0) continue;
+        T* hat = reserve ? reserve->norm_h.data() + rows[i] * GH : nullptr;
+        const T rstd = layer_norm_forward(hw + i * GH, norm.gamma_h, static_cast<const T*>(nullptr), GH, hat);
+        if (reserve) reserve->rstd_h[size_t(rows[i])] = rstd;
+      }
+      return;
+    }
+    // batch: over the rows active at this step (this thread has every row: forward_with)
+    step_rows.clear();
+    step_hats.clear();
+    for (int64_t i = 0; i < M; ++i) {
+      if (rows[i] < 0) continue;
+      step_rows.push_back(hw + i * GH);
+      if (reserve) step_hats.push_back(reserve->norm_h.data() + rows[i] * GH);
+    }
+    T* rstd = reserve ? reserve->rstd_h.data() + s * GH : norm_mean + GH;
+    batch_norm_forward(step_rows, norm.gamma_h, GH, step_hats, rstd, norm_mean,
+                       out.batch_stats ? out.batch_stats + 2 * GH : nullptr);
+  };
+
   for (int64_t s = 0; s < Tn; ++s) {
     for (int64_t i = 0; i < M; ++i)
       rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
@@ -244,18 +314,22 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     for (int stage = 0; stage < P::kStages; ++stage) {
       const T* A = stage == 0 ? hr : stage_out;
       const BlockRange blocks = stage_blocks[stage];
-      for (int64_t t = 0; t < tiles; ++t) {
+      // hw[:, block g, tile t] = A @ (Wh's block g, tile t)
+      auto products = [&](int64_t t) {
         const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
-        // hw[:, block g, tile t] = A @ (Wh's block g, tile t)
         for (int64_t g = blocks.first; g < blocks.first + blocks.count; ++g)
           K.packed_gemm(A, S, M, S, packed[g] + t * S * span, nv, hw + g * H + j0, GH, false);
+      };
+      auto pointwise = [&](int64_t t) {
+        const int64_t j0 = t * span, nv = std::min<int64_t>(span, H - j0);
         for (int64_t i = 0; i < M; ++i) {
           if (rows[i] < 0) continue;
           const int64_t row = rows[i];
           ForwardTile<T> tile;
           tile.ax = xw + row * GH + j0;
           tile.ah = hw + i * GH + j0;
-          tile.gates = reserve ? tile.ax : nullptr;
+          // a normalised cell state's output reads o after the tiles: keep the gates
+          tile.gates = reserve || norm.cell() ? tile.ax : nullptr;
           // h_prev and h_in are H wide here: only cells that cannot be projected read them
           tile.h_prev = h + i * S + j0;
           tile.h_in = hr + i * S + j0;
@@ -273,7 +347,32 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
           tile.gs = H;
           P::forward_tile(K, stage, tile);
         }
+      };
+      if (!norm.on()) {
+        // each tile's pointwise math right after its products, while they are in cache
+        for (int64_t t = 0; t < tiles; ++t) {
+          products(t);
+          pointwise(t);
+        }
+      } else {
+        // the normalisation reads whole rows of products (one stage: checked by forward)
+        for (int64_t t = 0; t < tiles; ++t) products(t);
+        normalize_products(s, rows);
+        for (int64_t t = 0; t < tiles; ++t) pointwise(t);
       }
+    }
+    if constexpr (P::kNormalizableCell) {
+      if (norm.cell())  // h_t = o * tanh(LN(c_t) * gamma_c + beta_c), over whole rows
+        for (int64_t i = 0; i < M; ++i) {
+          if (rows[i] < 0) continue;
+          const int64_t row = rows[i];
+          const T* c_row = reserve ? reserve->cells.data() + row * H : c_next + i * H;
+          T* chat = reserve ? reserve->norm_c.data() + row * H : chat_scratch;
+          const T rstd = P::normalized_output(K, xw + row * GH, c_row, spec.gate_block,
+                                              norm.gamma_c, norm.beta_c, chat,
+                                              out.y + row * S, cell_scratch, H);
+          if (reserve) reserve->rstd_c[size_t(row)] = rstd;
+        }
     }
 
     if (projected) {
@@ -332,6 +431,14 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     reserve->cells.assign(P::kCellState ? Tn * B * H : 0, T(0));
     reserve->extra.assign(P::kExtra ? Tn * B * H : 0, T(0));
     reserve->unprojected.assign(dims.P > 0 ? Tn * B * H : 0, T(0));
+    const bool layer = in.norm.kind == NormKind::Layer;
+    const int64_t norm_rows = in.norm.on() ? Tn * B : 0, rstd_size = layer ? Tn * B : Tn * GH;
+    reserve->norm_x.assign(norm_rows * GH, T(0));
+    reserve->norm_h.assign(norm_rows * GH, T(0));
+    reserve->rstd_x.assign(in.norm.on() ? rstd_size : 0, T(0));
+    reserve->rstd_h.assign(in.norm.on() ? rstd_size : 0, T(0));
+    reserve->norm_c.assign(in.norm.cell() ? Tn * B * H : 0, T(0));
+    reserve->rstd_c.assign(in.norm.cell() ? Tn * B : 0, T(0));
   }
   T* xw = keeps_gates ? reserve->gates.data() : scratch.take(Tn * B * GH);
   // Both biases add to the pre-activation, except the block of bh the cell's kernel applies
@@ -353,22 +460,68 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   T* packed_Wr = dims.P > 0 ? scratch.take(packed_size(K, H, S)) : nullptr;
   if (packed_Wr) jobs.push_back([&] { pack_wide(K, in.Wr, S, false, H, 0, S, packed_Wr); });
   const int64_t parts = get_num_threads(), rows = Tn * B;
-  for (int64_t part = 0; part < parts; ++part)
-    jobs.push_back([&, part] {
-      for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
-        copy_n(xw + r * GH, bias.data(), GH);
-    });
+  const bool normalized = in.norm.on();
+  if (!normalized)  // the biases come first and the GEMM adds to them
+    for (int64_t part = 0; part < parts; ++part)
+      jobs.push_back([&, part] {
+        for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
+          copy_n(xw + r * GH, bias.data(), GH);
+      });
   parallel_jobs(Tn * B * H * GH, jobs);
-  gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, T(1), xw, GH);
+  gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, normalized ? T(0) : T(1), xw, GH);
+  if (normalized) {
+    if (out.batch_stats) std::fill(out.batch_stats, out.batch_stats + 4 * GH, T(0));
+    normalize_inputs(in.norm, steps, B, GH, xw, reserve, out.batch_stats);
+    for (int64_t r = 0; r < rows; ++r)  // the biases after the normalisation
+      for (int64_t k = 0; k < GH; ++k) xw[r * GH + k] += bias[size_t(k)];
+  }
 
   // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
   // row ranges run on separate threads with no synchronisation between steps
   if (!uniform) std::fill(out.y, out.y + Tn * B * S, T(0));
   const T* unfolded_bias = (unfolded >= 0 && in.bh) ? in.bh + unfolded * H : nullptr;
-  parallel_rows(B, Tn * B * H * GH, [&](int64_t b0, int64_t b1) {
+  // a batch norm's statistics of a step read every row of it: one thread has them all
+  const int64_t work = in.norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH;
+  parallel_rows(B, work, [&](int64_t b0, int64_t b1) {
     forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed, packed_Wr,
                     b0, b1);
   });
+  if (out.batch_stats) {  // sums over the steps with a valid row -> averages
+    int64_t steps_with_rows = 0;
+    for (int64_t b = 0; b < B; ++b) steps_with_rows = std::max(steps_with_rows, steps.length(b));
+    if (steps_with_rows > 0)
+      for (int64_t k = 0; k < 4 * GH; ++k) out.batch_stats[k] /= T(steps_with_rows);
+  }
+}
+
+// Backward of normalize_inputs: dXW ([T*B, G*H], the gradient w.r.t. the normalised and
+// scaled projection) in place becomes the one w.r.t. x @ Wx.
+template <typename T>
+void normalize_inputs_backward(const LayerNorm<T>& norm, const StepMap& steps, int64_t B,
+                               int64_t GH, const CpuReserve<T>& reserve, T* dXW) {
+  const int64_t Tn = steps.T;
+  if (norm.kind == NormKind::Layer) {
+    parallel_rows(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        layer_norm_backward(dXW + r * GH, norm.gamma_x, reserve.norm_x.data() + r * GH,
+                            reserve.rstd_x[size_t(r)], GH);
+    });
+    return;
+  }
+  std::vector<T> sums(2 * GH);
+  std::vector<T*> rows;
+  std::vector<const T*> hats;
+  for (int64_t s = 0; s < Tn; ++s) {
+    rows.clear();
+    hats.clear();
+    for (int64_t b = 0; b < B; ++b) {
+      if (!steps.active(s, b)) continue;
+      const int64_t row = steps.position(s, b) * B + b;
+      rows.push_back(dXW + row * GH);
+      hats.push_back(reserve.norm_x.data() + row * GH);
+    }
+    batch_norm_backward(rows, hats, norm.gamma_x, reserve.rstd_x.data() + s * GH, GH, sums.data());
+  }
 }
 
 // Gradients of the peephole weights, [3, H]: dp_i = sum da_i c_{t-1}, dp_f = sum da_f c_{t-1},
@@ -424,6 +577,11 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   T* h_prev_all = shared(rows * S);  // h_{t-1} of every position, for dWh
   // projected: the gradient reaching each h_t (from y_t and from step t+1), for dWr
   T* dh_all = projected ? shared(rows * S) : nullptr;
+  // normalised: the gradient w.r.t. the recurrent product before its normalisation (what Wh
+  // and h_{t-1} receive), and w.r.t. a normalised cell state's tanh input (for its gains)
+  const LayerNorm<T>& norm = in.norm;
+  T* dHW = norm.on() ? shared(rows * GH) : nullptr;
+  T* du_all = norm.cell() ? shared(rows * H) : nullptr;
   // Wh^T packed once per call in wide tiles (one broadcast of dA feeds several FMAs), one
   // packed matrix per stage (its gate blocks' columns); the packing runs as parallel jobs,
   // each a range of whole tiles.
@@ -463,6 +621,11 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     T* d_hr = local.take(M * S);
     T* dA_scratch = uniform ? nullptr : local.take(M * GH);
     T* d_stage = P::kStages > 1 ? local.take(M * H) : nullptr;
+    T* dHW_scratch = norm.on() && !uniform ? local.take(M * GH) : nullptr;
+    T* norm_sums = norm.kind == NormKind::Batch ? local.take(2 * GH) : nullptr;
+    T* cell_scratch = norm.cell() ? local.take(2 * H) : nullptr;
+    std::vector<T*> step_rows;
+    std::vector<const T*> step_hats;
     std::vector<T> hr_row(H);
     // C [M, S] (+)= dA columns [M, K] @ (the matching Wh columns)^T
     auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* packed_cols, T* C,
@@ -531,6 +694,15 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
         r.dh = projected ? dm + i * H : dh_total + i * S;
         r.da = dA_step + i * GH;
         r.dax = dax ? dax + row * H : nullptr;
+        if constexpr (P::kNormalizableCell) {
+          if (norm.cell()) {
+            P::normalized_backward_row(K, r, norm.gamma_c, norm.beta_c,
+                                       reserve.norm_c.data() + row * H,
+                                       reserve.rstd_c[size_t(row)], du_all + row * H,
+                                       cell_scratch);
+            continue;
+          }
+        }
         P::backward_row(K, r);
       }
 
@@ -555,8 +727,29 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           P::backward_stage(K, stage, r);
         }
       }
+      // normalised: back through the normalisation of the product (one stage: forward checked)
+      T* dprod = dA_step;
+      if (norm.on()) {
+        dprod = uniform ? dHW + (steps.uniform_position(s) * B + b0) * GH : dHW_scratch;
+        step_rows.clear();
+        step_hats.clear();
+        for (int64_t i = 0; i < M; ++i) {
+          const int64_t b = b0 + i;
+          if (!steps.active(s, b)) continue;
+          const int64_t row = steps.position(s, b) * B + b;
+          copy_n(dprod + i * GH, dA_step + i * GH, GH);
+          const T* hat = reserve.norm_h.data() + row * GH;
+          if (norm.kind == NormKind::Layer)
+            layer_norm_backward(dprod + i * GH, norm.gamma_h, hat, reserve.rstd_h[size_t(row)], GH);
+          step_rows.push_back(dprod + i * GH);
+          step_hats.push_back(hat);
+        }
+        if (norm.kind == NormKind::Batch)
+          batch_norm_backward(step_rows, step_hats, norm.gamma_h,
+                              reserve.rstd_h.data() + s * GH, GH, norm_sums);
+      }
       // stage 0's product input is h_{t-1} (masked); later stages already wrote into d_hr
-      transposed_product(dA_step + stage_blocks[0].first * H, stage_blocks[0].count * H,
+      transposed_product(dprod + stage_blocks[0].first * H, stage_blocks[0].count * H,
                          packed[0], d_hr, P::kStages > 1);
 
       for (int64_t i = 0; i < M; ++i) {
@@ -567,14 +760,17 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           dh[i * S + j] = (P::kDirectPath ? dh_direct[i * S + j] : T(0)) +
                           (mask ? mask[b * S + j] * d : d);
         }
-        if (!uniform)
+        if (!uniform) {
           copy_n(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH, GH);
+          if (dHW) copy_n(dHW + (steps.position(s, b) * B + b) * GH, dprod + i * GH, GH);
+        }
       }
     }
     if (g.dh0) copy_n(g.dh0 + b0 * S, dh, M * S);
     if (P::kCellState && g.dc0) copy_n(g.dc0 + b0 * H, dc, M * H);
   };
-  parallel_rows(B, Tn * B * H * GH, reverse_loop);
+  // a batch norm's step couples its rows: one thread has them all
+  parallel_rows(B, norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH, reverse_loop);
 
   // 3. weight, bias and input gradients as GEMMs over all T*B rows.
   // dWh, per stage: the stage's product input over all positions (stage 0: h_{t-1}, which Wh
@@ -587,22 +783,40 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     // stage 0 reads h_{t-1} (S wide); a later stage the reserve's extra (H wide, unprojected)
     const T* product_input = stage == 0 ? h_prev_all : reserve.extra.data();
     const int64_t K_dim = stage == 0 ? S : H;
-    gemm<T>(true, false, K_dim, width, rows, T(1), product_input, K_dim, dA + c0, GH, T(0),
-            g.dWh + c0, GH);
+    gemm<T>(true, false, K_dim, width, rows, T(1), product_input, K_dim,
+            (dHW ? dHW : dA) + c0, GH, T(0), g.dWh + c0, GH);
   }
   // dWr = sum over positions of m_t^T dh_t
   if (projected)
     gemm<T>(true, false, H, S, rows, T(1), reserve.unprojected.data(), H, dh_all, S, T(0), g.dWr, S);
   if (P::kPeepholes) peephole_gradients(spec, dims, in, reserve, steps, dA, g.dpeepholes);
   // dWx, dx, db from the input-side gradient of each column block (input_side.h)
-  const std::vector<GradColumns<T>> input_side = input_side_columns<T>(dA, dax, separate, H, GH);
+  std::vector<GradColumns<T>> input_side = input_side_columns<T>(dA, dax, separate, H, GH);
+  for (const GradColumns<T>& cols : input_side)
+    column_sums(cols.grad, rows, cols.width, cols.ld, g.db + cols.c0);
+  if (norm.on()) {
+    // b adds after the normalisation of x @ Wx: its rows need the whole input-side gradient
+    T* dXW = scratch.take(rows * GH);
+    for (const GradColumns<T>& cols : input_side)
+      for (int64_t r = 0; r < rows; ++r) copy_n(dXW + r * GH + cols.c0, cols.grad + r * cols.ld, cols.width);
+    std::fill(g.dgamma_x, g.dgamma_x + GH, T(0));
+    add_column_products(dXW, reserve.norm_x.data(), rows, GH, g.dgamma_x);
+    std::fill(g.dgamma_h, g.dgamma_h + GH, T(0));
+    add_column_products(dA, reserve.norm_h.data(), rows, GH, g.dgamma_h);
+    normalize_inputs_backward(norm, steps, B, GH, reserve, dXW);
+    input_side = {{dXW, GH, 0, GH}};
+  }
+  if (norm.cell()) {
+    std::fill(g.dgamma_c, g.dgamma_c + H, T(0));
+    add_column_products(du_all, reserve.norm_c.data(), rows, H, g.dgamma_c);
+    column_sums(du_all, rows, H, H, g.dbeta_c);
+  }
   for (size_t k = 0; k < input_side.size(); ++k) {
     const GradColumns<T>& cols = input_side[k];
     gemm<T>(true, false, I, cols.width, rows, T(1), in.x, I, cols.grad, cols.ld, T(0),
             g.dWx + cols.c0, GH);
     gemm<T>(false, true, rows, I, cols.width, T(1), cols.grad, cols.ld, in.Wx + cols.c0, GH,
             k == 0 ? T(0) : T(1), g.dx, I);
-    column_sums(cols.grad, rows, cols.width, cols.ld, g.db + cols.c0);
   }
   // dbh: every block of bh adds to the pre-activation whose gradient is dA
   if (g.dbh) {
@@ -623,6 +837,9 @@ void forward(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
       throw std::logic_error("the CPU policy of this cell disagrees with the cell table");
     if ((dims.P > 0 && !P::kProjectable) || (P::kPeepholes && !in.peepholes))
       throw std::logic_error("projection or peepholes requested from a cell without them");
+    if (in.norm.on() && (P::kStages != 1 || dims.P > 0 || P::kPeepholes ||
+                         (in.norm.cell() && !P::kNormalizableCell)))
+      throw std::logic_error("normalisation requested from a cell variant without it");
     if (dims.state_size() == 0 || dims.B == 0) {
       // No state (H = 0, no projection) or no batch rows: every output is empty and there is
       // nothing to compute. The loops would still visit every step, or T*B positions, and an

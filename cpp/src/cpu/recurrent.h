@@ -14,6 +14,18 @@
 
 namespace rnnkit {
 
+// Normalisation inside the recurrence (rnnkit/backend.h NormViews), typed.
+template <typename T>
+struct LayerNorm {
+  NormKind kind = NormKind::None;
+  const T* gamma_x = nullptr;  // [G*H]
+  const T* gamma_h = nullptr;  // [G*H]
+  const T* gamma_c = nullptr;  // [H] optional (layer norm of a cell state)
+  const T* beta_c = nullptr;   // [H]
+  bool on() const { return kind != NormKind::None; }
+  bool cell() const { return gamma_c != nullptr; }
+};
+
 // Inputs of one layer, one direction. Optional pointers may be null (zeros / absent).
 template <typename T>
 struct LayerInputs {
@@ -32,6 +44,7 @@ struct LayerInputs {
   // recurrent dropout: one mask per sequence, the same at every step). The direct path of a
   // GRU (z * h_{t-1}) and the carried state are not masked.
   const T* recurrent_mask = nullptr;
+  LayerNorm<T> norm;
 };
 
 template <typename T>
@@ -39,6 +52,7 @@ struct LayerOutputs {
   T* y = nullptr;   // [T, B, S] outputs; zero past each sequence's length
   T* hT = nullptr;  // [B, S] state after each sequence's own last step
   T* cT = nullptr;  // [B, H] LSTM only
+  T* batch_stats = nullptr;  // [4, G*H] optional, batch norm (OutputViews::batch_stats)
 };
 
 // What backward needs, filled by a training-mode forward. Buffers are indexed by time
@@ -52,9 +66,16 @@ struct CpuReserve final : Reserve {
   std::vector<T> cells;   // [T, B, H] LSTM c_t
   std::vector<T> extra;   // [T, B, H] GRU: h@Wh_n + bh_n (reset after) or r*h_prev (reset before)
   std::vector<T> unprojected;  // [T, B, H] the cell's output before the projection (P > 0)
+  // Normalisation (LayerNorm): the normalised products before their gains, x_t @ Wx and
+  // h_{t-1} @ Wh ([T, B, G*H]) and the cell state ([T, B, H]), and the reciprocal standard
+  // deviations they were divided by: per position row ([T, B]) for a layer norm, per step and
+  // feature ([T, G*H]) for a batch norm.
+  std::vector<T> norm_x, norm_h, norm_c;
+  std::vector<T> rstd_x, rstd_h, rstd_c;
   size_t nbytes() const override {
-    return (gates.size() + states.size() + cells.size() + extra.size() + unprojected.size()) *
-           sizeof(T);
+    return (gates.size() + states.size() + cells.size() + extra.size() + unprojected.size() +
+            norm_x.size() + norm_h.size() + norm_c.size() + rstd_x.size() + rstd_h.size() +
+            rstd_c.size()) * sizeof(T);
   }
 };
 
@@ -73,6 +94,10 @@ struct LayerGrads {
   T* dbh = nullptr;  // [G*H]
   T* dWr = nullptr;         // [H, P] with a projection
   T* dpeepholes = nullptr;  // [3, H] with peepholes
+  T* dgamma_x = nullptr;    // [G*H] with normalisation
+  T* dgamma_h = nullptr;    // [G*H]
+  T* dgamma_c = nullptr;    // [H] with a normalised cell state
+  T* dbeta_c = nullptr;     // [H]
 };
 
 // Forward pass. reserve == nullptr runs in inference mode and stores nothing for backward.

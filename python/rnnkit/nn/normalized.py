@@ -1,10 +1,14 @@
 """Recurrences with normalisation inside the loop (``norm="layer"`` / ``norm="batch"``).
 
-The fused C++ kernels do not support these yet, so this is a plain per-time-step NumPy
-recurrence (the *slower path*: one Python iteration per step), written for clarity and checked
-against finite differences. It keeps the fused kernels' semantics: time-major (T, B, I),
-``lengths`` (padded steps output 0 and carry the state), ``reverse``, ``recurrent_mask``
-(multiplies h_{t-1} where it enters h_{t-1} @ Wh; the GRU's z * h_{t-1} path is unmasked).
+The rnnkit.nn layers run them in the fused C++ kernels (``_core.forward(..., norm=...)``); an
+inference-mode batch norm is an affine map of each product, folded into the weights here
+(``fold_batch_norm``) so it runs as the plain kernels. This module also keeps the plain
+per-time-step NumPy recurrence (``normalized_forward``/``normalized_backward``), written for
+clarity and checked against finite differences: the reference the kernels are tested against.
+It keeps the fused kernels' semantics: time-major (T, B, I), ``lengths`` (padded steps output 0
+and carry the state), ``reverse`` (each sequence from its own last valid position),
+``recurrent_mask`` (multiplies h_{t-1} where it enters h_{t-1} @ Wh; the GRU's z * h_{t-1}
+path is unmasked).
 
 What is computed at each step (N_x, N_h are the normalisations below, gains ``gamma_x`` and
 ``gamma_h`` of shape (G*H,); the biases b, bh act as the shifts):
@@ -21,7 +25,8 @@ What is computed at each step (N_x, N_h are the normalisations below, gains ``ga
 - ``batch`` (recurrent batch normalisation, Cooijmans et al. 2016): in training N normalises
   each feature over the batch with the statistics of *that time step* (over the valid rows only
   when lengths are given; a step with no valid row outputs 0), separately for x @ Wx and for
-  h @ Wh. Running statistics (one mean/variance per feature, shared by all time steps, updated
+  h @ Wh. Step s of a sequence is its position s, or with ``reverse`` its position
+  length - 1 - s, so padded reversed sequences are grouped by how far they have run. Running statistics (one mean/variance per feature, shared by all time steps, updated
   after each training forward with momentum 0.1 from the average over steps of the per-step
   mean and unbiased variance) are used at inference. Differences from the paper: the cell
   state is not batch-normalised and the running statistics are not kept per time step (so any
@@ -145,6 +150,8 @@ def normalized_forward(cell, x, h0, c0, P, norm, lengths, reverse, rmask, traini
     buffers: running_mean_x/var_x/mean_h/var_h (batch norm; updated in place in training).
     Returns (y, hT, cT or None, cache)."""
     T, B, I = x.shape
+    if reverse:  # each sequence flipped within its length: step s is then position s
+        x = _flip_sequences(x, lengths)
     Wx, Wh = P["Wx"], P["Wh"]
     H = Wh.shape[0]
     dt = x.dtype
@@ -167,9 +174,8 @@ def normalized_forward(cell, x, h0, c0, P, norm, lengths, reverse, rmask, traini
     if cell_type.has_cell_state:
         c = np.zeros((B, H), dt) if c0 is None else c0.copy()
     y = np.zeros((T, B, H), dt)
-    steps = range(T - 1, -1, -1) if reverse else range(T)
     store = {}
-    for t in steps:
+    for t in range(T):
         v = V[t]
         hm = h if rmask is None else h * rmask
         AHn, cache_h = nh.forward(hm @ Wh, v)
@@ -185,7 +191,10 @@ def normalized_forward(cell, x, h0, c0, P, norm, lengths, reverse, rmask, traini
     nx.update_running()
     nh.update_running()
     cache = dict(cell=cell, ctx=ctx, x=x, P=P, V=V, rmask=rmask, reverse=reverse, norm=norm, nx=nx, nh=nh,
-                 cache_x=cache_x, store=store, has_h0=h0 is not None, has_c0=c0 is not None, bn=bn)
+                 cache_x=cache_x, store=store, has_h0=h0 is not None, has_c0=c0 is not None, bn=bn,
+                 lengths=lengths)
+    if reverse:
+        y = _flip_sequences(y, lengths)
     return y, h, c, cache
 
 
@@ -193,6 +202,8 @@ def normalized_backward(cache, dy, dhT, dcT):
     """Returns (dx, dh0, dc0, grads) with grads a dict of parameter gradients (same keys as P)."""
     cell, x, P, V = cache["cell"], cache["x"], cache["P"], cache["V"]
     T, B, I = x.shape
+    if cache["reverse"] and dy is not None:
+        dy = _flip_sequences(dy, cache["lengths"])
     Wx, Wh = P["Wx"], P["Wh"]
     H = Wh.shape[0]
     dt = x.dtype
@@ -205,8 +216,7 @@ def normalized_backward(cache, dy, dhT, dcT):
     dc = None
     if cell_type.has_cell_state:
         dc = np.zeros((B, H), dt) if dcT is None else dcT.copy()
-    steps = range(T) if cache["reverse"] else range(T - 1, -1, -1)
-    for t in steps:
+    for t in range(T - 1, -1, -1):
         v, s = V[t], store[t]
         dhn = v * (dh if dy is None else dh + dy[t])
         dax, dah, dh_direct, dc = step_backward(dhn, dc, v, s, cache["ctx"], grads)
@@ -224,7 +234,67 @@ def normalized_backward(cache, dy, dhT, dcT):
     dXW2 = dXW.reshape(T * B, -1)
     grads["Wx"] += x.reshape(T * B, I).T @ dXW2
     dx = (dXW2 @ Wx.T).reshape(T, B, I)
+    if cache["reverse"]:
+        dx = _flip_sequences(dx, cache["lengths"])
     return dx, dh, dc, grads
+
+
+def _flip_sequences(a, lengths):
+    """a (T, B, F) with each row's first lengths[b] positions in reverse order (all T when
+    lengths is None); the padding stays where it is."""
+    T, B = a.shape[:2]
+    t = np.arange(T)[:, None]
+    n = np.full(B, T) if lengths is None else np.asarray(lengths)
+    source = np.where(t < n[None, :], n[None, :] - 1 - t, t)
+    return a[source, np.arange(B)[None, :]]
+
+
+# ------------------------------------------------- the layers' side of the fused kernels
+def core_norm(kind, gamma_x, gamma_h, gamma_c=None, beta_c=None):
+    """The normalisation dict ``_core.forward`` takes."""
+    norm = {"kind": kind, "gamma_x": gamma_x, "gamma_h": gamma_h}
+    if gamma_c is not None:
+        norm.update(gamma_c=gamma_c, beta_c=beta_c)
+    return norm
+
+
+def update_running_statistics(buffers, batch_statistics):
+    """Moves the running statistics (momentum MOMENTUM) towards a batch-normalised training
+    forward's ``handle.batch_statistics``: (4, G*H) mean and unbiased variance of x @ Wx, then
+    of h @ Wh, averaged over the steps with a valid row."""
+    m = MOMENTUM
+    for k, site in enumerate("xh"):
+        for j, stat in enumerate(("mean", "var")):
+            buf = buffers[f"running_{stat}_{site}"]
+            buf *= 1 - m
+            buf += m * batch_statistics[2 * k + j]
+
+
+def fold_batch_norm(params, gamma_x, gamma_h, buffers):
+    """An inference-mode batch norm is affine: N(a) = a * s + t with s = gamma / sqrt(var +
+    EPS), t = -mean * s. Returns the plain kernels' parameters computing the same layer (Wx * s_x,
+    b + t_x, Wh * s_h, bh + t_h) and what ``unfold_batch_norm_gradients`` needs."""
+    folded, fold = dict(params), {}
+    for site, w, bias, gamma in (("x", "Wx", "b", gamma_x), ("h", "Wh", "bh", gamma_h)):
+        mean = buffers[f"running_mean_{site}"]
+        rstd = 1.0 / np.sqrt(buffers[f"running_var_{site}"] + EPS)
+        scale = (rstd * gamma).astype(params[w].dtype)
+        folded[w] = params[w] * scale
+        folded[bias] = params[bias] - mean * scale
+        fold[site] = (params[w], mean, rstd)
+    return folded, fold
+
+
+def unfold_batch_norm_gradients(grads, fold, gamma_x, gamma_h):
+    """The gradients of the folded parameters as gradients of the layer's own (Wx, Wh, b, bh,
+    gamma_x, gamma_h); the others pass through."""
+    out = dict(grads)
+    for site, w, bias, gamma in (("x", "Wx", "b", gamma_x), ("h", "Wh", "bh", gamma_h)):
+        weight, mean, rstd = fold[site]
+        dfolded = grads[w]
+        out[w] = dfolded * (rstd * gamma)
+        out[f"gamma_{site}"] = rstd * ((dfolded * weight).sum(axis=0) - mean * grads[bias])
+    return out
 
 
 # ----------------------------------------------------------------------------- cell steps

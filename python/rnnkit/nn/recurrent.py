@@ -14,10 +14,10 @@ Initialisation: each cell's ``init_params`` (rnnkit.cells; Keras-style: Wx Gloro
 Wh orthogonal blocks, biases zero but the LSTM forget gate's b at 1). Normalisation gains
 start at 1 (layer norm) or 0.1 (batch norm, Cooijmans et al.), shifts at 0.
 
-Without ``norm`` every direction of every layer is one call of the fused C++ kernels of
-``rnnkit.functional`` (forward and backward, recurrent dropout included: the mask is an
-argument of the kernel, so it stays on the fast path). ``norm="layer"``/``"batch"`` use the
-per-time-step NumPy recurrence of ``rnnkit.nn.normalized`` (the slower path).
+Every direction of every layer is one call of the fused C++ kernels of ``rnnkit.functional``
+(forward and backward, recurrent dropout included: the mask is an argument of the kernel).
+With ``norm="layer"``/``"batch"`` the kernels normalise inside the recurrence; an
+inference-mode batch norm is folded into the weights (``rnnkit.nn.normalized``).
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from .._checks import layout_note, lengths_array, shape_str
 from .heads import last_step, last_step_backward
 from .layers import valid_mask
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
-from .normalized import normalized_backward, normalized_forward
+from .normalized import (core_norm, fold_batch_norm, unfold_batch_norm_gradients,
+                         update_running_statistics)
 
 __all__ = ["RNN", "LSTM", "GRU", "recurrent_layer"]
 
@@ -88,12 +89,11 @@ class _Direction(Module):
         """This direction's parameters by the names the cell's entry points take them."""
         return {name: self._params[name] for name in self._kernel_names}
 
-    def _norm_params(self):
-        P = {"Wx": self.Wx, "Wh": self.Wh, "b": self.b, "bh": self.bh,
-             "gamma_x": self.norm_x.gamma, "gamma_h": self.norm_h.gamma}
+    def _norm_gains(self) -> dict:
+        gains = {"gamma_x": self.norm_x.gamma, "gamma_h": self.norm_h.gamma}
         if "norm_c" in self._children:
-            P["gamma_c"], P["beta_c"] = self.norm_c.gamma, self.norm_c.beta
-        return P
+            gains.update(gamma_c=self.norm_c.gamma, beta_c=self.norm_c.beta)
+        return gains
 
     def forward(self, x, lengths, training, h0, c0):
         B, S = x.shape[1], self.state_size
@@ -102,36 +102,34 @@ class _Direction(Module):
             p = self.recurrent_dropout
             mask = ((self._rng.random((B, S)) >= p) / (1.0 - p)).astype(self.dtype)
         self.last_recurrent_mask = mask
-        if self.norm is not None:
-            y, hT, cT, cache = normalized_forward(self.cell, x, h0, c0, self._norm_params(),
-                                                  self.norm, lengths, self.reverse, mask,
-                                                  training, self._buffers)
-        else:
-            # the stack checked x, lengths and the states at its boundary: no second check
-            y, hT, cT, cache = self.cell_type.run_forward(
-                np.ascontiguousarray(x), h0, c0, **self.kernel_params(), lengths=lengths,
-                reverse=self.reverse, recurrent_mask=mask,
-                checked=True, **self._kernel_options)
+        params, norm, self._fold = self.kernel_params(), None, None
+        if self.norm == "batch" and not training:  # running statistics: an affine map
+            params, self._fold = fold_batch_norm(params, self.norm_x.gamma, self.norm_h.gamma,
+                                                 self._buffers)
+        elif self.norm is not None:
+            norm = core_norm(self.norm, **self._norm_gains())
+        # the stack checked x, lengths and the states at its boundary: no second check
+        y, hT, cT, cache = self.cell_type.run_forward(
+            np.ascontiguousarray(x), h0, c0, **params, lengths=lengths, reverse=self.reverse,
+            recurrent_mask=mask, checked=True, norm=norm, **self._kernel_options)
+        if self.norm == "batch" and training and B and (lengths is None or lengths.max() > 0):
+            update_running_statistics(self._buffers, cache.handles[0].batch_statistics)
         self._cache = cache
         return y, hT, cT
 
     def backward(self, dy, dhT, dcT):
         """Returns (dx, dh0, dc0); accumulates the parameter gradients."""
-        cache, g = self._cache, self._grads
-        if self.norm is not None:
-            dx, dh0, dc0, grads = normalized_backward(cache, dy, dhT, dcT)
-            for k in ("Wx", "Wh", "b", "bh"):
-                g[k] += grads[k]
-            self.norm_x._grads["gamma"] += grads["gamma_x"]
-            self.norm_h._grads["gamma"] += grads["gamma_h"]
-            if "norm_c" in self._children:
-                self.norm_c._grads["gamma"] += grads["gamma_c"]
-                self.norm_c._grads["beta"] += grads["beta_c"]
-            return dx, dh0, dc0
         dx, dh0, dc0, grads = self.cell_type.run_backward(np.ascontiguousarray(dy), dhT, dcT,
-                                                          cache, checked=True)
+                                                          self._cache, checked=True)
+        if self._fold is not None:
+            grads = unfold_batch_norm_gradients(grads, self._fold, self.norm_x.gamma,
+                                                self.norm_h.gamma)
+        sites = {"gamma_x": (self.norm_x, "gamma"), "gamma_h": (self.norm_h, "gamma")}
+        if "norm_c" in self._children:
+            sites.update(gamma_c=(self.norm_c, "gamma"), beta_c=(self.norm_c, "beta"))
         for name, grad in grads.items():
-            g[name] += grad
+            owner, key = sites.get(name, (self, name))
+            owner._grads[key] += grad
         return dx, dh0, dc0
 
 
@@ -435,7 +433,7 @@ _DOC_COMMON = """
     skip None | "residual" (a layer's output adds its input wherever the widths are equal,
     the first layer included; padded steps stay zero) | "dense" (Graves 2013: layer k > 0 sees
     concat(x, output of layer k-1), the stack outputs concat of all layers' outputs),
-    norm None | "layer" | "batch" (normalisation inside the recurrence; slower NumPy path, see
+    norm None | "layer" | "batch" (normalisation inside the recurrence, see
     rnnkit.nn.normalized), return_sequences (False: the output at each sequence's last valid
     step, (B, output_size)), return_state (forward returns (y, states), states a list of
     num_layers * num_directions final states, layer-major, fwd then bwd, each h (B, H)

@@ -24,6 +24,7 @@ struct GruPolicy {
   static constexpr bool kDirectPath = true;
   static constexpr bool kPeepholes = false;
   static constexpr bool kProjectable = false;
+  static constexpr bool kNormalizableCell = false;
 
   static BlockRange stage_blocks(const CellSpec& spec, int stage) {
     if (ResetAfter) return {0, 3};

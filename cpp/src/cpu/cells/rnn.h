@@ -17,6 +17,7 @@ struct RnnPolicy {
   static constexpr bool kDirectPath = false;
   static constexpr bool kPeepholes = false;
   static constexpr bool kProjectable = false;
+  static constexpr bool kNormalizableCell = false;
 
   static BlockRange stage_blocks(const CellSpec&, int) { return {0, 1}; }
   static int unfolded_bias_block(const CellSpec&) { return -1; }
