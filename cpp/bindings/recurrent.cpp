@@ -382,7 +382,7 @@ void recurrent_init(py::module_& m) {
         "h and y are then P wide and Wh is (P, G*H); peepholes (3, H): p_i, p_f, p_o (LSTM). "
         "norm: None, or {'kind': 'layer' | 'batch', 'gamma_x': (G*H,), 'gamma_h': (G*H,)[, "
         "'gamma_c': (H,), 'beta_c': (H,)]} to normalise x @ Wx and h @ Wh (and an LSTM's "
-        "cell state) inside the recurrence; training mode with the reserve only.");
+        "cell state) inside the recurrence (batch: training only; not with keep_reserve=False).");
 
   m.def("backward",
         [](const ForwardHandle& handle, const py::object& dy, const py::object& dhT,

@@ -27,6 +27,10 @@ class ForwardHandle:
     @property
     def backend(self) -> str: ...
     @property
+    def batch_statistics(self) -> Any:
+        """A batch-normalised forward's (4, G*H) mean and unbiased variance of x @ Wx, then of
+        h @ Wh, averaged over the steps with a valid row; None otherwise."""
+    @property
     def cell(self) -> str: ...
     @property
     def dims(self) -> tuple[int, int, int, int]:
@@ -62,15 +66,20 @@ def forward(
     keep_reserve: bool = True,
     Wr: Any = None,
     peepholes: Any = None,
+    norm: Any = None,
 ) -> tuple:
     """One layer, one direction. Returns (y, hT, cT or None, handle or None); the handle
     (training only) is backward's input. keep_reserve=False keeps the inputs only and backward
     recomputes the forward (checkpointing). Wr (H, P): output projection, h and y are then P
-    wide and Wh is (P, G*H); peepholes (3, H): p_i, p_f, p_o (LSTM)."""
+    wide and Wh is (P, G*H); peepholes (3, H): p_i, p_f, p_o (LSTM). norm: None, or {'kind':
+    'layer' | 'batch', 'gamma_x': (G*H,), 'gamma_h': (G*H,)[, 'gamma_c': (H,), 'beta_c':
+    (H,)]} to normalise x @ Wx and h @ Wh (and an LSTM's cell state) inside the recurrence
+    (batch: training only; not with keep_reserve=False)."""
 
 def backward(handle: ForwardHandle, dy: Any, dhT: Any, dcT: Any) -> tuple:
     """BPTT of one layer, one direction, over a training forward's handle. Returns (dx, dh0,
-    dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None)."""
+    dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None), and for a
+    normalised forward a 10th item: the gains' gradients by the names of forward's norm dict."""
 
 def cells() -> list:
     """The core's cell table: name, gates (G), has_cell_state, gate_names (canonical order),

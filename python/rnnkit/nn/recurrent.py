@@ -124,7 +124,10 @@ class _Direction(Module):
         if self._fold is not None:
             grads = unfold_batch_norm_gradients(grads, self._fold, self.norm_x.gamma,
                                                 self.norm_h.gamma)
-        sites = {"gamma_x": (self.norm_x, "gamma"), "gamma_h": (self.norm_h, "gamma")}
+        # the gains' gradients belong to the normalisation submodules
+        sites = {}
+        if self.norm is not None:
+            sites = {"gamma_x": (self.norm_x, "gamma"), "gamma_h": (self.norm_h, "gamma")}
         if "norm_c" in self._children:
             sites.update(gamma_c=(self.norm_c, "gamma"), beta_c=(self.norm_c, "beta"))
         for name, grad in grads.items():
