@@ -1,49 +1,17 @@
-// The normalisations of a normalised recurrence (rnnkit/backend.h NormViews) and their
-// backward passes, on rows of F features. O(F) per row against the O(S*F) recurrent product
-// of the same row, so plain loops (the compiler vectorises them) are enough.
-//
-// Layer norm, per row a: xhat = (a - mean(a)) * rstd, rstd = 1 / sqrt(var(a) + eps), out =
-// xhat * gamma; backward: da = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma.
-// Batch norm: the same per feature over n rows (the valid rows of one step), means over n.
+// Batch normalisation over the rows of one step (rnnkit/backend.h NormViews) and its
+// backward pass, on rows of F features: the layer norm's equations (kernels.h layer_norm) per
+// feature over the n valid rows of the step. The loops run along features, so the compiler
+// vectorises them as they are. (A row's layer norm is a kernel of the ISA table: its sums run
+// along the row.)
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "cpu/simd/kernels.h"
+
 namespace rnnkit::cpu {
-
-constexpr double kNormEps = 1e-5;
-
-// a (F) in place: a <- LN(a) * gamma (+ beta when not null). Keeps xhat (when not null) and
-// returns rstd.
-template <typename T>
-T layer_norm_forward(T* a, const T* gamma, const T* beta, int64_t F, T* xhat) {
-  T mean = 0, var = 0;
-  for (int64_t j = 0; j < F; ++j) mean += a[j];
-  mean /= T(F);
-  for (int64_t j = 0; j < F; ++j) var += (a[j] - mean) * (a[j] - mean);
-  const T rstd = T(1) / std::sqrt(var / T(F) + T(kNormEps));
-  for (int64_t j = 0; j < F; ++j) {
-    const T hat = (a[j] - mean) * rstd;
-    if (xhat) xhat[j] = hat;
-    a[j] = beta ? hat * gamma[j] + beta[j] : hat * gamma[j];
-  }
-  return rstd;
-}
-
-// d (F) in place: the gradient w.r.t. LN's output becomes the one w.r.t. its input.
-template <typename T>
-void layer_norm_backward(T* d, const T* gamma, const T* xhat, T rstd, int64_t F) {
-  T mean_g = 0, mean_gx = 0;
-  for (int64_t j = 0; j < F; ++j) {
-    mean_g += d[j] * gamma[j];
-    mean_gx += d[j] * gamma[j] * xhat[j];
-  }
-  mean_g /= T(F);
-  mean_gx /= T(F);
-  for (int64_t j = 0; j < F; ++j) d[j] = rstd * (d[j] * gamma[j] - mean_g - xhat[j] * mean_gx);
-}
 
 // The rows (F wide) of one step in place: a <- BN(a) * gamma over the n = rows.size() rows.
 // Keeps xhat (xhat_rows[k] for rows[k], when not empty) and rstd (F); adds the step's mean and

@@ -33,8 +33,6 @@ using cpu::add_column_products;
 using cpu::BackwardRow;
 using cpu::batch_norm_backward;
 using cpu::batch_norm_forward;
-using cpu::layer_norm_backward;
-using cpu::layer_norm_forward;
 using cpu::BlockRange;
 using cpu::ForwardTile;
 using cpu::with_cell_policy;
@@ -205,19 +203,20 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
   parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
 
-// The normalisation of the input projection xw ([T*B, G*H], biases not yet added), in place:
-// a layer norm over every position row, a batch norm per step over its active rows. Keeps
-// the normalised rows and rstd in the reserve; a batch norm adds its steps' statistics to
-// stats[0, 2*G*H).
+// The normalisation of the input projection xw ([T*B, G*H], x @ Wx), in place, then the
+// biases: a layer norm over every position row, a batch norm per step over its active rows.
+// Keeps the normalised rows and rstd in the reserve; a batch norm adds its steps' statistics
+// to stats[0, 2*G*H).
 template <typename T>
-void normalize_inputs(const LayerNorm<T>& norm, const StepMap& steps, int64_t B, int64_t GH,
-                      T* xw, CpuReserve<T>* reserve, T* stats) {
+void normalize_inputs(const PointwiseKernels<T>& K, const LayerNorm<T>& norm,
+                      const StepMap& steps, int64_t B, int64_t GH, const T* bias, T* xw,
+                      CpuReserve<T>* reserve, T* stats) {
   const int64_t Tn = steps.T;
   if (norm.kind == NormKind::Layer) {
     parallel_rows(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         T* hat = reserve ? reserve->norm_x.data() + r * GH : nullptr;
-        const T rstd = layer_norm_forward(xw + r * GH, norm.gamma_x, static_cast<const T*>(nullptr), GH, hat);
+        const T rstd = K.layer_norm(xw + r * GH, norm.gamma_x, bias, GH, hat);  // bias as shift
         if (reserve) reserve->rstd_x[size_t(r)] = rstd;
       }
     });
@@ -237,6 +236,8 @@ void normalize_inputs(const LayerNorm<T>& norm, const StepMap& steps, int64_t B,
     T* rstd = reserve ? reserve->rstd_x.data() + s * GH : mean.data() + GH;
     batch_norm_forward(rows, norm.gamma_x, GH, hats, rstd, mean.data(), stats);
   }
+  for (int64_t r = 0; r < Tn * B; ++r)
+    for (int64_t k = 0; k < GH; ++k) xw[r * GH + k] += bias[k];
 }
 
 // The forward time loop of policy P for batch rows [b0, b1). Per step, per stage of P and per
@@ -287,7 +288,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       for (int64_t i = 0; i < M; ++i) {
         if (rows[i] < 0) continue;
         T* hat = reserve ? reserve->norm_h.data() + rows[i] * GH : nullptr;
-        const T rstd = layer_norm_forward(hw + i * GH, norm.gamma_h, static_cast<const T*>(nullptr), GH, hat);
+        const T rstd = K.layer_norm(hw + i * GH, norm.gamma_h, nullptr, GH, hat);
         if (reserve) reserve->rstd_h[size_t(rows[i])] = rstd;
       }
       return;
@@ -471,9 +472,7 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, normalized ? T(0) : T(1), xw, GH);
   if (normalized) {
     if (out.batch_stats) std::fill(out.batch_stats, out.batch_stats + 4 * GH, T(0));
-    normalize_inputs(in.norm, steps, B, GH, xw, reserve, out.batch_stats);
-    for (int64_t r = 0; r < rows; ++r)  // the biases after the normalisation
-      for (int64_t k = 0; k < GH; ++k) xw[r * GH + k] += bias[size_t(k)];
+    normalize_inputs(K, in.norm, steps, B, GH, bias.data(), xw, reserve, out.batch_stats);
   }
 
   // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
@@ -497,13 +496,14 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 // Backward of normalize_inputs: dXW ([T*B, G*H], the gradient w.r.t. the normalised and
 // scaled projection) in place becomes the one w.r.t. x @ Wx.
 template <typename T>
-void normalize_inputs_backward(const LayerNorm<T>& norm, const StepMap& steps, int64_t B,
-                               int64_t GH, const CpuReserve<T>& reserve, T* dXW) {
+void normalize_inputs_backward(const PointwiseKernels<T>& K, const LayerNorm<T>& norm,
+                               const StepMap& steps, int64_t B, int64_t GH,
+                               const CpuReserve<T>& reserve, T* dXW) {
   const int64_t Tn = steps.T;
   if (norm.kind == NormKind::Layer) {
     parallel_rows(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
-        layer_norm_backward(dXW + r * GH, norm.gamma_x, reserve.norm_x.data() + r * GH,
+        K.layer_norm_backward(dXW + r * GH, norm.gamma_x, reserve.norm_x.data() + r * GH,
                             reserve.rstd_x[size_t(r)], GH);
     });
     return;
@@ -740,7 +740,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           copy_n(dprod + i * GH, dA_step + i * GH, GH);
           const T* hat = reserve.norm_h.data() + row * GH;
           if (norm.kind == NormKind::Layer)
-            layer_norm_backward(dprod + i * GH, norm.gamma_h, hat, reserve.rstd_h[size_t(row)], GH);
+            K.layer_norm_backward(dprod + i * GH, norm.gamma_h, hat, reserve.rstd_h[size_t(row)], GH);
           step_rows.push_back(dprod + i * GH);
           step_hats.push_back(hat);
         }
@@ -803,7 +803,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     add_column_products(dXW, reserve.norm_x.data(), rows, GH, g.dgamma_x);
     std::fill(g.dgamma_h, g.dgamma_h + GH, T(0));
     add_column_products(dA, reserve.norm_h.data(), rows, GH, g.dgamma_h);
-    normalize_inputs_backward(norm, steps, B, GH, reserve, dXW);
+    normalize_inputs_backward(K, norm, steps, B, GH, reserve, dXW);
     input_side = {{dXW, GH, 0, GH}};
   }
   if (norm.cell()) {

@@ -47,7 +47,7 @@ struct LstmPolicy {
                              const int* block, const T* gamma, const T* beta, T* chat, T* h,
                              T* scratch, int64_t H) {
     std::copy(c, c + H, scratch);
-    const T rstd = layer_norm_forward(scratch, gamma, beta, H, chat);
+    const T rstd = K.layer_norm(scratch, gamma, beta, H, chat);
     K.tanh(scratch, scratch, H);
     const T* o = gates + block[3] * H;
     for (int64_t j = 0; j < H; ++j) h[j] = o[j] * scratch[j];
@@ -68,7 +68,7 @@ struct LstmPolicy {
     const T* o = r.gates + r.block[3] * H;
     for (int64_t j = 0; j < H; ++j) du[j] = r.dh[j] * o[j] * (T(1) - tu[j] * tu[j]);
     std::copy(du, du + H, zeros);
-    layer_norm_backward(zeros, gamma, chat, rstd, H);
+    K.layer_norm_backward(zeros, gamma, chat, rstd, H);
     for (int64_t j = 0; j < H; ++j) r.dc[j] += zeros[j];
     std::fill(zeros, zeros + H, T(0));
     K.lstm_backward(r.gates, r.c, r.c_prev, r.peep, zeros, r.dc, r.block, r.da, r.dc, H, H);

@@ -18,6 +18,9 @@ namespace rnnkit {
 // ports of current x86 cores (4-5 cycles x 2 ports), few enough to stay in 16 registers.
 constexpr int kFmaProbeChains = 12;
 
+// The epsilon of every normalisation (rnnkit/backend.h NormViews): var + eps under the root.
+constexpr double kNormEps = 1e-5;
+
 template <typename T>
 struct PointwiseKernels {
   // h = phi(ax + ah); phi = relu if relu else tanh. ax, ah: [H].
@@ -73,6 +76,14 @@ struct PointwiseKernels {
   int64_t tile_span() const { return int64_t(pack_vectors) * pack_width; }  // columns per tile
   void (*packed_gemm)(const T* A, int64_t lda, int64_t M, int64_t K, const T* P, int64_t n_valid,
                       T* C, int64_t ldc, bool accumulate);
+
+  // Layer norm of one row a [F] in place: a <- (a - mean) * rstd * gamma (+ beta when not null),
+  // rstd = 1 / sqrt(var + kNormEps), biased variance. Keeps xhat = (a - mean) * rstd when
+  // xhat is not null; returns rstd.
+  T (*layer_norm)(T* a, const T* gamma, const T* beta, int64_t F, T* xhat);
+  // Its backward, d [F] in place from the gradient w.r.t. the output to the one w.r.t. a:
+  // d <- rstd * (g - mean(g) - xhat * mean(g * xhat)), g = d * gamma.
+  void (*layer_norm_backward)(T* d, const T* gamma, const T* xhat, T rstd, int64_t F);
 
   // The FMA-peak probe: kFmaProbeChains independent vector accumulators, each updated by one
   // FMA per round, `rounds` rounds, all in registers (no loads or stores in the loop). Returns

@@ -3,6 +3,7 @@
 // the remainder one lane at a time with ScalarVec. See kernels.h for the contracts.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "cpu/simd/kernels.h"
@@ -222,6 +223,58 @@ struct Pointwise {
     for_each_lane<V>(n, [&](auto w, int64_t j) { vtanh(decltype(w)::load(x + j)).store(y + j); });
   }
 
+  // ---- layer norm of one row (kernels.h); sums in V lanes, added up once per row
+  static T lane_sum(V v, T tail) {
+    T lanes[V::width];
+    v.store(lanes);
+    for (int w = 0; w < V::width; ++w) tail += lanes[w];
+    return tail;
+  }
+  // sum over j < F of f(W, j) as a W vector, lanes added up at the end
+  template <class F>
+  static T row_sum(int64_t n, F&& f) {
+    V acc = V::set1(T(0));
+    T tail = 0;
+    int64_t j = 0;
+    for (; j + V::width <= n; j += V::width) acc = acc + f(V{}, j);
+    for (; j < n; ++j) tail += f(ScalarVec<T>{}, j).v;
+    return lane_sum(acc, tail);
+  }
+
+  static T layer_norm(T* a, const T* gamma, const T* beta, int64_t F, T* xhat) {
+    const T mean = row_sum(F, [&](auto w, int64_t j) { return decltype(w)::load(a + j); }) / T(F);
+    const T var = row_sum(F, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W c = W::load(a + j) - W::set1(mean);
+      return c * c;
+    }) / T(F);
+    const T rstd = T(1) / std::sqrt(var + T(kNormEps));
+    for_each_lane<V>(F, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W hat = (W::load(a + j) - W::set1(mean)) * W::set1(rstd);
+      if (xhat) hat.store(xhat + j);
+      const W g = W::load(gamma + j);
+      (beta ? W::fmadd(hat, g, W::load(beta + j)) : hat * g).store(a + j);
+    });
+    return rstd;
+  }
+
+  static void layer_norm_backward(T* d, const T* gamma, const T* xhat, T rstd, int64_t F) {
+    const T mean_g = row_sum(F, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      return W::load(d + j) * W::load(gamma + j);
+    }) / T(F);
+    const T mean_gx = row_sum(F, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      return W::load(d + j) * W::load(gamma + j) * W::load(xhat + j);
+    }) / T(F);
+    for_each_lane<V>(F, [&](auto w, int64_t j) {
+      using W = decltype(w);
+      const W g = W::load(d + j) * W::load(gamma + j);
+      (W::set1(rstd) * (g - W::set1(mean_g) - W::load(xhat + j) * W::set1(mean_gx))).store(d + j);
+    });
+  }
+
   // ---- packed GEMM over one wide tile: U = pack_vectors() adjacent vectors of one matrix's
   // columns, R rows x U vectors of accumulators in registers. Measured on AVX2 (K = 512):
   // R=4 x U=3 runs at ~95 GFLOP/s per core, R=3 x (4 gate vectors) at ~70 and R=6 x 2 at ~85:
@@ -337,6 +390,8 @@ struct Pointwise {
     k.gru_backward_zn = gru_backward_zn;
     k.gru_backward_r = gru_backward_r;
     k.fma_loop = fma_loop;
+    k.layer_norm = layer_norm;
+    k.layer_norm_backward = layer_norm_backward;
     k.exp = exp;
     k.sigmoid = sigmoid;
     k.tanh = tanh;
