@@ -21,6 +21,8 @@ from fuzz_support import watchdog
 # big enough for the pool (T*B*(I+H)*G*H multiply-adds well past the core's threshold)
 BIG = dict(T=12, B=64, I=48, H=96)
 SMALL = dict(T=3, B=5, I=4, H=7)
+# a batch too small to split by rows: the forward's hidden units split across a thread team
+TEAM = dict(T=40, B=3, I=16, H=144)
 
 
 def make_call(cell, T, B, I, H, seed):
@@ -93,22 +95,28 @@ def test_threads_with_thread_count_and_isa_switching_equal_serial(restore_isa_an
         raise errors[0]
 
 
-def test_results_do_not_depend_on_thread_count(restore_isa_and_threads):
-    """Batch rows are split between threads, never a reduction: bit-identical results."""
-    call = make_call("lstm", **BIG, seed=3)
+@pytest.mark.parametrize("shape", [BIG, TEAM], ids=["rows", "team"])
+def test_results_do_not_depend_on_thread_count(restore_isa_and_threads, shape):
+    """Batch rows, or a small batch's hidden units, are split between threads, never a
+    reduction: bit-identical results for rows; a team projects x @ Wx with rnnkit's packed
+    kernel instead of the BLAS (other summation order), so its float64 results agree to
+    rounding."""
+    call = make_call("lstm", **shape, seed=3)
     runs = []
     for n in (1, 2, 3, 4):
         rnnkit.set_num_threads(n)
         runs.append(run_call(call))
     for r in runs[1:]:
-        assert_same(r, runs[0], exact=True)
+        assert_same(r, runs[0], exact=shape is BIG)
 
 
-def test_exception_in_a_pool_task_reaches_the_caller(restore_isa_and_threads):
+@pytest.mark.parametrize("shape", [BIG, TEAM], ids=["rows", "team"])
+def test_exception_in_a_pool_task_reaches_the_caller(restore_isa_and_threads, shape):
     """A std::bad_alloc thrown on a pool worker (test hook) comes back as MemoryError from the
-    call; the pool and the scratch arenas stay usable and the next results are right."""
+    call; the pool and the scratch arenas stay usable and the next results are right. In a
+    team, the other members leave their barrier instead of waiting for the failed one."""
     rnnkit.set_num_threads(4)
-    call = make_call("lstm", **BIG, seed=5)
+    call = make_call("lstm", **shape, seed=5)
     expected = run_call(call)
     raised = 0
     with watchdog(120):
@@ -127,12 +135,13 @@ def test_exception_in_a_pool_task_reaches_the_caller(restore_isa_and_threads):
     assert_same(run_call(call), expected, exact=True)
 
 
+@pytest.mark.parametrize("shape", [BIG, TEAM], ids=["rows", "team"])
 @pytest.mark.parametrize("nth", range(1, 12))
-def test_allocation_failure_at_any_point_is_an_exception(restore_isa_and_threads, nth):
+def test_allocation_failure_at_any_point_is_an_exception(restore_isa_and_threads, nth, shape):
     """The nth scratch allocation of a forward/backward fails (on whichever thread): MemoryError
     or, past the call's last allocation, a normal result; the next call is right either way."""
     rnnkit.set_num_threads(2)
-    call = make_call("gru", **BIG, seed=nth)
+    call = make_call("gru", **shape, seed=nth)
     expected = run_call(call)
     with watchdog(60):
         _core._inject_allocation_failure(nth)

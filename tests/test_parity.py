@@ -141,6 +141,32 @@ def test_row_blocks_match_reference(harness, restore_isa_and_threads, isa, cell,
     _compare(outs, grads, ref_outs, ref_grads, TOL_F64, f"{isa} {cell} H={H} B={rows}")
 
 
+# Small batches whose forward splits the hidden units across a thread team (B < 16, enough
+# work per step: cpu/recurrent.cpp unit_team_size): 144 units are 3 AVX-512 tiles of 64 (the
+# members get 1 and 2, the last one partial) and 6 AVX2/scalar tiles of 24; lengths with 0 and
+# T, reverse, and the recurrent mask. Cells the team does not run (projection, two stages)
+# take the row path here, which the test also covers. With the mask, the team's results are
+# compared with one thread's (the same loop; x @ Wx in another summation order).
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("isa", rnnkit.supported_isas())
+def test_hidden_unit_team_matches_reference(harness, restore_isa_and_threads, isa, cell, rows):
+    rnnkit.set_isa(isa)
+    rnnkit.set_num_threads(2)
+    T_team, H = 9, 144
+    inputs = harness.make_inputs(cell, T_team, rows, 5, H, seed=700 + rows)
+    douts = harness.make_output_grads(cell, T_team, rows, H, seed=800 + rows)
+    kwargs = dict(lengths=np.array([T_team, 0, 4][:rows]), reverse=True)
+    ref_outs, ref_grads = _run(harness, ref, cell, inputs, douts, **kwargs)
+    outs, grads = _run(harness, F, cell, inputs, douts, **kwargs)
+    _compare(outs, grads, ref_outs, ref_grads, TOL_F64, f"{isa} team {cell} B={rows}")
+    mask = np.random.default_rng(rows).uniform(0.5, 1.5, (rows, inputs["Wh"].shape[0]))
+    team = _run(harness, F, cell, inputs, douts, recurrent_mask=mask, **kwargs)
+    rnnkit.set_num_threads(1)
+    alone = _run(harness, F, cell, inputs, douts, recurrent_mask=mask, **kwargs)
+    _compare(*team, *alone, TOL_F64, f"{isa} team {cell} B={rows} masked, 2 threads vs 1")
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_inference_mode_same_outputs_no_cache(harness, cell):
     inputs = harness.make_inputs(cell, T, B, I, 9, seed=5)

@@ -1,7 +1,9 @@
 // Process-wide runtime of the core: the BLAS it calls, its thread count, the SIMD ISA in use.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 
@@ -37,6 +39,41 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 22;
 // Runs fn(0), ..., fn(tasks - 1) on the pool (the caller takes part); returns when all are
 // done. Nested or concurrent calls run serially on the calling thread.
 void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn);
+
+// A parallel region comes soon (after some serial work): wakes the pool's sleeping workers
+// now, so they are spinning when it starts instead of paying a wake-up then.
+void wake_pool();
+
+class TeamBarrier;
+
+// A team: fn(member, members, barrier) on `members` threads running at the same time (the
+// caller is member 0), for loops whose members meet at the barrier every step. Runs
+// fn(0, 1, ...) alone when the pool is busy (another caller, or nested in a region) or has
+// one thread; with fewer threads than asked, the team is smaller: fn splits its work by the
+// `members` it is given. An exception in a member aborts the barrier (the others leave it
+// with TeamAborted) and reaches the caller.
+void parallel_team(int members, const std::function<void(int, int, TeamBarrier&)>& fn);
+
+// The barrier of one team: wait() returns once all members have called it. Spins briefly (a
+// step of a small recurrence takes microseconds), then yields the core, so a member whose
+// partner was descheduled does not burn its time slice.
+class TeamBarrier {
+ public:
+  explicit TeamBarrier(int members) : members_(members) {}
+  void wait();
+  void abort();  // a member failed: every wait(), now or later, throws TeamAborted
+
+ private:
+  // each on a cache line of its own: the waiting members spin reading generation_ while
+  // arrivals write arrived_
+  const int members_;
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<uint64_t> generation_{0};
+  alignas(64) std::atomic<bool> aborted_{false};
+};
+struct TeamAborted : std::exception {
+  const char* what() const noexcept override { return "another member of the team failed"; }
+};
 
 // ---- memory ------------------------------------------------------------------------------
 // Each thread that runs a call keeps a scratch arena (its largest buffers, reused by the next

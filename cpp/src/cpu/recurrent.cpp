@@ -240,25 +240,46 @@ void normalize_inputs(const PointwiseKernels<T>& K, const LayerNorm<T>& norm,
     for (int64_t k = 0; k < GH; ++k) xw[r * GH + k] += bias[k];
 }
 
-// The forward time loop of policy P for batch rows [b0, b1). Per step, per stage of P and per
-// tile of span hidden units: the packed recurrent products of the stage's gate blocks for all
-// rows, then P's pointwise math on that tile while it is still in cache. New states go to y
-// first and replace h once every tile has read h.
+// A team splitting the hidden units of a small batch (forward_with): member `member` of
+// `members` computes the tiles [tile0, tile1) of every row. The state h, which every member's
+// product reads whole, is shared and double-buffered: step s reads h[s % 2] and each member
+// writes its own units of h[(s + 1) % 2], then all meet at the barrier.
+template <typename T>
+struct UnitTeam {
+  int member, members;
+  TeamBarrier* barrier;
+  T* h[2];  // [B, H] each
+  // the member's tiles [first_tile, end_tile) of `tiles`
+  int64_t first_tile(int64_t tiles) const { return tiles * member / members; }
+  int64_t end_tile(int64_t tiles) const { return tiles * (member + 1) / members; }
+};
+
+// The forward time loop of policy P for batch rows [b0, b1), all hidden units or a team
+// member's. Per step, per stage of P and per tile of span hidden units: the packed recurrent
+// products of the stage's gate blocks for all rows, then P's pointwise math on that tile while
+// it is still in cache. New states go to y first and replace h once every tile has read h.
 template <class P, typename T>
 void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& in,
                   const LayerOutputs<T>& out, CpuReserve<T>* reserve, const StepMap& steps,
                   T* xw, const T* unfolded_bias, const PointwiseKernels<T>& K,
-                  const T* const* packed, const T* packed_Wr, int64_t b0, int64_t b1) {
+                  const T* const* packed, const T* packed_Wr, int64_t b0, int64_t b1,
+                  const UnitTeam<T>* team = nullptr) {
   const int64_t Tn = dims.T, B = dims.B, H = dims.H, S = dims.state_size(), GH = P::kGates * H;
   const int64_t M = b1 - b0;
   const bool projected = dims.P > 0;
   // tiles of span hidden units: one wide tile of packed_gemm per gate block
   const int64_t span = K.tile_span(), tiles = (H + span - 1) / span;
+  const int64_t tile0 = team ? team->first_tile(tiles) : 0;
+  const int64_t tile1 = team ? team->end_tile(tiles) : tiles;
+  // the units this call owns: whole rows of h (S wide) and c (H wide), or its tiles' (a team
+  // runs unprojected cells: S = H)
+  const int64_t u0 = team ? tile0 * span : 0, u1 = team ? std::min(tile1 * span, H) : S;
+  const int64_t c_units = team ? u1 - u0 : H;
   BlockRange stage_blocks[P::kStages];
   for (int stage = 0; stage < P::kStages; ++stage) stage_blocks[stage] = P::stage_blocks(spec, stage);
 
   Scratch<T> scratch;  // every buffer is written before it is read
-  T* h = scratch.take(M * S);
+  T* h = team ? team->h[0] : scratch.take(M * S);
   T* c = P::kCellState ? scratch.take(M * H) : nullptr;
   T* c_next = P::kCellState && !reserve ? scratch.take(M * H) : nullptr;
   T* hw = scratch.take(M * GH);
@@ -271,7 +292,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   T* h_new = projected ? scratch.take(M * S) : nullptr;
   for (int64_t i = 0; i < M; ++i) {
     const int64_t b = b0 + i;
-    copy_row(in.h0 ? in.h0 + b * S : nullptr, h + i * S, S);
+    if (!team) copy_row(in.h0 ? in.h0 + b * S : nullptr, h + i * S, S);  // a team's is ready
     if (P::kCellState) copy_row(in.c0 ? in.c0 + b * H : nullptr, c + i * H, H);
   }
   std::vector<int64_t> rows(M);  // xw/y row of each local row at this step, -1 when inactive
@@ -307,6 +328,9 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   };
 
   for (int64_t s = 0; s < Tn; ++s) {
+    if (team) h = team->h[s % 2];
+    T* h_next = team ? team->h[(s + 1) % 2] : h;  // alone, every tile has read h when it changes
+    if (!in.recurrent_mask) hr = h;
     for (int64_t i = 0; i < M; ++i)
       rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
     if (in.recurrent_mask)
@@ -351,15 +375,15 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       };
       if (!norm.on()) {
         // each tile's pointwise math right after its products, while they are in cache
-        for (int64_t t = 0; t < tiles; ++t) {
+        for (int64_t t = tile0; t < tile1; ++t) {
           products(t);
           pointwise(t);
         }
       } else {
         // the normalisation reads whole rows of products (one stage: checked by forward)
-        for (int64_t t = 0; t < tiles; ++t) products(t);
+        for (int64_t t = tile0; t < tile1; ++t) products(t);
         normalize_products(s, rows);
-        for (int64_t t = 0; t < tiles; ++t) pointwise(t);
+        for (int64_t t = tile0; t < tile1; ++t) pointwise(t);
       }
     }
     if constexpr (P::kNormalizableCell) {
@@ -390,22 +414,44 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       }
     }
 
-    // every tile has read h: the new states replace it
+    // the new states of this call's units replace the old ones (units [u0, u1): S wide alone)
+    const int64_t n = u1 - u0;
     for (int64_t i = 0; i < M; ++i) {
-      if (rows[i] < 0) continue;
+      if (rows[i] < 0) {  // a row past its length keeps its state
+        if (h_next != h) copy_n(h_next + i * S + u0, h + i * S + u0, n);
+        continue;
+      }
       const int64_t row = rows[i];
-      copy_n(h + i * S, out.y + row * S, S);
+      copy_n(h_next + i * S + u0, out.y + row * S + u0, n);
       if (P::kCellState)
-        copy_n(c + i * H, reserve ? reserve->cells.data() + row * H : c_next + i * H, H);
-      if (reserve) copy_n(reserve->states.data() + row * S, out.y + row * S, S);
+        copy_n(c + i * H + u0, (reserve ? reserve->cells.data() + row * H : c_next + i * H) + u0,
+               c_units);
+      if (reserve) copy_n(reserve->states.data() + row * S + u0, out.y + row * S + u0, n);
       if (P::kExtraIsStageInput && reserve)
         copy_n(reserve->extra.data() + row * H, stage_out + i * H, H);
     }
+    if (team) team->barrier->wait();  // every member's units of h_next are written
+    h = h_next;
   }
   for (int64_t i = 0; i < M; ++i) {
-    if (out.hT) copy_n(out.hT + (b0 + i) * S, h + i * S, S);
-    if (P::kCellState && out.cT) copy_n(out.cT + (b0 + i) * H, c + i * H, H);
+    if (out.hT) copy_n(out.hT + (b0 + i) * S + u0, h + i * S + u0, u1 - u0);
+    if (P::kCellState && out.cT) copy_n(out.cT + (b0 + i) * H + u0, c + i * H + u0, c_units);
   }
+}
+
+// How many threads split the hidden units of a forward (1: none). A team pays a barrier per
+// step, so it runs only where rows cannot be split (parallel_rows wants 8 rows a thread) and a
+// step's product is large enough (2^15 multiply-adds: a batch-1 LSTM with H = 128 has 2^16),
+// on cells whose step reads nothing across units but h: one stage, no projection, no
+// normalisation.
+template <class P, typename T>
+int unit_team_size(const Dims& dims, const LayerInputs<T>& in, int64_t work, int64_t span) {
+  const int64_t threads = get_num_threads(), GH = P::kGates * dims.H;
+  const int64_t tiles = (dims.H + span - 1) / span;
+  if (threads <= 1 || dims.B / 8 >= 2 || P::kStages != 1 || dims.P > 0 || in.norm.on() ||
+      dims.B * dims.H * GH < (int64_t(1) << 15) || work < kMinParallelWork / 16)
+    return 1;
+  return int(std::min(threads, tiles));
 }
 
 template <class P, typename T>
@@ -419,6 +465,10 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   const StepMap steps{in.lengths, Tn, in.reverse};
   const bool uniform = steps.uniform(B);
   for (int stage = 0; stage < P::kStages; ++stage) P::stage_blocks(spec, stage);  // checks the gate order
+
+  // a small batch's loop runs as a team (below): the workers wake during the serial set-up
+  const int team_size = unit_team_size<P>(dims, in, Tn * B * H * GH, K.tile_span());
+  if (team_size > 1) wake_pool();
 
   // 1. input projection; in training it becomes the gate reserve when backward needs the
   // gates (the kernels write the activations in place)
@@ -449,41 +499,76 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   if (in.bh)
     for (int64_t k = 0; k < GH; ++k)
       if (k / H != unfolded) bias[k] += in.bh[k];
-  // Packing Wh (per gate block) and filling xw with the bias rows run in parallel: serial,
-  // they were ~5% of a 2-thread call at 35x20x650x650.
   const T* packed[kMaxGates];  // Wh's column block g, packed
-  std::vector<std::function<void()>> jobs;
-  for (int64_t g = 0; g < G; ++g) {
-    T* packed_block = scratch.take(packed_size(K, S, H));
-    packed[g] = packed_block;
-    jobs.push_back([&, g, packed_block] { pack_wide(K, in.Wh, GH, false, S, g * H, H, packed_block); });
-  }
+  T* packed_blocks[kMaxGates];
+  for (int64_t g = 0; g < G; ++g) packed[g] = packed_blocks[g] = scratch.take(packed_size(K, S, H));
   T* packed_Wr = dims.P > 0 ? scratch.take(packed_size(K, H, S)) : nullptr;
-  if (packed_Wr) jobs.push_back([&] { pack_wide(K, in.Wr, S, false, H, 0, S, packed_Wr); });
-  const int64_t parts = get_num_threads(), rows = Tn * B;
+  const int64_t rows = Tn * B, span = K.tile_span(), tiles = (H + span - 1) / span;
   const bool normalized = in.norm.on();
+  // units [u0, u1) of every gate block: their columns of Wh packed (tiles from u0 / span)
+  auto pack_units = [&](int64_t u0, int64_t u1) {
+    for (int64_t g = 0; g < G; ++g)
+      pack_wide(K, in.Wh, GH, false, S, g * H + u0, u1 - u0, packed_blocks[g] + u0 * S);
+  };
+  // units [u0, u1) of every gate block of xw = x @ Wx + biases, with the packed GEMM kernel
+  // (a team member's share: T*B rows but a few tiles, where a BLAS call per block is slow)
+  auto project_units = [&](int64_t u0, int64_t u1) {
+    Scratch<T> local;
+    T* packed_Wx = local.take(packed_size(K, I, u1 - u0));
+    for (int64_t g = 0; g < G; ++g) {
+      pack_wide(K, in.Wx, GH, false, I, g * H + u0, u1 - u0, packed_Wx);
+      for (int64_t r = 0; r < rows; ++r) copy_n(xw + r * GH + g * H + u0, bias.data() + g * H + u0, u1 - u0);
+      for (int64_t j = u0; j < u1; j += span)
+        K.packed_gemm(in.x, I, rows, I, packed_Wx + (j - u0) * I, std::min(span, u1 - j),
+                      xw + g * H + j, GH, true);
+    }
+  };
+  if (!uniform) std::fill(out.y, out.y + Tn * B * S, T(0));
+  const T* unfolded_bias = (unfolded >= 0 && in.bh) ? in.bh + unfolded * H : nullptr;
+  const int64_t work = Tn * B * H * GH;
+  if (team_size > 1) {
+    // A small batch: the hidden units split across a team, which shares h. Each member packs
+    // and projects its own units (into its own cache), then runs the loop over them.
+    Scratch<T> shared;
+    UnitTeam<T> team{0, 0, nullptr, {shared.take(B * H), shared.take(B * H)}};
+    for (int64_t b = 0; b < B; ++b) copy_row(in.h0 ? in.h0 + b * H : nullptr, team.h[0] + b * H, H);
+    parallel_team(team_size, [&](int member, int members, TeamBarrier& barrier) {
+      const UnitTeam<T> mine{member, members, &barrier, {team.h[0], team.h[1]}};
+      const int64_t u0 = mine.first_tile(tiles) * span, u1 = std::min(mine.end_tile(tiles) * span, H);
+      pack_units(u0, u1);
+      project_units(u0, u1);
+      forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed,
+                      packed_Wr, 0, B, &mine);
+    });
+    return;
+  }
+  // 1. input projection and packing: the packing of Wh (per gate block) and the bias rows of
+  // xw as parallel jobs (serial, they were ~5% of a 2-thread call at 35x20x650x650), then the
+  // GEMM over all steps
+  std::vector<std::function<void()>> jobs;
+  for (int64_t g = 0; g < G; ++g)
+    jobs.push_back([&, g] { pack_wide(K, in.Wh, GH, false, S, g * H, H, packed_blocks[g]); });
+  if (packed_Wr) jobs.push_back([&] { pack_wide(K, in.Wr, S, false, H, 0, S, packed_Wr); });
+  const int64_t parts = get_num_threads();
   if (!normalized)  // the biases come first and the GEMM adds to them
     for (int64_t part = 0; part < parts; ++part)
       jobs.push_back([&, part] {
         for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
           copy_n(xw + r * GH, bias.data(), GH);
       });
-  parallel_jobs(Tn * B * H * GH, jobs);
-  gemm<T>(false, false, Tn * B, GH, I, T(1), in.x, I, in.Wx, GH, normalized ? T(0) : T(1), xw, GH);
+  parallel_jobs(work, jobs);
+  gemm<T>(false, false, rows, GH, I, T(1), in.x, I, in.Wx, GH, normalized ? T(0) : T(1), xw, GH);
   if (normalized) {
     if (out.batch_stats) std::fill(out.batch_stats, out.batch_stats + 4 * GH, T(0));
     normalize_inputs(K, in.norm, steps, B, GH, bias.data(), xw, reserve, out.batch_stats);
   }
 
   // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
-  // row ranges run on separate threads with no synchronisation between steps
-  if (!uniform) std::fill(out.y, out.y + Tn * B * S, T(0));
-  const T* unfolded_bias = (unfolded >= 0 && in.bh) ? in.bh + unfolded * H : nullptr;
-  // a batch norm's statistics of a step read every row of it: one thread has them all
-  const int64_t work = in.norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH;
-  parallel_rows(B, work, [&](int64_t b0, int64_t b1) {
-    forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed, packed_Wr,
-                    b0, b1);
+  // row ranges run on separate threads with no synchronisation between steps. A batch norm's
+  // statistics of a step read every row of it: one thread has them all.
+  parallel_rows(B, in.norm.kind == NormKind::Batch ? 0 : work, [&](int64_t b0, int64_t b1) {
+    forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed,
+                    packed_Wr, b0, b1);
   });
   if (out.batch_stats) {  // sums over the steps with a valid row -> averages
     int64_t steps_with_rows = 0;

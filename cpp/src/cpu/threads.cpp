@@ -1,5 +1,6 @@
-// rnnkit's one thread pool. Workers sleep on a condition variable between jobs (no spinning),
-// so they never compete with the caller's thread or other processes while idle. OpenBLAS is
+// rnnkit's one thread pool. Workers spin for at most 100 us after a job (the next one of a loop
+// over short calls starts without a wake-up), then sleep on a condition variable, so idle
+// workers do not compete with the caller's thread or other processes for long. OpenBLAS is
 // kept single-threaded (blas.cpp) and parallelised from here, so the two never oversubscribe
 // the cores.
 #include <pthread.h>
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <functional>
@@ -44,12 +46,19 @@ class ThreadPool {
   ~ThreadPool() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_all();
     for (auto& t : threads_) t.join();
   }
   int workers() const { return int(threads_.size()); }
+
+  // Wakes the sleeping workers without a job: they spin, ready for the next run.
+  void nudge() {
+    nudges_.fetch_add(1);
+    std::lock_guard<std::mutex> lock(mutex_);  // a worker between its check and its wait
+    wake_.notify_all();
+  }
   const std::string& start_error() const { return start_error_; }
 
   // Runs fn(0..tasks-1) on the workers and the calling thread; returns when all are done.
@@ -63,12 +72,17 @@ class ThreadPool {
       next_ = 0;
       unfinished_ = tasks;
       error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     drain();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return unfinished_ == 0; });
+    // the other tasks end about when this thread's do (a team's members leave their last
+    // barrier together): spin before sleeping on done_
+    if (!spin_until([this] { return unfinished_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [this] { return unfinished_ == 0; });
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
     job_ = nullptr;
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
@@ -90,29 +104,54 @@ class ThreadPool {
     t_inside_pool_job = false;
   }
 
-  void work() {
-    t_pool_worker = true;
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return stop_ || (generation_ != seen && job_); });
-      if (stop_) return;
-      seen = generation_;
-      lock.unlock();
-      drain();
-      lock.lock();
+  // Spins (pausing) until ready() or kSpinMicros have passed; returns ready().
+  template <class Ready>
+  static bool spin_until(Ready&& ready) {
+    constexpr auto kSpin = std::chrono::microseconds(kSpinMicros);
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 1;; ++i) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      if (i % 256 == 0 && std::chrono::steady_clock::now() - start > kSpin) return ready();
     }
   }
 
+  void work() {
+    t_pool_worker = true;
+    uint64_t seen = 0, seen_nudges = 0;
+    auto woken = [&] {
+      return stop_.load() || generation_.load(std::memory_order_acquire) != seen ||
+             nudges_.load() != seen_nudges;
+    };
+    for (;;) {
+      // The next region often comes within microseconds (the steps of a loop over short
+      // calls): spin a little before sleeping, so it does not wait for a wake-up (tens of
+      // microseconds on a VM, more than a batch-1 forward of 50 steps gains from a team).
+      if (!spin_until(woken)) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, woken);
+      }
+      if (stop_.load()) return;
+      seen_nudges = nudges_.load();
+      const uint64_t generation = generation_.load(std::memory_order_acquire);
+      if (generation == seen) continue;  // nudged: spin for the run that follows
+      seen = generation;
+      drain();  // claims nothing when the region has already ended
+    }
+  }
+
+  static constexpr int kSpinMicros = 100;
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(int64_t)>* job_ = nullptr;
-  int64_t tasks_ = 0, unfinished_ = 0;
-  std::atomic<int64_t> next_{0};
-  uint64_t generation_ = 0;
+  int64_t tasks_ = 0;
+  std::atomic<int64_t> next_{0}, unfinished_{0};
+  std::atomic<uint64_t> generation_{0}, nudges_{0};
   std::exception_ptr error_;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
   std::string start_error_;
 };
 
@@ -185,16 +224,11 @@ std::string take_thread_warning() {
   return std::exchange(g_warning, std::string());
 }
 
-void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
-  const int setting = g_num_threads.load();
-  const int threads = setting > 0 ? setting : default_num_threads();
-  std::unique_lock<std::mutex> lock(g_pool_mutex, std::defer_lock);
-  // Serial when there is nothing to share, when called from inside a job (nested regions),
-  // or while another caller (a second Python thread, the GIL being released) holds the pool.
-  if (tasks <= 1 || threads <= 1 || t_inside_pool_job || !lock.try_lock()) {
-    for (int64_t i = 0; i < tasks; ++i) fn(i);
-    return;
-  }
+namespace {
+
+// The pool for `threads` threads (setting: the thread setting it was derived from), started
+// or restarted as needed. Called with g_pool_mutex held.
+ThreadPool& pool_of(int setting, int threads) {
   // A forked child leaks its copy: joining threads that do not exist there, or destroying
   // the condition variables they waited on, hangs. It starts a pool of its own.
   if (g_pool_pid != getpid()) g_pool = nullptr;
@@ -205,7 +239,74 @@ void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
     g_pool_pid = getpid();
     if (g_pool->workers() != threads - 1) note_short_pool(setting, threads, *g_pool);
   }
-  g_pool->run(tasks, fn);
+  return *g_pool;
 }
+
+}  // namespace
+
+void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) {
+  const int setting = g_num_threads.load();
+  const int threads = setting > 0 ? setting : default_num_threads();
+  std::unique_lock<std::mutex> lock(g_pool_mutex, std::defer_lock);
+  // Serial when there is nothing to share, when called from inside a job (nested regions),
+  // or while another caller (a second Python thread, the GIL being released) holds the pool.
+  if (tasks <= 1 || threads <= 1 || t_inside_pool_job || !lock.try_lock()) {
+    for (int64_t i = 0; i < tasks; ++i) fn(i);
+    return;
+  }
+  pool_of(setting, threads).run(tasks, fn);
+}
+
+void wake_pool() {
+  std::unique_lock<std::mutex> lock(g_pool_mutex, std::try_to_lock);
+  if (lock.owns_lock() && g_pool && g_pool_pid == getpid()) g_pool->nudge();
+}
+
+void parallel_team(int members, const std::function<void(int, int, TeamBarrier&)>& fn) {
+  const int setting = g_num_threads.load();
+  const int threads = setting > 0 ? setting : default_num_threads();
+  std::unique_lock<std::mutex> lock(g_pool_mutex, std::defer_lock);
+  if (members <= 1 || threads <= 1 || t_inside_pool_job || !lock.try_lock()) {
+    TeamBarrier alone(1);
+    return fn(0, 1, alone);
+  }
+  ThreadPool& pool = pool_of(setting, threads);
+  // Every member runs at once: a thread takes a second task only after finishing its first,
+  // which needs every member at the barrier, so each task has a thread of its own.
+  const int team = std::min({members, threads, pool.workers() + 1});
+  TeamBarrier barrier(team);
+  pool.run(team, [&](int64_t member) {
+    try {
+      fn(int(member), team, barrier);
+    } catch (const TeamAborted&) {
+      // left the barrier because another member failed: that member reports the error
+    } catch (...) {
+      barrier.abort();  // the others must not wait for this member
+      throw;
+    }
+  });
+}
+
+void TeamBarrier::wait() {
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == members_ - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+    if (aborted_.load(std::memory_order_relaxed)) throw TeamAborted();
+    if (spins < 20000) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      sched_yield();
+    }
+  }
+  if (aborted_.load(std::memory_order_relaxed)) throw TeamAborted();
+}
+
+void TeamBarrier::abort() { aborted_.store(true, std::memory_order_relaxed); }
 
 }  // namespace rnnkit
