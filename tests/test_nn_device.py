@@ -394,3 +394,16 @@ def test_trainer_adam_and_mse_on_device(device):
     d = Trainer(net().to(device), loss="mse", lr=0.01, quiet=True).fit((x, y, lengths), epochs=4, batch_size=8)
     np.testing.assert_allclose(d.history["loss"], h.history["loss"], rtol=1e-6)
     assert d.history["loss"][-1] < d.history["loss"][0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_readme_gpu_example_runs(device):
+    """README's "Training on a GPU" block, on each device ("cuda" there)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("### Training on a GPU", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert '.to("cuda")' in block
+    namespace = {}
+    exec(compile(block.replace('"cuda"', repr(device)), "README.md", "exec"), namespace)
+    assert type(namespace["logits"]) is np.ndarray and namespace["model"].device == "cpu"

@@ -32,7 +32,7 @@ must share one dtype. Non-contiguous arrays are accepted (copied once).
 """
 from __future__ import annotations
 
-import contextlib
+import contextlib as _contextlib
 import os as _os
 from dataclasses import dataclass
 
@@ -109,7 +109,7 @@ class RecurrentCache:
         # segment after it.
         T, B, I, _ = self.dims
         dev = _device.handle_backend(self.handles[0])
-        on_device = dev.on_device(self.handles[0].device) if dev else contextlib.nullcontext()
+        on_device = dev.on_device(self.handles[0].device) if dev else _contextlib.nullcontext()
         with on_device:
             dx = (dev.empty if dev else np.empty)((T, B, I), self.dtype)
             total = None
@@ -249,7 +249,7 @@ def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurre
         _check_fits_in_memory(T * B * S * x.dtype.itemsize,
                               f"{cell} forward (T={T}, B={B}, segment={segment})")
         y = np.empty((T, B, S), x.dtype)
-        on_device = contextlib.nullcontext()
+        on_device = _contextlib.nullcontext()
     else:
         on_device = dev.on_device(dev.device_of(x))
         with on_device:

@@ -334,7 +334,7 @@ class _Recurrent(Module):
         lengths = lengths_array(lengths, B, T, layout=note)
         init = self._check_states(initial_state, B)
         V = None if lengths is None else valid_mask(lengths, T, B, self.dtype, like=x)
-        D, L = self.num_directions, self.num_layers
+        D = self.num_directions
         inp, outs, drop_masks, states = x, [], [], []
         for k, level in enumerate(self.levels):
             if k > 0:
