@@ -200,6 +200,16 @@ def test_to_rejects_unknown_devices_and_host_only_layers():
         Seq2Seq(10, 10, hidden_size=4, embedding_dim=3, bos_id=1, eos_id=2).to(name)
 
 
+def test_to_cuda_without_cuda_build_says_how_to_build(monkeypatch):
+    monkeypatch.setattr(_device, "_cuda_backend", None)
+    monkeypatch.setattr(_device, "cuda_module", lambda: None)
+    layer = nn.Linear(2, 3)
+    with pytest.raises(ImportError, match=r"device 'cuda' was asked for, but this rnnkit has no CUDA "
+                                          r"backend.*RNNKIT_CUDA=ON"):
+        layer.to("cuda")
+    assert layer.device == "cpu"
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_pickle_and_save_of_a_device_model(device, tmp_path):
     """A pickled device model holds NumPy arrays and its device name, and unpickles onto the

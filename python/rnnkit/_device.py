@@ -129,15 +129,16 @@ def cuda_import_error() -> str:
     return _cuda_error or ""
 
 
-def cuda_backend() -> DeviceBackend:
-    """The CUDA backend (CuPy arrays); ImportError saying what is missing otherwise."""
+def cuda_backend(wanted: str = "a CUDA device array was passed") -> DeviceBackend:
+    """The CUDA backend (CuPy arrays); ImportError saying what is missing otherwise (``wanted``:
+    what asked for it, for the message)."""
     global _cuda_backend
     if _cuda_backend is not None:
         return _cuda_backend
     module = cuda_module()
     if module is None:
         raise ImportError(
-            "a CUDA device array was passed, but this rnnkit has no CUDA backend "
+            f"{wanted}, but this rnnkit has no CUDA backend "
             f"({cuda_import_error()}); build it with "
             "pip install . --config-settings=cmake.define.RNNKIT_CUDA=ON (docs/core.md, CUDA)")
     try:
@@ -203,7 +204,7 @@ def backend_named(device):
     if device == "cpu":
         return None
     if device == "cuda":
-        return cuda_backend()
+        return cuda_backend("device 'cuda' was asked for")
     for b in _registered:
         if device == b.name:
             return b
