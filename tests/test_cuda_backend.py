@@ -172,14 +172,12 @@ def test_mixing_host_and_device_arrays_raises(harness):
 
 
 @requires_emulation
-def test_device_dtype_shape_and_segment_errors(harness):
+def test_device_dtype_and_shape_errors(harness):
     dev = _moved(harness.make_inputs("lstm", 3, 2, 4, 5), E.to_device)
     with pytest.raises(TypeError, match="Wh has dtype float32 but x has float64"):
         harness.forward(F, "lstm", dict(dev, Wh=dev["Wh"].astype(np.float32)))
     with pytest.raises(ValueError, match=r"h0 must have shape \(B, H\)"):
         harness.forward(F, "lstm", dict(dev, h0=dev["h0"][:1]))
-    with pytest.raises(ValueError, match="segment= is not supported on the cuda_emulated backend"):
-        harness.forward(F, "lstm", dev, segment=2)
 
 
 @requires_emulation

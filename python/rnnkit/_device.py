@@ -29,14 +29,20 @@ class DeviceBackend:
     interface attribute its arrays expose; claims(obj): whether obj is one of its arrays;
     asarray(obj): obj as its array type (no copy for its own arrays); empty(shape, dtype);
     stream(): the caller's current stream as an int; device_of(arr): the device ordinal;
-    where(cond, a, b); to_host(arr): a NumPy copy (small arrays only: lengths)."""
+    where(cond, a, b); to_host(arr): its values as a NumPy array.
+
+    For rnnkit.nn and rnnkit.train (``model.to(name)``): xp, the array namespace the layers,
+    losses and optimisers compute with on this device (cupy; numpy-like, see array_module);
+    to_device(host_array): a copy on the device."""
 
     def __init__(self, name, module, interface, claims, asarray, empty, stream, device_of,
-                 where, to_host, what, on_device=None):
+                 where, to_host, what, on_device=None, xp=None, to_device=None):
         self.name, self.module, self.interface = name, module, interface
         self.claims, self.asarray, self.empty = claims, asarray, empty
         self.stream, self.device_of, self.where, self.to_host = stream, device_of, where, to_host
         self.what = what
+        self.xp = xp
+        self.to_device = to_device or asarray
         # on_device(ordinal): a context in which new arrays and the current stream are that
         # device's
         self.on_device = on_device or (lambda ordinal: contextlib.nullcontext())
@@ -123,15 +129,16 @@ def cuda_import_error() -> str:
     return _cuda_error or ""
 
 
-def cuda_backend() -> DeviceBackend:
-    """The CUDA backend (CuPy arrays); ImportError saying what is missing otherwise."""
+def cuda_backend(wanted: str = "a CUDA device array was passed") -> DeviceBackend:
+    """The CUDA backend (CuPy arrays); ImportError saying what is missing otherwise (``wanted``:
+    what asked for it, for the message)."""
     global _cuda_backend
     if _cuda_backend is not None:
         return _cuda_backend
     module = cuda_module()
     if module is None:
         raise ImportError(
-            "a CUDA device array was passed, but this rnnkit has no CUDA backend "
+            f"{wanted}, but this rnnkit has no CUDA backend "
             f"({cuda_import_error()}); build it with "
             "pip install . --config-settings=cmake.define.RNNKIT_CUDA=ON (docs/core.md, CUDA)")
     try:
@@ -145,7 +152,7 @@ def cuda_backend() -> DeviceBackend:
         asarray=cupy.asarray, empty=cupy.empty,
         stream=lambda: cupy.cuda.get_current_stream().ptr,
         device_of=lambda arr: arr.device.id, where=cupy.where, to_host=cupy.asnumpy,
-        what="on the CUDA device (CuPy)", on_device=cupy.cuda.Device)
+        what="on the CUDA device (CuPy)", on_device=cupy.cuda.Device, xp=cupy)
     return _cuda_backend
 
 
@@ -162,33 +169,82 @@ def backend_for(arrays: dict):
             break
     else:
         return None
-    found = {}
-    for name, value in arrays.items():
-        if value is None:
-            continue
-        owner = next((b for b in _registered if b.claims(value)), None)
-        if owner is None and _on_cuda_device(value):
-            owner = cuda_backend()
-        found[name] = owner
+    found = {name: backend_of(value) for name, value in arrays.items() if value is not None}
     owners = set(found.values())
     if len(owners) <= 1:
         return next(iter(owners), None)
     by_owner = {}
     for name, owner in found.items():
         by_owner.setdefault(owner, []).append(name)
-    parts = [f"{', '.join(names)} {'are' if len(names) > 1 else 'is'} "
-             f"{owner.what if owner else 'on the host (NumPy)'}" for owner, names in by_owner.items()]
+    parts = [f"{', '.join(names)} {'are' if len(names) > 1 else 'is'} {describe(owner)}"
+             for owner, names in by_owner.items()]
     raise TypeError("arrays of one call must all live in one place: " + "; ".join(parts) +
                     " (move them with cupy.asarray(...) or cupy.asnumpy(...))")
 
 
+def backend_of(value):
+    """The device backend whose array ``value`` is, or None for anything else (NumPy arrays,
+    lists, scalars: host values)."""
+    if type(value) is np.ndarray or value is None:  # the common case costs one check
+        return None
+    owner = next((b for b in _registered if b.claims(value)), None)
+    if owner is None and _on_cuda_device(value):
+        owner = cuda_backend()
+    return owner
+
+
+def describe(backend) -> str:
+    """Where a backend's arrays live, for messages ("on the host (NumPy)" for None)."""
+    return backend.what if backend is not None else "on the host (NumPy)"
+
+
+def backend_named(device):
+    """The backend a device name means: None for "cpu", the CUDA backend for "cuda", a
+    registered backend by its name; ValueError naming ``device`` otherwise."""
+    if device == "cpu":
+        return None
+    if device == "cuda":
+        return cuda_backend("device 'cuda' was asked for")
+    for b in _registered:
+        if device == b.name:
+            return b
+    names = ["cpu", "cuda"] + [b.name for b in _registered]
+    raise ValueError(f"device must be one of {names}, got {device!r}")
+
+
+def array_module(value):
+    """The array namespace to compute on ``value`` with: numpy for host arrays, the device
+    backend's ``xp`` (cupy for CuPy arrays) for device arrays. rnnkit.nn and rnnkit.train
+    create and combine arrays through it, so one code path serves both (as
+    cupy.get_array_module)."""
+    owner = backend_of(value)
+    return np if owner is None else owner.xp
+
+
+def put_like(host, like):
+    """``host`` (a NumPy array made on the host: a mask from lengths, random numbers) where
+    ``like`` lives: itself for a host ``like``, a device copy otherwise."""
+    owner = backend_of(like)
+    return host if owner is None else owner.to_device(host)
+
+
+def to_host(value):
+    """``value`` as a NumPy array (a copy from a device; host values as np.asarray)."""
+    owner = backend_of(value)
+    return np.asarray(value) if owner is None else np.asarray(owner.to_host(value))
+
+
 def is_handle(obj) -> bool:
+    if isinstance(obj, SegmentCheckpoint):
+        return True
     mods = [b.module for b in _registered] + ([_cuda_backend.module] if _cuda_backend else [])
     return any(isinstance(obj, m.ForwardHandle) for m in mods)
 
 
 def handle_backend(handle):
     """The device backend whose forward made ``handle``; None for the CPU core's handles."""
+    if isinstance(handle, SegmentCheckpoint):
+        return handle.dev
     for b in _registered + ([_cuda_backend] if _cuda_backend else []):
         if isinstance(handle, b.module.ForwardHandle):
             return b
@@ -226,6 +282,35 @@ def forward(dev: DeviceBackend, cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse
             bool(linear_before_reset), block, not inference, Wr, peepholes, y, hT, cT,
             device, dev.stream(), lengths_device)
     return y, hT, cT, handle
+
+
+class SegmentCheckpoint:
+    """One segment of a segmented forward (functional's ``segment=``) on a device backend: the
+    segment's inputs and the states entering it, no reserve. The device modules have no
+    reserve-free handle (the CPU core's ``keep_reserve=False``), so the recomputation is driven
+    from here: backward reruns the segment's training forward, then backpropagates it.
+
+    ``kwargs``: forward's arguments after ``dev`` and ``cell``, ``inference`` excepted. Has
+    the attributes of a handle that functional.check_cache and RecurrentCache read."""
+
+    def __init__(self, dev, cell, kwargs):
+        self.dev, self.cell, self.kwargs = dev, cell, kwargs
+        x, Wh, Wr = kwargs["x"], kwargs["Wh"], kwargs["Wr"]
+        T, B, I = x.shape
+        self.state_size = Wh.shape[0]
+        self.dims = (T, B, I, Wr.shape[0] if Wr is not None else self.state_size)
+        self.dtype = x.dtype
+        self.backend = dev.name
+        self.device = dev.device_of(x)
+
+    @property
+    def nbytes(self) -> int:
+        """The states entering the segment (its inputs are the caller's)."""
+        return int(sum(self.kwargs[k].nbytes for k in ("h0", "c0") if self.kwargs[k] is not None))
+
+    def backward(self, dy, dhT, dcT):
+        *_, handle = forward(self.dev, self.cell, inference=False, **self.kwargs)
+        return backward(handle, dy, dhT, dcT)
 
 
 def backward(handle, dy, dhT, dcT):

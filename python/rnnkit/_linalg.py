@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from . import _device
 
 
 def _operand(a: np.ndarray):
@@ -26,6 +27,14 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, *,
     """``a @ b`` for 2-D arrays of one float dtype (callers check dtypes and shapes); with
     ``out`` the product is written (or, with ``accumulate``, added) into that C-contiguous
     array, which is returned."""
+    if _device.backend_of(a) is not None:  # device arrays: the device's own product (cuBLAS)
+        if out is None:
+            return a @ b
+        if accumulate:
+            out += a @ b
+        else:
+            out[...] = a @ b
+        return out
     M, K = a.shape
     N = b.shape[1]
     if out is None:

@@ -2,7 +2,8 @@
 
 Shapes: ``ids`` any shape S of integer ids into ``W``: (V, D) (V vocabulary size, D embedding
 size); the output is S + (D,). ``ids`` of shape (T, B) give time-major (T, B, D) input for the
-recurrent functions.
+recurrent functions. The table and the ids may live on a device (CuPy arrays, both): the
+lookup and the scatter-add then run there.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from . import _core
 from . import _checks
+from . import _device
 
 __all__ = ["embedding_forward", "embedding_backward", "EmbeddingCache", "most_similar"]
 
@@ -32,7 +34,7 @@ class EmbeddingCache:
 
 
 def _table(W) -> np.ndarray:
-    W = np.asarray(W)
+    W = W if _device.backend_of(W) is not None else np.asarray(W)
     if W.dtype not in _FLOATS:
         raise TypeError(f"W must be a float32 or float64 array, got dtype {W.dtype}")
     if W.ndim != 2:
@@ -49,20 +51,44 @@ def embedding_forward(ids, W, *, padding_idx: int | None = None):
     """
     W = _table(W)
     V, D = W.shape
-    ids = _checks.check_ids(ids, V)
-    _checks.check_lookup_size(ids.shape, D, W.dtype, "ids")
+    dev = _device.backend_of(W)
+    if dev is None:
+        ids = _checks.check_ids(_placed_ids(ids, dev), V)
+        _checks.check_lookup_size(ids.shape, D, W.dtype, "ids")
+    else:
+        ids = _device_ids(_placed_ids(ids, dev), V)
     if padding_idx is not None:
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
             raise TypeError(f"padding_idx must be None or an int, got {type(padding_idx).__name__}")
         if not 0 <= padding_idx < V:
             raise ValueError(f"padding_idx must be in [0, {V}), got {padding_idx}")
         padding_idx = int(padding_idx)
-    flat = np.ascontiguousarray(ids.reshape(-1))
-    out = np.take(W, flat, axis=0)
+    xp = np if dev is None else dev.xp
+    flat = xp.ascontiguousarray(ids.reshape(-1))
+    out = xp.take(W, flat, axis=0)
     if padding_idx is not None:
         out[flat == padding_idx] = 0
     cache = EmbeddingCache(flat, ids.shape, V, D, W.dtype, padding_idx)
     return out.reshape(ids.shape + (D,)), cache
+
+
+def _placed_ids(ids, dev):
+    """TypeError naming ids when they live elsewhere than the table."""
+    where = _device.backend_of(ids)
+    if where is not dev:
+        raise TypeError(f"ids are {_device.describe(where)} but W is {_device.describe(dev)}; "
+                        "ids and the table must live in one place")
+    return ids
+
+
+def _device_ids(ids, V: int):
+    """Device ids as int64, checked as _checks.check_ids checks host ids: the range check is
+    one reduction on the device; the ids come to the host only to name an offending one."""
+    if ids.dtype == bool or ids.dtype.kind not in "iu":
+        raise TypeError(f"ids must be an integer array, got dtype {ids.dtype}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):
+        _checks.check_ids(_device.to_host(ids), V)  # raises IndexError naming id and position
+    return ids.astype(np.int64, copy=False)
 
 
 def embedding_backward(dout, cache: EmbeddingCache, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -80,25 +106,36 @@ def embedding_backward(dout, cache: EmbeddingCache, *, out: np.ndarray | None = 
     if not isinstance(cache, EmbeddingCache):
         raise TypeError(f"cache must be the EmbeddingCache returned by embedding_forward, "
                         f"got {type(cache).__name__}")
-    dout = np.asarray(dout)
+    dev = _device.backend_of(cache.ids)
+    if _device.backend_of(dout) is not dev:
+        raise TypeError(f"dout is {_device.describe(_device.backend_of(dout))} but the forward ran "
+                        f"{_device.describe(dev)}; pass dout from there")
+    dout = np.asarray(dout) if dev is None else dout
     if dout.dtype != cache.dtype:
         raise TypeError(f"dout must have W's dtype {cache.dtype}, got {dout.dtype}")
     expected = cache.ids_shape + (cache.embedding_dim,)
     if dout.shape != expected:
         raise ValueError(f"dout must have shape ids.shape + (D,) = {expected}, got {dout.shape}")
     # explicit row count: reshape(-1, 0) is ambiguous for an embedding size D = 0
-    dout2 = np.ascontiguousarray(dout.reshape(cache.ids.shape[0], cache.embedding_dim))
+    xp = np if dev is None else dev.xp
+    dout2 = xp.ascontiguousarray(dout.reshape(cache.ids.shape[0], cache.embedding_dim))
     table_shape = (cache.num_embeddings, cache.embedding_dim)
     if out is None:
-        dW = np.zeros(table_shape, dtype=cache.dtype)
+        dW = xp.zeros(table_shape, dtype=cache.dtype)
     else:
-        if not isinstance(out, np.ndarray) or out.dtype != cache.dtype or out.shape != table_shape:
+        if _device.backend_of(out) is not dev or not hasattr(out, "flags") \
+                or out.dtype != cache.dtype or out.shape != table_shape:
             raise ValueError(f"out must be a {cache.dtype} array of shape (V, D) = {table_shape}, got "
                              f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        if not (out.flags.c_contiguous and out.flags.writeable):
+        if not (out.flags.c_contiguous and getattr(out.flags, "writeable", True)):  # CuPy: no flag
             raise ValueError("out must be C-contiguous and writeable")
         dW = out
-    if dout2.shape[0]:
+    if dout2.shape[0] and dev is not None:
+        # the device's scatter-add (atomic adds on a GPU: the summation order may vary)
+        if cache.padding_idx is not None:
+            dout2 = xp.where((cache.ids != cache.padding_idx)[:, None], dout2, dout2.dtype.type(0))
+        xp.add.at(dW, cache.ids, dout2)
+    elif dout2.shape[0]:
         skip = -1 if cache.padding_idx is None else cache.padding_idx
         _core.embedding_backward(cache.ids, dout2, dW, skip)
     return dW

@@ -22,7 +22,8 @@ carried state are not masked (as Keras' recurrent_dropout). Backward accounts fo
 states entering every k-step segment (cache.nbytes ~ T/k states instead of the full reserve)
 and backward re-runs each segment's forward before backpropagating it: about one extra forward
 pass, results equal to the unsegmented ones up to float rounding. With reverse=True the
-sequences must be full length.
+sequences must be full length. On a device backend the segments' forwards run without a
+reserve and backward reruns each segment's training forward before backpropagating it.
 
 Backward results: parameter gradients sum over all time steps; ``dbh`` is None exactly when the
 forward had no ``bh``. An LSTM forward given ``Wr`` or ``peepholes`` has two more results,
@@ -31,6 +32,7 @@ must share one dtype. Non-contiguous arrays are accepted (copied once).
 """
 from __future__ import annotations
 
+import contextlib as _contextlib
 import os as _os
 from dataclasses import dataclass
 
@@ -101,22 +103,32 @@ class RecurrentCache:
         returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or
         None). Callers check the cache first (``check_cache``)."""
         if not self.segmented:
-            if _device.is_handle(self.handles[0]):  # a device backend's forward
-                return _device.backward(self.handles[0], dy, dhT, dcT)
-            return _core.backward(self.handles[0], dy, dhT, dcT)
+            return _backward_one(self.handles[0], dy, dhT, dcT)
         # One segment at a time, last first: each handle reruns its segment's forward from the
         # state that entered it, then backpropagates it with the gradients flowing in from the
         # segment after it.
         T, B, I, _ = self.dims
-        dx = np.empty((T, B, I), self.dtype)
-        total = None
-        dh, dc = dhT, dcT
-        for handle, (t0, t1) in zip(reversed(self.handles), reversed(self.spans)):
-            seg_dy = None if dy is None else dy[t0:t1]
-            dx[t0:t1], dh, dc, *params = _core.backward(handle, seg_dy, dh, dc)
-            total = params if total is None else [a if g is None else a + g
-                                                  for a, g in zip(total, params)]
+        dev = _device.handle_backend(self.handles[0])
+        on_device = dev.on_device(self.handles[0].device) if dev else _contextlib.nullcontext()
+        with on_device:
+            dx = (dev.empty if dev else np.empty)((T, B, I), self.dtype)
+            total = None
+            dh, dc = dhT, dcT
+            for handle, (t0, t1) in zip(reversed(self.handles), reversed(self.spans)):
+                seg_dy = None if dy is None else dy[t0:t1]
+                dx[t0:t1], dh, dc, *params = _backward_one(handle, seg_dy, dh, dc)
+                total = params if total is None else [a if g is None else a + g
+                                                      for a, g in zip(total, params)]
         return (dx, dh, dc, *total)
+
+
+def _backward_one(handle, dy, dhT, dcT):
+    """Backward of one handle of whichever backend made it."""
+    if isinstance(handle, _device.SegmentCheckpoint):
+        return handle.backward(dy, dhT, dcT)
+    if _device.is_handle(handle):  # a device backend's forward
+        return _device.backward(handle, dy, dhT, dcT)
+    return _core.backward(handle, dy, dhT, dcT)
 
 
 def _segments(T, lengths, reverse, segment):
@@ -183,14 +195,6 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
     recurrent_mask = optional_float(recurrent_mask, "recurrent_mask", (B, S), state, dtype)
     reverse = bool(reverse)
     block = _gate_block(cell, gate_order)
-    if dev is not None:
-        if segment is not None:
-            raise ValueError(f"segment= is not supported on the {dev.name} backend (device "
-                             "arrays); run without it, or on host arrays")
-        y, hT, cT, handle = _device.forward(
-            dev, cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, block,
-            inference, recurrent_mask, Wr, peepholes, cell_type.has_cell_state)
-        return y, hT, cT, None if inference else RecurrentCache(cell, (handle,), ((0, T),))
     if segment is not None:
         if isinstance(segment, bool) or not isinstance(segment, (int, np.integer)) or segment < 1:
             raise ValueError(f"segment must be a positive int (steps per recomputed segment) or None, got {segment!r}")
@@ -199,16 +203,19 @@ def _forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_res
                              "or all equal to T): a reversed padded row starts at its own length")
         segment = int(segment)
     return _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset,
-                        block, inference, recurrent_mask, segment, Wr, peepholes)
+                        block, inference, recurrent_mask, segment, Wr, peepholes, dev)
 
 
 def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, block,
-                 inference, recurrent_mask, segment=None, Wr=None, peepholes=None, norm=None):
-    """The core's forward on arguments already checked (by _forward, or by an rnnkit.nn layer
-    through layer_forward): C-contiguous arrays of one dtype and the right shapes, lengths an
-    int64 array or None. The core's own guards still run."""
+                 inference, recurrent_mask, segment=None, Wr=None, peepholes=None, dev=None,
+                 norm=None):
+    """The forward of backend ``dev`` (None: the CPU core) on arguments already checked (by
+    _forward, or by an rnnkit.nn layer through layer_forward): C-contiguous arrays of one dtype,
+    the right shapes and one place, lengths a host int64 array or None; ``norm`` the core's
+    normalisation dict (CPU only). The core's own guards still run."""
     T = x.shape[0]
-    if lengths is not None and not inference and x.shape[1] and lengths.min() < T:
+    # (a device forward zeroes the padding itself, on the device)
+    if dev is None and lengths is not None and not inference and x.shape[1] and lengths.min() < T:
         # Backward's dWx = x^T @ dA meets padded rows of x with zeros of dA, and 0 * NaN is
         # NaN: zero the padding so that whatever it holds never reaches a gradient.
         valid = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
@@ -218,30 +225,58 @@ def _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before
     if segment is not None and not inference and segment < T and x.shape[1] and Wh.shape[0]:
         return _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse,
                                   recurrent_mask, bool(linear_before_reset), block, segment,
-                                  Wr, peepholes)
-    y, hT, cT, handle = _core.forward(
-        cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
-        bool(linear_before_reset), block, not inference, Wr=Wr, peepholes=peepholes, norm=norm,
-    )
+                                  Wr, peepholes, dev)
+    if dev is not None:
+        if norm is not None:
+            raise ValueError(f"norm: normalised recurrences run on the CPU core only, not on the "
+                             f"{dev.name} backend")
+        y, hT, cT, handle = _device.forward(
+            dev, cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset, block,
+            inference, recurrent_mask, Wr, peepholes, cell_for_core_name(cell).has_cell_state)
+    else:
+        y, hT, cT, handle = _core.forward(
+            cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
+            bool(linear_before_reset), block, not inference, Wr=Wr, peepholes=peepholes,
+            norm=norm,
+        )
     cache = None if inference else RecurrentCache(cell, (handle,), ((0, T),))
     return y, hT, cT, cache
 
 
 def _segmented_forward(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, recurrent_mask,
-                       linear_before_reset, block, segment, Wr, peepholes):
-    """Runs the segments keeping one checkpoint handle each: the segment's inputs and the
-    states entering it, no reserve."""
+                       linear_before_reset, block, segment, Wr, peepholes, dev=None):
+    """Runs the segments keeping one checkpoint each: the segment's inputs and the states
+    entering it, no reserve (a CPU core handle with keep_reserve=False, or on a device a
+    _device.SegmentCheckpoint after an inference forward of the segment)."""
     T, B, _ = x.shape
-    _check_fits_in_memory(T * B * Wh.shape[0] * x.dtype.itemsize,  # Wh has S rows
-                          f"{cell} forward (T={T}, B={B}, segment={segment})")
-    y = np.empty((T, B, Wh.shape[0]), x.dtype)
+    S = Wh.shape[0]  # Wh has S rows
+    if dev is None:
+        _check_fits_in_memory(T * B * S * x.dtype.itemsize,
+                              f"{cell} forward (T={T}, B={B}, segment={segment})")
+        y = np.empty((T, B, S), x.dtype)
+        on_device = _contextlib.nullcontext()
+    else:
+        on_device = dev.on_device(dev.device_of(x))
+        with on_device:
+            y = dev.empty((T, B, S), x.dtype)
+    has_cell_state = cell_for_core_name(cell).has_cell_state
     handles, spans = [], []
     h, c = h0, c0
     for t0, t1, seg_lengths in _segments(T, lengths, reverse, segment):
-        y[t0:t1], h, c, handle = _core.forward(
-            cell, x[t0:t1], h, c, Wx, Wh, b, bh, seg_lengths, reverse, recurrent_mask,
-            linear_before_reset, block, True, False, Wr=Wr, peepholes=peepholes,
-        )
+        if dev is None:
+            y[t0:t1], h, c, handle = _core.forward(
+                cell, x[t0:t1], h, c, Wx, Wh, b, bh, seg_lengths, reverse, recurrent_mask,
+                linear_before_reset, block, True, False, Wr=Wr, peepholes=peepholes,
+            )
+        else:
+            kwargs = dict(x=x[t0:t1], h0=h, c0=c, Wx=Wx, Wh=Wh, b=b, bh=bh, lengths=seg_lengths,
+                          reverse=reverse, linear_before_reset=linear_before_reset, block=block,
+                          recurrent_mask=recurrent_mask, Wr=Wr, peepholes=peepholes,
+                          has_cell_state=has_cell_state)
+            handle = _device.SegmentCheckpoint(dev, cell, kwargs)
+            seg_y, h, c, _ = _device.forward(dev, cell, inference=True, **kwargs)
+            with on_device:
+                y[t0:t1] = seg_y
         handles.append(handle)
         spans.append((t0, t1))
     return y, h, c, RecurrentCache(cell, tuple(handles), tuple(spans))
@@ -269,7 +304,8 @@ def layer_forward(cell, x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=
     needs them; ``norm`` the core's normalisation dict (see ``_core.forward``); returns (y,
     hT, cT or None, cache)."""
     return _run_kernels(cell, x, h0, c0, Wx, Wh, b, bh, lengths, reverse, linear_before_reset,
-                        [], inference, recurrent_mask, None, Wr, peepholes, norm)
+                        [], inference, recurrent_mask, None, Wr, peepholes, _device.backend_of(x),
+                        norm)
 
 
 def layer_backward(cache, dy, dhT, dcT):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a machine with a GPU, run once (well under 10 minutes on 16
 # cores): builds rnnkit with RNNKIT_CUDA=ON into the source tree, prints `rnnkit info`, runs
-# the CUDA tests (tests/test_cuda_backend.py and the backend-vs-reference parity test, whose
-# BACKENDS gain "cuda" where a GPU is visible; the host-only emulation tests are left out)
+# the CUDA tests (tests/test_cuda_backend.py, the backend-vs-reference parity test, whose
+# BACKENDS gain "cuda" where a GPU is visible, segment= on the device, and rnnkit.nn / Trainer
+# on CuPy, tests/test_nn_device.py; the host-only emulation tests are left out)
 # and times the CUDA backend against the CPU backend and torch's cuDNN RNNs.
 #
 #   bash tests/gpu/device_check.sh            (results under $OUT, else build/gpu-out)
@@ -59,6 +60,7 @@ $PY -m rnnkit.cli info
 stamp "CUDA tests"
 timeout 300 $PY -m pytest -q -p no:cacheprovider --junitxml="$OUT/junit.xml" \
   tests/test_cuda_backend.py "tests/test_parity.py::test_functional_matches_reference" \
+  tests/test_nn_device.py "tests/test_segment.py::test_segmented_on_device_equals_plain_device_and_host" \
   -k "not emulated" 2>&1 | tee "$OUT/tests.log"
 tests_status=${PIPESTATUS[0]}
 

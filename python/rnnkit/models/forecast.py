@@ -110,6 +110,10 @@ class ForecastNet(nn.Module):
     -> dropout -> Linear(H, horizon * F). ``residual=True`` adds the window's last value to
     every forecast step (the network learns the change). Parameters ``rnn.*``, ``fc.{W,b}``."""
 
+    def host_only_reason(self):
+        # its decoding / scaling code is NumPy; not ported to device arrays
+        return "rnnkit.models.ForecastNet runs on NumPy arrays only"
+
     def __init__(self, num_features=1, horizon=1, *, hidden_size=32, num_layers=1, cell="lstm", dropout=0.0,
                  residual=False, dtype=np.float32, seed=None):
         super().__init__(seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .. import nn
 from .._runtime import govern_blas
 from ..nn.recurrent import recurrent_layer
@@ -15,6 +16,14 @@ __all__ = ["SequenceClassifier", "LanguageModel", "MLPClassifier", "lm_windows",
            "char_vocabulary"]
 
 _POOLS = {"last": nn.LastStep, "mean": nn.MeanPool, "max": nn.MaxPool}
+
+
+def checked_token_ids(ids, vocab_size: int):
+    """Batch-first token ids checked on the host (a bad id is named at its position in the
+    caller's array), returned where ``ids`` live: a model on a device gets device ids from its
+    Trainer."""
+    return _device.put_like(check_ids(_device.to_host(ids), vocab_size, batch_first=True,
+                                      vocabulary="vocab_size"), ids)
 
 
 class SequenceClassifier(nn.Module):
@@ -48,7 +57,7 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, ids, *, lengths=None, training=False):
         # checked batch-first, so a bad id is reported at its position in the caller's array
-        ids = check_ids(ids, self.embed.num_embeddings, batch_first=True, vocabulary="vocab_size")
+        ids = checked_token_ids(ids, self.embed.num_embeddings)
         x = self.embed.forward(ids.T)                              # (T, B, E)
         y = self.rnn.forward(x, lengths=lengths, training=training)  # (T, B, H)
         h = self.drop.forward(self.pool.forward(y, lengths=lengths), training=training)
@@ -99,12 +108,13 @@ class LanguageModel(nn.Module):
         return logits[0], state
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = check_ids(ids, self.vocab_size, batch_first=True, vocabulary="vocab_size")
+        ids = checked_token_ids(ids, self.vocab_size)
         logits, _ = self._logits(ids.T, lengths, training, None)
         return logits.transpose(1, 0, 2)
 
     def backward(self, grad):
-        dy = self.drop.backward(self.fc.backward(np.asarray(grad).transpose(1, 0, 2)))
+        grad = grad if _device.backend_of(grad) is not None else np.asarray(grad)
+        dy = self.drop.backward(self.fc.backward(grad.transpose(1, 0, 2)))
         self.embed.backward(self.rnn.backward((dy, None)))
         return None
 
@@ -132,6 +142,9 @@ class LanguageModel(nn.Module):
         produced. ``seed`` makes sampling reproducible. Returns the continuation only: a str
         when the model has a vocab and the prompt was text, else a list of ids.
         """
+        if self.device != "cpu":
+            raise ValueError(f"generate runs on the host (its sampling loop is NumPy), but this "
+                             f"model is on {self.device!r}; move it with model.to('cpu') first")
         n = check_positive_int(n, "n", 0)
         check_sampling(temperature, top_k)
         ids = self._encode(prompt)
@@ -175,9 +188,11 @@ class MLPClassifier(nn.Module):
         self._layers.append(self.add_module("out", nn.Linear(width, self.num_classes, dtype=dtype, seed=ss[-1])))
 
     def forward(self, x, *, lengths=None, training=False):
-        if hasattr(x, "toarray"):
+        if hasattr(x, "toarray"):  # scipy.sparse rows: densified per batch, then to the model's device
             x = x.toarray()
-        x = np.asarray(x, dtype=self.dtype)
+            if self._backend() is not None:
+                x = self._backend().to_device(x)
+        x = _device.array_module(x).asarray(x, dtype=self.dtype)
         for layer in self._layers:
             x = layer.forward(x, training=training) if isinstance(layer, nn.Dropout) else layer.forward(x)
         return x

@@ -61,6 +61,10 @@ class LuongAttention(nn.Module):
     weights of the last forward are kept in ``last_weights`` (B, T, S).
     """
 
+    def host_only_reason(self):
+        # its decoding / scaling code is NumPy; not ported to device arrays
+        return "rnnkit.models.LuongAttention runs on NumPy arrays only"
+
     def __init__(self, query_size, key_size, *, score="dot", attention_size=None, dtype=np.float32,
                  seed=None):
         super().__init__(seed)
@@ -163,6 +167,10 @@ class Seq2Seq(nn.Module):
     with those keys; ``data_layout``): ``tgt`` is both the decoder's input and the target, the
     loss sees the steps t < tgt_lengths, and batches are grouped by source length.
     """
+
+    def host_only_reason(self):
+        # its decoding / scaling code is NumPy; not ported to device arrays
+        return "rnnkit.models.Seq2Seq runs on NumPy arrays only"
 
     # grouped by source length, as fit always did: the encoder's steps are the padding that the
     # bidirectional encoder pays for twice

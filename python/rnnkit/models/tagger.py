@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .. import nn
-from .._checks import check_ids, lengths_array
+from .._checks import lengths_array
 from ..nn.module import check_positive_int
 from ..train.losses import cross_entropy, softmax
 from ..nn.recurrent import recurrent_layer
+from .networks import checked_token_ids
 
 __all__ = ["SequenceTagger", "tagging_loss"]
 
@@ -58,18 +60,21 @@ class SequenceTagger(nn.Module):
         self.fc = nn.Linear(self.rnn.output_size, self.num_tags, batch_first=False, dtype=dtype, seed=ss[4])
 
     def forward(self, ids, *, lengths=None, training=False):
-        ids = check_ids(ids, self.vocab_size, batch_first=True, vocabulary="vocab_size")
+        ids = checked_token_ids(ids, self.vocab_size)
         B, T = ids.shape
         lengths = lengths_array(lengths, B, T)
-        x = self.drop_in.forward(self.embed.forward(np.ascontiguousarray(ids.T)), training=training)
+        xp = self._xp()
+        x = self.drop_in.forward(self.embed.forward(xp.ascontiguousarray(ids.T)), training=training)
         y = self.rnn.forward(x, lengths=lengths, training=training)
         logits = self.fc.forward(self.drop.forward(y, training=training), lengths=lengths)
         return logits.transpose(1, 0, 2)
 
     def backward(self, grad):
-        dy = self.drop.backward(self.fc.backward(np.asarray(grad).transpose(1, 0, 2)))
-        dx = self.rnn.backward(np.ascontiguousarray(dy))
-        self.embed.backward(np.ascontiguousarray(self.drop_in.backward(dx)))
+        xp = self._xp()
+        grad = grad if _device.backend_of(grad) is not None else np.asarray(grad)
+        dy = self.drop.backward(self.fc.backward(grad.transpose(1, 0, 2)))
+        dx = self.rnn.backward(xp.ascontiguousarray(dy))
+        self.embed.backward(xp.ascontiguousarray(self.drop_in.backward(dx)))
         return None
 
     def predict_proba(self, ids, lengths=None):
@@ -79,7 +84,7 @@ class SequenceTagger(nn.Module):
     def predict(self, ids, lengths=None):
         """Most likely tag per token, (B, T) int64, -1 at padded positions."""
         logits = self.forward(ids, lengths=lengths)
-        tags = logits.argmax(axis=-1).astype(np.int64)
+        tags = _device.to_host(logits.argmax(axis=-1)).astype(np.int64)
         if lengths is not None:
             B, T = tags.shape
             tags[np.arange(T)[None, :] >= np.asarray(lengths)[:, None]] = -1

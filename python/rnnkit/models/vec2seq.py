@@ -57,6 +57,10 @@ class VectorToSequence(nn.Module):
     steps t < lengths, and ``bucket=True`` groups batches by target length.
     """
 
+    def host_only_reason(self):
+        # its decoding / scaling code is NumPy; not ported to device arrays
+        return "rnnkit.models.VectorToSequence runs on NumPy arrays only"
+
     data_layout = DataLayout(inputs=("x", "targets"), target="targets", lengths=("lengths",),
                              steps={"targets": "lengths"}, bucket_by="lengths")
 

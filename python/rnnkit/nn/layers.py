@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .._checks import layout_note, lengths_array, shape_str
 from .._linalg import matmul
 from ..embedding import embedding_backward, embedding_forward
-from .module import Module, check_dtype, check_positive_int, check_probability, float_input
+from .module import Module, check_dtype, check_positive_int, check_probability, float_input, placed
 
-__all__ = ["Linear", "Embedding", "Dropout", "glorot_uniform", "valid_mask"]
+__all__ = ["Linear", "Embedding", "Dropout", "glorot_uniform", "valid_mask", "dropout_mask"]
 
 
 def glorot_uniform(rng, fan_in: int, fan_out: int, dtype) -> np.ndarray:
@@ -21,10 +22,20 @@ def glorot_uniform(rng, fan_in: int, fan_out: int, dtype) -> np.ndarray:
     return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
 
 
-def valid_mask(lengths, T: int, B: int, dtype, batch_first: bool = False) -> np.ndarray:
-    """(T, B, 1) (or (B, T, 1) if batch_first) array: 1 where t < lengths[b], else 0."""
+def valid_mask(lengths, T: int, B: int, dtype, batch_first: bool = False, like=None) -> np.ndarray:
+    """(T, B, 1) (or (B, T, 1) if batch_first) array: 1 where t < lengths[b], else 0; made from
+    the host ``lengths`` and put where ``like`` lives."""
     m = (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
-    return m.transpose(1, 0, 2) if batch_first else m
+    return _device.put_like(m.transpose(1, 0, 2) if batch_first else m, like)
+
+
+def dropout_mask(rng, shape, p: float, dtype, like):
+    """An inverted-dropout mask of ``shape``: 0 with probability ``p``, else 1/(1-p), where
+    ``like`` lives. Drawn by the module's host generator whatever the device, so a model draws
+    the same masks on either and ``rng_state()`` stays a host state; the keep pattern crosses
+    to a device as one byte per element."""
+    keep = _device.put_like(rng.random(shape) >= p, like)
+    return (keep / (1.0 - p)).astype(dtype)
 
 
 class Linear(Module):
@@ -56,7 +67,8 @@ class Linear(Module):
     def forward(self, x, *, lengths=None, training=False):
         x = float_input(x, "x", self.dtype, ndims=(2, 3), last=self.in_features,
                         meaning=" (N, in_features) or a sequence "
-                                + ("(B, T, in_features)" if self.batch_first else "(T, B, in_features)"))
+                                + ("(B, T, in_features)" if self.batch_first else "(T, B, in_features)"),
+                        device=self._backend())
         y = matmul(x.reshape(-1, self.in_features), self.W).reshape(x.shape[:-1] + (self.out_features,))
         if "b" in self._params:
             y += self.b
@@ -64,7 +76,7 @@ class Linear(Module):
         if lengths is not None and x.ndim == 3:  # 2-D input (e.g. after a head) ignores lengths
             T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
             lengths = lengths_array(lengths, B, T, layout=layout_note("x", x.shape, self.batch_first, "in_features"))
-            mask = valid_mask(lengths, T, B, self.dtype, self.batch_first)
+            mask = valid_mask(lengths, T, B, self.dtype, self.batch_first, like=x)
             y *= mask
         self._cache = (x, mask)
         return y
@@ -73,7 +85,7 @@ class Linear(Module):
         if self._cache is None:
             raise RuntimeError("Linear.backward called before forward")
         x, mask = self._cache
-        grad = float_input(grad, "grad", self.dtype, ndims=(x.ndim,))
+        grad = float_input(grad, "grad", self.dtype, ndims=(x.ndim,), device=self._backend())
         if grad.shape[:-1] != x.shape[:-1] or grad.shape[-1] != self.out_features:
             raise ValueError(f"grad must have the forward output's shape "
                              f"{shape_str(x.shape[:-1] + (self.out_features,))}, got {shape_str(grad.shape)}")
@@ -124,7 +136,7 @@ class Embedding(Module):
     def backward(self, grad):
         if self._cache is None:
             raise RuntimeError("Embedding.backward called before forward")
-        grad = np.asarray(grad)
+        grad = placed(grad, "grad", self._backend())
         if grad.dtype != self.dtype:
             raise TypeError(f"grad must have dtype {self.dtype}, got {grad.dtype}")
         embedding_backward(grad, self._cache, out=self._grads["W"])
@@ -145,13 +157,13 @@ class Dropout(Module):
         return f"p={self.p}"
 
     def forward(self, x, *, lengths=None, training=False):
-        x = np.asarray(x)
+        x = placed(x, "x", _device.backend_of(x))  # no parameters: it runs where x lives
         if x.dtype.kind != "f":
             raise TypeError(f"x must be a floating array, got dtype {x.dtype}")
         if not training or self.p == 0.0:
             self._mask = None
             return x
-        self._mask = ((self._rng.random(x.shape) >= self.p) / (1.0 - self.p)).astype(x.dtype)
+        self._mask = dropout_mask(self._rng, x.shape, self.p, x.dtype, like=x)
         return x * self._mask
 
     def backward(self, grad):

@@ -15,6 +15,13 @@ parameters and buffers (e.g. batch-norm running statistics).
 Randomness (dropout masks) comes from each module's own ``np.random.Generator``;
 ``seed(seed)`` reseeds every generator of the tree deterministically, ``rng_state()`` /
 ``set_rng_state()`` snapshot and restore them (picklable), for exact resume.
+
+Devices: ``model.to("cuda")`` moves every parameter, gradient and buffer of the tree to CuPy
+arrays, ``model.to("cpu")`` back to NumPy. A module computes with the array module of its
+arrays (``rnnkit._device.array_module``: numpy or cupy), so the same code runs on either;
+inputs must live where the parameters do (TypeError naming the argument otherwise). Dropout
+masks are drawn on the host by the module's generator and then moved, so a model draws the
+same masks on either device.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import _device
 from .._checks import FLOAT_DTYPES, check_positive_int, shape_str  # noqa: F401 (re-exported)
 
 __all__ = ["Module", "Sequential"]
@@ -47,12 +55,25 @@ def check_probability(value, name: str) -> float:
     return float(value)
 
 
+def placed(x, name: str, device):
+    """``x`` where a layer on ``device`` (a _device backend, None for the host) computes:
+    TypeError naming ``x`` when it lives elsewhere (rnnkit never copies between host and
+    device behind the caller's back); host values (lists) become NumPy arrays."""
+    where = _device.backend_of(x)
+    if where is not device:
+        move = (f"cupy.asarray({name})" if device is not None else f"cupy.asnumpy({name})")
+        raise TypeError(f"{name} is {_device.describe(where)} but this layer's parameters are "
+                        f"{_device.describe(device)}; move {name} there ({move}) or the model "
+                        f"with model.to(...)")
+    return x if where is not None or isinstance(x, np.ndarray) else np.asarray(x)
+
+
 def float_input(x, name: str, dtype: np.dtype, ndims=(3,), last: int | None = None,
-                meaning: str = "") -> np.ndarray:
-    """Checks a floating input of a layer: an ndarray of the layer's dtype (no silent casts: the
-    message says how to cast), one of ``ndims`` dimensions, last dimension ``last``."""
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
+                meaning: str = "", device=None) -> np.ndarray:
+    """Checks a floating input of a layer: an array of the layer's dtype (no silent casts: the
+    message says how to cast) on the layer's ``device`` (see ``placed``), one of ``ndims``
+    dimensions, last dimension ``last``."""
+    x = placed(x, name, device)
     if x.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating array of dtype {dtype}, got dtype {x.dtype}")
     if x.dtype != dtype:
@@ -88,17 +109,84 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_children", OrderedDict())
         object.__setattr__(self, "_rng", np.random.default_rng(seed))
+        object.__setattr__(self, "_device_name", "cpu")
 
     # ----------------------------------------------------------------- pickling
     def __getstate__(self):
         """A pickled or deep-copied module is its parameters, gradients, buffers, generators
         and options. What the last forward kept for its backward (``_cache``: for recurrent
         layers the core's handles, which own backend buffers and cannot be pickled) is left
-        behind: the copy needs a new forward before its next backward."""
+        behind: the copy needs a new forward before its next backward.
+
+        A module on a device pickles its arrays as NumPy arrays (the file holds no device
+        memory) with its device's name, and unpickles onto that device again (as torch does;
+        move it with ``to("cpu")`` first to open the file where that device is missing);
+        other device arrays the last forward left (outputs, masks) are left behind."""
         state = self.__dict__.copy()
         if "_cache" in state:
             state["_cache"] = None
+        if self.device != "cpu":
+            for key, value in state.items():
+                if key in _STORES:
+                    state[key] = OrderedDict((k, _device.to_host(v)) for k, v in value.items())
+                elif _holds_device_arrays(value):
+                    state[key] = None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        device = state.get("_device_name", "cpu")
+        if device != "cpu":
+            move = _device.backend_named(device).to_device
+            for key in _STORES:
+                self.__dict__[key] = OrderedDict((k, move(v)) for k, v in state[key].items())
+
+    # ----------------------------------------------------------------- devices
+    @property
+    def device(self) -> str:
+        """Where the parameters live: "cpu" (NumPy) or a device name ("cuda": CuPy)."""
+        return self.__dict__.get("_device_name", "cpu")  # modules pickled before devices: cpu
+
+    def _backend(self):
+        """The _device backend of this module's arrays; None on the host."""
+        device = self.device
+        return None if device == "cpu" else _device.backend_named(device)
+
+    def _xp(self):
+        """The array module this module computes with: numpy, or its device's (cupy)."""
+        backend = self._backend()
+        return np if backend is None else backend.xp
+
+    def host_only_reason(self) -> str | None:
+        """Why this module cannot run on a device (None: it can); ``to`` raises with it."""
+        return None
+
+    def to(self, device: str) -> "Module":
+        """Moves every parameter, gradient and buffer of the tree to ``device`` and returns the
+        module: "cuda" (CuPy arrays on CuPy's current device; needs the CUDA build and CuPy),
+        "cpu" (NumPy arrays). Arrays already there are kept (an optimiser built on them stays
+        valid); build optimisers (and the Trainer) after moving the model. What the last
+        forward kept for its backward is dropped. ValueError naming the module and the feature
+        when part of the tree runs on the host only (``norm=`` recurrences)."""
+        backend = _device.backend_named(device)
+        modules = list(self.named_modules())
+        if backend is not None:
+            for path, m in modules:
+                why = m.host_only_reason()
+                if why:
+                    raise ValueError(f"{path or type(m).__name__} cannot move to {device!r}: {why}; "
+                                     f"keep this model on 'cpu'")
+        move = backend.to_device if backend is not None else _device.to_host
+        for _, m in modules:
+            for store in _STORES:
+                arrays = m.__dict__[store]
+                for k, v in arrays.items():
+                    if _device.backend_of(v) is not backend:
+                        arrays[k] = move(v)
+            object.__setattr__(m, "_device_name", device)
+            if "_cache" in m.__dict__:
+                m._cache = None
+        return self
 
     # ----------------------------------------------------------------- registration
     def __setattr__(self, name, value):
@@ -125,13 +213,14 @@ class Module:
         return module
 
     def add_parameter(self, name: str, value: np.ndarray) -> np.ndarray:
-        value = np.ascontiguousarray(value)
+        xp = _device.array_module(value)
+        value = xp.ascontiguousarray(value)
         self._params[name] = value
-        self._grads[name] = np.zeros_like(value)
+        self._grads[name] = xp.zeros_like(value)
         return value
 
     def add_buffer(self, name: str, value: np.ndarray) -> np.ndarray:
-        value = np.ascontiguousarray(value)
+        value = _device.array_module(value).ascontiguousarray(value)
         self._buffers[name] = value
         return value
 
@@ -173,9 +262,10 @@ class Module:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter and buffer, by dotted name."""
-        out = OrderedDict((k, v.copy()) for k, v in self.parameters().items())
-        out.update((k, v.copy()) for k, v in self.buffers().items())
+        """Copies of every parameter and buffer, by dotted name: NumPy arrays wherever the
+        module lives (what checkpoints and files hold)."""
+        out = OrderedDict((k, _host_copy(v)) for k, v in self.parameters().items())
+        out.update((k, _host_copy(v)) for k, v in self.buffers().items())
         return out
 
     def load_state_dict(self, state) -> None:
@@ -193,7 +283,7 @@ class Module:
                              f"{unexpected}")
         converted = {}
         for k, arr in own.items():
-            v = np.asarray(state[k])
+            v = _device.to_host(state[k])  # from either side; copied to where arr lives below
             if v.shape != arr.shape:
                 raise ValueError(f"state[{k!r}] has shape {shape_str(v.shape)} but the module's "
                                  f"{k} has shape {shape_str(arr.shape)}")
@@ -201,7 +291,7 @@ class Module:
                 raise TypeError(f"state[{k!r}] must be numeric, got dtype {v.dtype}")
             converted[k] = v
         for k, arr in own.items():  # only copy once everything has been checked
-            arr[...] = converted[k]
+            arr[...] = _device.put_like(converted[k].astype(arr.dtype, copy=False), arr)
 
     # ----------------------------------------------------------------- randomness
     def seed(self, seed) -> None:
@@ -248,6 +338,22 @@ class Module:
         for name, child in self._children.items():
             lines.append("  (" + name + "): " + repr(child).replace("\n", "\n  "))
         return "\n".join(lines) + "\n)"
+
+
+_STORES = ("_params", "_grads", "_buffers")
+
+
+def _host_copy(value):
+    """A NumPy copy of an array from either side."""
+    return value.copy() if _device.backend_of(value) is None else _device.to_host(value)
+
+
+def _holds_device_arrays(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_holds_device_arrays(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_device_arrays(v) for v in value.values())
+    return not isinstance(value, Module) and _device.backend_of(value) is not None
 
 
 def _recording_constructor_call(init):

@@ -28,7 +28,7 @@ import numpy as np
 from ..cells import get_cell
 from .._checks import layout_note, lengths_array, shape_str
 from .heads import last_step, last_step_backward
-from .layers import valid_mask
+from .layers import dropout_mask, valid_mask
 from .module import Module, check_dtype, check_positive_int, check_probability, float_input
 from .normalized import (core_norm, fold_batch_norm, unfold_batch_norm_gradients,
                          update_running_statistics)
@@ -99,8 +99,7 @@ class _Direction(Module):
         B, S = x.shape[1], self.state_size
         mask = None
         if training and self.recurrent_dropout > 0:
-            p = self.recurrent_dropout
-            mask = ((self._rng.random((B, S)) >= p) / (1.0 - p)).astype(self.dtype)
+            mask = dropout_mask(self._rng, (B, S), self.recurrent_dropout, self.dtype, like=x)
         self.last_recurrent_mask = mask
         params, norm, self._fold = self.kernel_params(), None, None
         if self.norm == "batch" and not training:  # running statistics: an affine map
@@ -110,8 +109,9 @@ class _Direction(Module):
             norm = core_norm(self.norm, **self._norm_gains())
         # the stack checked x, lengths and the states at its boundary: no second check
         y, hT, cT, cache = self.cell_type.run_forward(
-            np.ascontiguousarray(x), h0, c0, **params, lengths=lengths, reverse=self.reverse,
-            recurrent_mask=mask, checked=True, norm=norm, **self._kernel_options)
+            self._xp().ascontiguousarray(x), h0, c0, **params, lengths=lengths,
+            reverse=self.reverse, recurrent_mask=mask, checked=True, norm=norm,
+            **self._kernel_options)
         if self.norm == "batch" and training and B and (lengths is None or lengths.max() > 0):
             update_running_statistics(self._buffers, cache.handles[0].batch_statistics)
         self._cache = cache
@@ -119,8 +119,8 @@ class _Direction(Module):
 
     def backward(self, dy, dhT, dcT):
         """Returns (dx, dh0, dc0); accumulates the parameter gradients."""
-        dx, dh0, dc0, grads = self.cell_type.run_backward(np.ascontiguousarray(dy), dhT, dcT,
-                                                          self._cache, checked=True)
+        dx, dh0, dc0, grads = self.cell_type.run_backward(self._xp().ascontiguousarray(dy), dhT,
+                                                          dcT, self._cache, checked=True)
         if self._fold is not None:
             grads = unfold_batch_norm_gradients(grads, self._fold, self.norm_x.gamma,
                                                 self.norm_h.gamma)
@@ -166,7 +166,7 @@ class _Level(Module):
             return outs[0], states
         yf, yb = outs
         if self.merge == "concat":
-            y = np.concatenate([yf, yb], axis=-1)
+            y = self._xp().concatenate([yf, yb], axis=-1)
         elif self.merge == "sum":
             y = yf + yb
         elif self.merge == "mul":
@@ -275,6 +275,12 @@ class _Recurrent(Module):
         parts += [f"{k}={v!r}" for k, v in self.cell_options.items() if v != defaults[k]]
         return ", ".join(parts) + f", dtype={self.dtype}"
 
+    def host_only_reason(self):
+        if self.norm is not None:
+            return (f"norm={self.norm!r} (the normalised recurrences run in the CPU core "
+                    f"only)")
+        return None
+
     @property
     def levels(self):
         return [self._children[f"l{k}"] for k in range(self.num_layers)]
@@ -308,44 +314,45 @@ class _Recurrent(Module):
         return out
 
     def _check_state(self, a, name, B, width):
-        a = float_input(a, name, self.dtype, ndims=(2,))
+        a = float_input(a, name, self.dtype, ndims=(2,), device=self._backend())
         if a.shape != (B, width):
             what = ("proj_size" if width == self.state_size and width != self.hidden_size
                     else "hidden_size")
             raise ValueError(f"{name} must have shape (B, {what}) = "
                              f"{shape_str((B, width))}, got {shape_str(a.shape)}")
-        return np.ascontiguousarray(a)
+        return self._xp().ascontiguousarray(a)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, *, lengths=None, training=False, initial_state=None):
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-        x = float_input(x, "x", self.dtype, ndims=(3,), last=self.input_size, meaning=" " + layout)
+        xp = self._xp()
+        x = float_input(x, "x", self.dtype, ndims=(3,), last=self.input_size, meaning=" " + layout,
+                        device=self._backend())
         note = layout_note("x", x.shape, self.batch_first, "input_size")
         if self.batch_first:
             x = x.transpose(1, 0, 2)
-        x = np.ascontiguousarray(x)
+        x = xp.ascontiguousarray(x)
         T, B, _ = x.shape
         lengths = lengths_array(lengths, B, T, layout=note)
         init = self._check_states(initial_state, B)
-        V = None if lengths is None else valid_mask(lengths, T, B, self.dtype)
-        D, L = self.num_directions, self.num_layers
+        V = None if lengths is None else valid_mask(lengths, T, B, self.dtype, like=x)
+        D = self.num_directions
         inp, outs, drop_masks, states = x, [], [], []
         for k, level in enumerate(self.levels):
             if k > 0:
                 prev = outs[-1]
                 mask = None
                 if training and self.dropout > 0:
-                    p = self.dropout
-                    mask = ((self._rng.random(prev.shape) >= p) / (1.0 - p)).astype(self.dtype)
+                    mask = dropout_mask(self._rng, prev.shape, self.dropout, self.dtype, like=prev)
                     prev = prev * mask
                 drop_masks.append(mask)
-                inp = np.concatenate([x, prev], axis=-1) if self.skip == "dense" else prev
+                inp = xp.concatenate([x, prev], axis=-1) if self.skip == "dense" else prev
             y, st = level.forward(inp, lengths, training, init[k * D:(k + 1) * D])
             if self._residual[k]:
                 y = y + (inp if V is None else inp * V)
             outs.append(y)
             states.extend(st)
-        out = np.concatenate(outs, axis=-1) if self.skip == "dense" else outs[-1]
+        out = xp.concatenate(outs, axis=-1) if self.skip == "dense" else outs[-1]
         self._cache = dict(shape=out.shape, lengths=lengths, V=V, drop_masks=drop_masks,
                            x_shape=x.shape, has_init=initial_state is not None)
         if not self.return_sequences:
@@ -377,16 +384,17 @@ class _Recurrent(Module):
         else:
             dy = grad
         T, B, Hout = c["shape"]
+        xp, device = self._xp(), self._backend()
         if dy is None:
-            dy = np.zeros(c["shape"], self.dtype)
+            dy = xp.zeros(c["shape"], self.dtype)
         elif not self.return_sequences:
-            dy = float_input(dy, "dy", self.dtype, ndims=(2,))
+            dy = float_input(dy, "dy", self.dtype, ndims=(2,), device=device)
             if dy.shape != (B, Hout):
                 raise ValueError(f"dy must have shape (B, output_size) = {shape_str((B, Hout))}, "
                                  f"got {shape_str(dy.shape)}")
             dy = last_step_backward(dy, c["lengths"], c["shape"], self.dtype)
         else:
-            dy = float_input(dy, "dy", self.dtype, ndims=(3,))
+            dy = float_input(dy, "dy", self.dtype, ndims=(3,), device=device)
             if self.batch_first:
                 dy = dy.transpose(1, 0, 2)
             if dy.shape != c["shape"]:
@@ -397,14 +405,14 @@ class _Recurrent(Module):
         H = self.layer_output_size
         I = self.input_size
         if self.skip == "dense":
-            douts = [np.ascontiguousarray(dy[..., k * H:(k + 1) * H]) for k in range(L)]
+            douts = [xp.ascontiguousarray(dy[..., k * H:(k + 1) * H]) for k in range(L)]
         else:
             douts = [None] * (L - 1) + [dy]
-        dx = np.zeros(c["x_shape"], self.dtype)
+        dx = xp.zeros(c["x_shape"], self.dtype)
         dinit = [None] * (D * L)
         for k in range(L - 1, -1, -1):
             dout = douts[k]
-            din, di = self.levels[k].backward(np.ascontiguousarray(dout),
+            din, di = self.levels[k].backward(xp.ascontiguousarray(dout),
                                               dstates[k * D:(k + 1) * D])
             dinit[k * D:(k + 1) * D] = di
             if self._residual[k]:

@@ -14,11 +14,15 @@ gradient.
 The functional forms (``cross_entropy``, ``binary_cross_entropy_with_logits``, ``mse``) and
 the callable objects (``CrossEntropy``, ``BinaryCrossEntropy``, ``MSE``) compute the same
 thing; the objects hold the options so a Trainer can call them with (outputs, targets, mask).
+
+Outputs may live on a device (CuPy arrays): targets and mask must then live there too
+(TypeError naming them otherwise), and the gradient is computed there.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .._checks import shape_str
 
 __all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "mse", "log_softmax", "softmax",
@@ -26,17 +30,29 @@ __all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "mse", "log_soft
 
 
 def _float_outputs(outputs, name: str) -> np.ndarray:
-    arr = np.asarray(outputs)
+    arr = outputs if _device.backend_of(outputs) is not None else np.asarray(outputs)
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must be a float array, got dtype {arr.dtype}")
     return arr
 
 
-def _check_mask(mask, shape, name: str = "mask") -> np.ndarray | None:
-    """mask -> float64 weights of shape ``shape`` (0 or 1 for bool masks), or None."""
+def _with(value, name: str, outputs):
+    """``value`` (targets, a mask) as an array where ``outputs`` live; TypeError naming it when
+    it lives elsewhere."""
+    where, want = _device.backend_of(value), _device.backend_of(outputs)
+    if where is not want:
+        raise TypeError(f"{name} is {_device.describe(where)} but the outputs are "
+                        f"{_device.describe(want)}; pass them from one place")
+    return np.asarray(value) if where is None else value
+
+
+def _check_mask(mask, shape, name: str = "mask", outputs=None) -> np.ndarray | None:
+    """mask -> float64 weights of shape ``shape`` (0 or 1 for bool masks) where ``outputs``
+    live, or None."""
     if mask is None:
         return None
-    m = np.asarray(mask)
+    m = _with(mask, name, outputs)
+    xp = _device.array_module(m)
     if m.shape != tuple(shape):
         raise ValueError(f"{name} must have the targets' shape {shape_str(shape)}, got {shape_str(m.shape)}")
     if m.dtype == np.bool_:
@@ -44,28 +60,32 @@ def _check_mask(mask, shape, name: str = "mask") -> np.ndarray | None:
     if m.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be bool or numeric, got dtype {m.dtype}")
     m = m.astype(np.float64)
-    if not np.all(np.isfinite(m)) or np.any(m < 0):
+    if not xp.all(xp.isfinite(m)) or xp.any(m < 0):
         raise ValueError(f"{name} must hold finite non-negative weights")
     return m
 
 
 def log_softmax(logits, axis: int = -1) -> np.ndarray:
     """Numerically stable log-softmax (max subtracted first)."""
-    z = np.asarray(logits)
+    xp = _device.array_module(logits)
+    z = xp.asarray(logits)
     z = z - z.max(axis=axis, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
 
 
 def softmax(logits, axis: int = -1) -> np.ndarray:
-    z = np.asarray(logits)
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    xp = _device.array_module(logits)
+    z = xp.asarray(logits)
+    e = xp.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index, weights=None) -> np.ndarray:
-    t = np.asarray(targets)
+def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index, weights=None,
+                         outputs=None) -> np.ndarray:
+    t = _with(targets, "targets", outputs)
+    xp = _device.array_module(t)
     if t.dtype == np.bool_ or t.dtype.kind not in "iu":
-        if t.dtype.kind == "f" and t.size and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
+        if t.dtype.kind == "f" and t.size and xp.all(xp.isfinite(t)) and xp.all(t == xp.round(t)):
             t = t.astype(np.int64)
         else:
             raise TypeError(f"targets must be integer class indices, got dtype {t.dtype}")
@@ -73,12 +93,12 @@ def _check_class_targets(targets, lead_shape, num_classes: int, ignore_index, we
         raise ValueError(f"targets must have shape {shape_str(lead_shape)} (the logits' shape without the "
                          f"class axis {shape_str(tuple(lead_shape) + (num_classes,))}), got {shape_str(t.shape)}")
     t = t.astype(np.int64, copy=False)
-    valid = np.ones(t.shape, bool) if ignore_index is None else (t != ignore_index)
+    valid = xp.ones(t.shape, bool) if ignore_index is None else (t != ignore_index)
     if weights is not None:
         valid &= weights > 0  # masked-out targets (e.g. padding) may hold anything
     bad = valid & ((t < 0) | (t >= num_classes))
     if bad.any():
-        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        pos = tuple(int(i) for i in np.argwhere(_device.to_host(bad))[0])
         raise IndexError(f"targets contain class {int(t[pos])} at position {pos}, out of range for "
                          f"{num_classes} classes (valid: 0..{num_classes - 1}"
                          + ("" if ignore_index is None else f", or ignore_index={ignore_index}") + ")")
@@ -101,45 +121,47 @@ def cross_entropy(logits, targets, *, mask=None, ignore_index: int | None = None
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     C = z.shape[-1]
     lead = z.shape[:-1]
-    w = None if mask is None else _check_mask(mask, lead)
-    t = _check_class_targets(targets, lead, C, ignore_index, w)
+    xp = _device.array_module(z)
+    w = None if mask is None else _check_mask(mask, lead, outputs=z)
+    t = _check_class_targets(targets, lead, C, ignore_index, w, outputs=z)
     if w is None:
-        w = np.ones(lead)
+        w = xp.ones(lead)
     if ignore_index is not None:
         w = w * (t != ignore_index)
     count = float(w.sum())
     logp = log_softmax(z.astype(np.float64))
-    safe_t = np.where(w > 0, t, 0)
-    nll = -np.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
+    safe_t = xp.where(w > 0, t, 0)
+    nll = -xp.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
     if label_smoothing:
         e = float(label_smoothing)
         per = (1 - e) * nll - e * logp.mean(axis=-1)
     else:
         per = nll
     if count == 0:
-        return 0.0, np.zeros_like(z), 0.0
+        return 0.0, xp.zeros_like(z), 0.0
     loss = float((per * w).sum() / count)
-    grad = np.exp(logp)
+    grad = xp.exp(logp)
     if label_smoothing:
         grad -= float(label_smoothing) / C
-        np.put_along_axis(grad, safe_t[..., None],
-                          np.take_along_axis(grad, safe_t[..., None], axis=-1) - (1 - float(label_smoothing)),
+        xp.put_along_axis(grad, safe_t[..., None],
+                          xp.take_along_axis(grad, safe_t[..., None], axis=-1) - (1 - float(label_smoothing)),
                           axis=-1)
     else:
-        np.put_along_axis(grad, safe_t[..., None], np.take_along_axis(grad, safe_t[..., None], axis=-1) - 1,
+        xp.put_along_axis(grad, safe_t[..., None], xp.take_along_axis(grad, safe_t[..., None], axis=-1) - 1,
                           axis=-1)
     grad *= (w / count)[..., None]
     return loss, grad.astype(z.dtype, copy=False), count
 
 
 def _check_sameshape_str(outputs, targets, what: str) -> np.ndarray:
-    t = np.asarray(targets)
+    t = _with(targets, "targets", outputs)
     if t.dtype.kind not in "biuf":
         raise TypeError(f"targets must be numeric, got dtype {t.dtype}")
     if t.shape != outputs.shape:
         raise ValueError(f"targets must have the {what}' shape {shape_str(outputs.shape)}, got {shape_str(t.shape)}")
     t = t.astype(np.float64)
-    if not np.all(np.isfinite(t)):
+    xp = _device.array_module(t)
+    if not xp.all(xp.isfinite(t)):
         raise ValueError("targets contain NaN or inf")
     return t
 
@@ -149,22 +171,23 @@ def binary_cross_entropy_with_logits(logits, targets, *, mask=None, pos_weight=N
     with the logits' shape (multi-label: one column per label). ``pos_weight`` scales the
     positive term (PyTorch's meaning). Returns ``(mean loss, dlogits, count)``."""
     z = _float_outputs(logits, "logits")
+    xp = _device.array_module(z)
     t = _check_sameshape_str(z, targets, "logits")
-    if np.any((t < 0) | (t > 1)):
+    if xp.any((t < 0) | (t > 1)):
         raise ValueError("binary targets must lie in [0, 1]")
-    w = np.ones(z.shape) if mask is None else _check_mask(mask, z.shape)
+    w = xp.ones(z.shape) if mask is None else _check_mask(mask, z.shape, outputs=z)
     count = float(w.sum())
     if count == 0:
-        return 0.0, np.zeros_like(z), 0.0
+        return 0.0, xp.zeros_like(z), 0.0
     x = z.astype(np.float64)
     # log(1 + exp(-|x|)) avoids overflow; log sigmoid(x) = min(x, 0) - log1p(exp(-|x|))
-    soft = np.log1p(np.exp(-np.abs(x)))
-    log_sig = np.minimum(x, 0) - soft
-    log_one_minus = np.minimum(-x, 0) - soft
-    pw = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    soft = xp.log1p(xp.exp(-xp.abs(x)))
+    log_sig = xp.minimum(x, 0) - soft
+    log_one_minus = xp.minimum(-x, 0) - soft
+    pw = 1.0 if pos_weight is None else xp.asarray(pos_weight, dtype=np.float64)
     per = -(pw * t * log_sig + (1 - t) * log_one_minus)
     loss = float((per * w).sum() / count)
-    sig = np.exp(log_sig)
+    sig = xp.exp(log_sig)
     # d/dx of -(pw t log s + (1-t) log(1-s)) = -pw t (1-s) + (1-t) s
     grad = (-(pw * t) * (1 - sig) + (1 - t) * sig) * (w / count)
     return loss, grad.astype(z.dtype, copy=False), count
@@ -175,18 +198,19 @@ def mse(outputs, targets, *, mask=None):
     their shape without trailing feature axes (e.g. (B, T) for outputs (B, T, F)); a masked
     element's features all drop out. Returns ``(mean loss, doutputs, count)``."""
     y = _float_outputs(outputs, "outputs")
+    xp = _device.array_module(y)
     t = _check_sameshape_str(y, targets, "outputs")
     diff = y.astype(np.float64) - t
     if mask is None:
-        w = np.ones(y.shape)
+        w = xp.ones(y.shape)
     else:
-        m = np.asarray(mask)
+        m = _with(mask, "mask", y)
         if m.shape != y.shape and m.shape == y.shape[:m.ndim]:
-            m = np.broadcast_to(m.reshape(m.shape + (1,) * (y.ndim - m.ndim)), y.shape)
-        w = _check_mask(m, y.shape)
+            m = xp.broadcast_to(m.reshape(m.shape + (1,) * (y.ndim - m.ndim)), y.shape)
+        w = _check_mask(m, y.shape, outputs=y)
     count = float(w.sum())
     if count == 0:
-        return 0.0, np.zeros_like(y), 0.0
+        return 0.0, xp.zeros_like(y), 0.0
     loss = float((diff * diff * w).sum() / count)
     grad = 2.0 * diff * w / count
     return loss, grad.astype(y.dtype, copy=False), count

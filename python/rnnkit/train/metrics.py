@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
+
 __all__ = ["check_metrics", "accuracy_sums", "sum_names", "empty_sums", "batch_sums", "add_sums",
            "epoch_logs"]
 
@@ -28,18 +30,19 @@ def check_metrics(metrics) -> tuple:
 def accuracy_sums(outputs, targets, mask, ignore_index):
     """(correct, counted): argmax of outputs (..., C) against class indices, or logits > 0
     against targets > 0.5 for equal shapes (binary, multi-label); masked-out and ignored
-    elements do not count."""
-    out = np.asarray(outputs)
-    t = np.asarray(targets)
+    elements do not count. Works where the outputs live (NumPy or a device)."""
+    xp = _device.array_module(outputs)
+    out, t = xp.asarray(outputs), xp.asarray(targets)
     if out.ndim == t.ndim + 1:
         pred = out.argmax(axis=-1)
-        valid = np.ones(t.shape, bool) if mask is None else np.asarray(mask, bool)
+        valid = xp.ones(t.shape, bool) if mask is None else xp.asarray(mask).astype(bool)
         if ignore_index is not None:
             valid &= t != ignore_index
     elif out.shape == t.shape:  # binary / multi-label logits
         pred, t = out > 0, t > 0.5
-        valid = np.ones(t.shape, bool) if mask is None else np.broadcast_to(
-            np.asarray(mask, bool).reshape(np.shape(mask) + (1,) * (t.ndim - np.ndim(mask))), t.shape)
+        m = None if mask is None else xp.asarray(mask).astype(bool)
+        valid = xp.ones(t.shape, bool) if m is None else xp.broadcast_to(
+            m.reshape(m.shape + (1,) * (t.ndim - m.ndim)), t.shape)
     else:
         raise ValueError(f"accuracy needs outputs (..., C) with targets (...) or equal shapes; got "
                          f"{out.shape} and {t.shape}")

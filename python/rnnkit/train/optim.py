@@ -16,12 +16,15 @@ Update rules (PyTorch's, so results can be compared):
 - RMSprop: ``s = alpha s + (1-alpha) g^2``; ``p -= lr * g / (sqrt(s) + eps)`` (with momentum:
   ``buf = mu buf + g / (sqrt(s) + eps)``; ``p -= lr * buf``).
 
-Buffers are kept in each parameter's dtype.
+Buffers are kept in each parameter's dtype and where the parameter lives (NumPy or a device:
+a model moved with ``model.to("cuda")`` before the optimiser was built); ``state_dict()`` holds
+NumPy copies.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .regularizers import KINDS, param_kind
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "clip_grad_value",
@@ -51,9 +54,10 @@ def _param_dict(params) -> dict:
     if not params:
         raise ValueError("params is empty: nothing to optimise")
     for name, p in params.items():
-        if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-            raise TypeError(f"parameter {name!r} must be a float numpy array, got {type(p).__name__}")
-        if not p.flags.writeable:
+        if not (isinstance(p, np.ndarray) or _device.backend_of(p) is not None) or p.dtype.kind != "f":
+            raise TypeError(f"parameter {name!r} must be a float numpy (or device) array, got "
+                            f"{type(p).__name__}")
+        if not getattr(p.flags, "writeable", True):  # CuPy arrays have no such flag
             raise ValueError(f"parameter {name!r} is read-only; optimisers update parameters in place")
     return params
 
@@ -79,7 +83,14 @@ class Optimizer:
             g = grads[name]
             if g.shape != p.shape:
                 raise ValueError(f"gradient of {name!r} has shape {g.shape}, parameter has {p.shape}")
-            self._update(name, p, np.asarray(g, dtype=p.dtype), self.state[name])
+            where = _device.backend_of(p)
+            if _device.backend_of(g) is not where:
+                raise TypeError(f"gradient of {name!r} is {_device.describe(_device.backend_of(g))} "
+                                f"but the parameter is {_device.describe(where)} (was the model "
+                                f"moved with model.to(...) after this optimiser was built? build "
+                                f"it after moving the model)")
+            g = np.asarray(g, dtype=p.dtype) if where is None else g.astype(p.dtype, copy=False)
+            self._update(name, p, g, self.state[name])
 
     def _update(self, name, p, g, state):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,13 +98,15 @@ class Optimizer:
     def _buffer(self, state, key, p):
         buf = state.get(key)
         if buf is None:
-            buf = state[key] = np.zeros_like(p)
+            buf = state[key] = _device.array_module(p).zeros_like(p)
         return buf
 
     def state_dict(self) -> dict:
+        """Everything a resume needs; the buffers as NumPy copies wherever they live."""
         return {"type": type(self).__name__, "lr": self.lr, "steps": self.steps,
                 "hyper": {k: getattr(self, k) for k in self._hyper},
-                "state": {n: {k: v.copy() for k, v in s.items()} for n, s in self.state.items()}}
+                "state": {n: {k: np.array(_device.to_host(v), copy=True) for k, v in s.items()}
+                          for n, s in self.state.items()}}
 
     def load_state_dict(self, d: dict) -> None:
         if d.get("type") != type(self).__name__:
@@ -105,7 +118,9 @@ class Optimizer:
         self.steps = int(d["steps"])
         for k, v in d.get("hyper", {}).items():
             setattr(self, k, v)
-        self.state = {n: {k: np.array(v, dtype=self.params[n].dtype, copy=True) for k, v in s.items()}
+        self.state = {n: {k: _device.put_like(np.array(_device.to_host(v), dtype=self.params[n].dtype,
+                                                       copy=True), self.params[n])
+                          for k, v in s.items()}
                       for n, s in d["state"].items()}
 
     def __repr__(self) -> str:
@@ -164,7 +179,7 @@ class Adam(Optimizer):
         v += (1 - self.beta2) * (g * g)
         c1 = 1 - self.beta1 ** self.steps
         c2 = 1 - self.beta2 ** self.steps
-        p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+        p -= (self.lr / c1) * m / (_device.array_module(v).sqrt(v / c2) + self.eps)
 
 
 class AdamW(Adam):
@@ -206,7 +221,7 @@ class RMSprop(Optimizer):
         s = self._buffer(state, "square_avg", p)
         s *= self.alpha
         s += (1 - self.alpha) * (g * g)
-        step = g / (np.sqrt(s) + self.eps)
+        step = g / (_device.array_module(s).sqrt(s) + self.eps)
         if self.momentum:
             buf = self._buffer(state, "momentum", p)
             buf *= self.momentum
@@ -237,11 +252,12 @@ def get_optimizer(optimizer, params, lr: float | None = None, **options) -> Opti
 
 # ---------------------------------------------------------------------- clipping
 def global_norm(grads) -> float:
-    """sqrt of the sum of squares of every gradient (float64 accumulation)."""
+    """sqrt of the sum of squares of every gradient (float64 accumulation), as a host float."""
     total = 0.0
     for g in grads.values():
-        g64 = np.asarray(g, dtype=np.float64).ravel()
-        total += float(np.dot(g64, g64))
+        xp = _device.array_module(g)
+        g64 = xp.asarray(g, dtype=np.float64).ravel()
+        total += float(xp.dot(g64, g64))
     return float(np.sqrt(total))
 
 
@@ -261,4 +277,4 @@ def clip_grad_value(grads, clip_value: float) -> None:
     """Clamps every gradient element to [-clip_value, clip_value] in place."""
     clip_value = _positive(clip_value, "clip_value")
     for g in grads.values():
-        np.clip(g, -clip_value, clip_value, out=g)
+        _device.array_module(g).clip(g, -clip_value, clip_value, out=g)

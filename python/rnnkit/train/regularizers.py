@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
+
 __all__ = ["param_kind", "Regularizer", "KINDS"]
 
 KINDS = ("input", "recurrent", "bias", "norm", "other")
@@ -61,11 +63,12 @@ class Regularizer:
     def penalty(self, params) -> float:
         total = 0.0
         for _, w, l1, l2 in self._each(params):
+            xp = _device.array_module(w)  # the parameters may live on a device
             w64 = w.astype(np.float64, copy=False)
             if l1:
-                total += l1 * float(np.abs(w64).sum())
+                total += l1 * float(xp.abs(w64).sum())
             if l2:
-                total += l2 * float(np.dot(w64.ravel(), w64.ravel()))
+                total += l2 * float(xp.dot(w64.ravel(), w64.ravel()))
         return total
 
     def add_gradients(self, params, grads) -> float:
@@ -73,7 +76,7 @@ class Regularizer:
         for name, w, l1, l2 in self._each(params):
             g = grads[name]
             if l1:
-                g += (l1 * np.sign(w)).astype(g.dtype, copy=False)
+                g += (l1 * _device.array_module(w).sign(w)).astype(g.dtype, copy=False)
             if l2:
                 g += (2.0 * l2 * w).astype(g.dtype, copy=False)
         return self.penalty(params)

@@ -24,6 +24,11 @@ batch, before the parameters are updated and without writing a checkpoint.
 
 ``distributed="mpi"`` trains one model on several MPI ranks: each global batch is split between
 them and their gradients averaged (``rnnkit.distributed``; docs/distributed.md).
+
+Devices: a model moved with ``model.to("cuda")`` (before building the Trainer) trains there:
+the data sets stay NumPy arrays on the host and each batch's inputs, targets and loss mask are
+copied to the model's device (lengths stay on the host, where the kernels read them);
+``predict`` returns NumPy arrays. Distributed training runs on the host.
 """
 from __future__ import annotations
 
@@ -34,13 +39,14 @@ import os
 
 import numpy as np
 
+from .. import _device
 from .._checks import check_ids, check_positive_int
 from .._runtime import govern_blas
 from ..distributed import fingerprint
 from ..persistence import _check_generator_states
 from .callbacks import EarlyStopping, History
 from .checkpoint import CHECKPOINT_FORMAT, check_checkpoint_writable, load_checkpoint, save_checkpoint
-from .data import DEFAULT_LAYOUT, Data, DataLayout, plan_batches, shown_name
+from .data import DEFAULT_LAYOUT, Batch, Data, DataLayout, plan_batches, shown_name
 from .losses import get_loss
 from .metrics import add_sums, batch_sums, check_metrics, empty_sums, epoch_logs
 from .optim import clip_grad_norm, clip_grad_value, get_optimizer, global_norm
@@ -141,6 +147,19 @@ class Trainer:
             self.dist = group(distributed)
 
     # ------------------------------------------------------------------ pieces
+    def _on_model_device(self, batch: Batch) -> Batch:
+        """``batch`` with the model's inputs, the target and the mask where the model lives."""
+        return _batch_on(batch, self.layout, _model_backend(self.model))
+
+    def _check_optimizer_arrays(self) -> None:
+        """ValueError when the model's parameters are no longer the arrays the optimiser updates
+        (the model was moved after the Trainer was built): it would train stale copies."""
+        own = self.model.parameters()
+        if any(k in own and own[k] is not p for k, p in getattr(self.optimizer, "params", {}).items()):
+            raise ValueError("the model's parameters are not the arrays this Trainer's optimiser "
+                             "updates: was the model moved with model.to(...) after the Trainer "
+                             "was built? Move the model first, then build the Trainer")
+
     def _ignore_index(self):
         return getattr(self.loss, "ignore_index", None)
 
@@ -283,6 +302,10 @@ class Trainer:
             self._check_token_ids(val, "val")
         model, opt, dist = self.model, self.optimizer, self.dist
         params = model.parameters()
+        self._check_optimizer_arrays()
+        if dist is not None and _model_backend(model) is not None:
+            raise ValueError(f"distributed training runs on the host, but the model is on "
+                             f"{model.device!r}; move it with model.to('cpu')")
         if dist is not None:
             dist.check_same((epochs, batch_size, shuffle, bucket, resume, fingerprint(train.arrays),
                              None if val is None else fingerprint(val.arrays), self._setup()),
@@ -323,7 +346,7 @@ class Trainer:
                     rows = plan[b] if dist is None else dist.shard(plan[b])
                     model.zero_grad()
                     if len(rows):  # distributed, a global batch smaller than the ranks leaves some none
-                        batch = train.batch(rows)
+                        batch = self._on_model_device(train.batch(rows))
                         y, mask = batch.target, batch.mask
                         with contextlib.nullcontext() if dist is None else dist.rank_streams(model, (epoch, b)):
                             out = self.layout.forward(model, batch.arrays, training=True)
@@ -408,7 +431,7 @@ class Trainer:
         sums = empty_sums(self.metrics)
         rows = _rows(data.n, self.dist)
         for idx in _inference_plan(data, rows, batch_size, self.bucket_pool):
-            batch = data.batch(idx)
+            batch = self._on_model_device(data.batch(idx))
             y, mask = batch.target, batch.mask
             out = self.layout.forward(self.model, batch.arrays, training=False)
             value, _, count = self._loss(out, y, mask)
@@ -427,6 +450,25 @@ class Trainer:
         if self.dist is None:
             return predict(self.model, x, lengths, batch_size=batch_size)
         return self.dist.gather_rows(_predict_share(self.model, x, lengths, batch_size, self.dist))
+
+
+def _model_backend(model):
+    """The _device backend the model's parameters live on (None: the host)."""
+    return _device.backend_named(getattr(model, "device", "cpu"))
+
+
+def _batch_on(batch: Batch, layout: DataLayout, backend) -> Batch:
+    """``batch`` with the inputs, target and mask copied to ``backend`` (None: as it is).
+    Lengths stay on the host; a scipy.sparse input stays as it is (the model says where it
+    can run)."""
+    if backend is None:
+        return batch
+
+    def move(a):
+        return a if a is None or not hasattr(a, "dtype") or hasattr(a, "tocsr") else backend.to_device(a)
+
+    arrays = {k: move(a) if k in layout.inputs else a for k, a in batch.arrays.items()}
+    return Batch(arrays, move(batch.target), move(batch.mask))
 
 
 def _rows(n: int, dist) -> np.ndarray:
@@ -458,9 +500,9 @@ def _predict_share(model, x, lengths, batch_size, dist):
     result = None
     T = data.x.shape[1] if len(data.x.shape) >= 2 else None
     for idx in _inference_plan(data, rows, batch_size, 32):
-        batch = data.batch(idx)
+        batch = _batch_on(data.batch(idx), DEFAULT_LAYOUT, _model_backend(model))
         lb = batch.arrays.get("lengths")
-        out = np.asarray(DEFAULT_LAYOUT.forward(model, batch.arrays, training=False))
+        out = _device.to_host(DEFAULT_LAYOUT.forward(model, batch.arrays, training=False))
         if result is None:
             shape = list(out.shape)
             shape[0] = len(rows)
