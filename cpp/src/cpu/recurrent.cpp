@@ -240,15 +240,17 @@ void normalize_inputs(const PointwiseKernels<T>& K, const LayerNorm<T>& norm,
     for (int64_t k = 0; k < GH; ++k) xw[r * GH + k] += bias[k];
 }
 
-// A team splitting the hidden units of a small batch (forward_with): member `member` of
-// `members` computes the tiles [tile0, tile1) of every row. The state h, which every member's
-// product reads whole, is shared and double-buffered: step s reads h[s % 2] and each member
-// writes its own units of h[(s + 1) % 2], then all meet at the barrier.
+// A team splitting the hidden units of a small batch (forward_with, backward_with): member
+// `member` of `members` computes the tiles [first_tile, end_tile) of every row. What every
+// member's product reads whole is shared and double-buffered, so a member may write the next
+// step's while the others still read this step's: the state h in forward (step s reads
+// shared[s % 2], each member writes its own units of shared[(s + 1) % 2]), the gate
+// gradients of a step in a backward with lengths.
 template <typename T>
 struct UnitTeam {
   int member, members;
   TeamBarrier* barrier;
-  T* h[2];  // [B, H] each
+  T* shared[2];
   // the member's tiles [first_tile, end_tile) of `tiles`
   int64_t first_tile(int64_t tiles) const { return tiles * member / members; }
   int64_t end_tile(int64_t tiles) const { return tiles * (member + 1) / members; }
@@ -279,7 +281,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   for (int stage = 0; stage < P::kStages; ++stage) stage_blocks[stage] = P::stage_blocks(spec, stage);
 
   Scratch<T> scratch;  // every buffer is written before it is read
-  T* h = team ? team->h[0] : scratch.take(M * S);
+  T* h = team ? team->shared[0] : scratch.take(M * S);
   T* c = P::kCellState ? scratch.take(M * H) : nullptr;
   T* c_next = P::kCellState && !reserve ? scratch.take(M * H) : nullptr;
   T* hw = scratch.take(M * GH);
@@ -328,8 +330,8 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   };
 
   for (int64_t s = 0; s < Tn; ++s) {
-    if (team) h = team->h[s % 2];
-    T* h_next = team ? team->h[(s + 1) % 2] : h;  // alone, every tile has read h when it changes
+    if (team) h = team->shared[s % 2];
+    T* h_next = team ? team->shared[(s + 1) % 2] : h;  // alone, every tile has read h when it changes
     if (!in.recurrent_mask) hr = h;
     for (int64_t i = 0; i < M; ++i)
       rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
@@ -530,10 +532,10 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     // A small batch: the hidden units split across a team, which shares h. Each member packs
     // and projects its own units (into its own cache), then runs the loop over them.
     Scratch<T> shared;
-    UnitTeam<T> team{0, 0, nullptr, {shared.take(B * H), shared.take(B * H)}};
-    for (int64_t b = 0; b < B; ++b) copy_row(in.h0 ? in.h0 + b * H : nullptr, team.h[0] + b * H, H);
+    T* h[2] = {shared.take(B * H), shared.take(B * H)};
+    for (int64_t b = 0; b < B; ++b) copy_row(in.h0 ? in.h0 + b * H : nullptr, h[0] + b * H, H);
     parallel_team(team_size, [&](int member, int members, TeamBarrier& barrier) {
-      const UnitTeam<T> mine{member, members, &barrier, {team.h[0], team.h[1]}};
+      const UnitTeam<T> mine{member, members, &barrier, {h[0], h[1]}};
       const int64_t u0 = mine.first_tile(tiles) * span, u1 = std::min(mine.end_tile(tiles) * span, H);
       pack_units(u0, u1);
       project_units(u0, u1);
@@ -692,8 +694,14 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
 
   // The reverse loop for batch rows [b0, b1) (rows are independent: threads share nothing
   // but the disjoint rows of dA, dax and h_prev_all they write).
-  auto reverse_loop = [&](int64_t b0, int64_t b1) {
+  auto reverse_loop = [&](int64_t b0, int64_t b1, const UnitTeam<T>* team) {
     const int64_t M = b1 - b0;
+    // the units this call owns: whole rows, or a team member's tiles (a team runs unprojected
+    // one-stage cells: S = H); bu0, bn: the same for the H-wide views of a row
+    const int64_t tile0 = team ? team->first_tile(tiles) : 0;
+    const int64_t tile1 = team ? team->end_tile(tiles) : tiles;
+    const int64_t u0 = tile0 * span, u1 = team ? std::min(tile1 * span, S) : S;
+    const int64_t bu0 = team ? u0 : 0, bn = team ? u1 - u0 : H;
     // dh_direct: gradient reaching h_{t-1} past the recurrent product (a GRU's z * h_{t-1});
     // d_hr: gradient w.r.t. the recurrent product's input (h_{t-1}, times the mask if any);
     // d_stage: gradient w.r.t. a later stage's product input
@@ -715,7 +723,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     // C [M, S] (+)= dA columns [M, K] @ (the matching Wh columns)^T
     auto transposed_product = [&](const T* dA_cols, int64_t K_dim, const T* packed_cols, T* C,
                                   bool accumulate) {
-      for (int64_t t = 0; t < tiles; ++t)
+      for (int64_t t = tile0; t < tile1; ++t)
         K.packed_gemm(dA_cols, GH, M, K_dim, packed_cols + t * K_dim * span,
                       std::min<int64_t>(span, S - t * span), C + t * span, S, accumulate);
     };
@@ -733,13 +741,29 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
       r.d_hr = d_hr + i * S;
       r.peep = in.peepholes;
       r.block = spec.gate_block;
+      r.n = H;
       r.H = H;
       return r;
     };
+    // a row's view of this call's units only (a team member's): every per-unit pointer moves
+    // to the first unit (gate-wide rows keep their gate stride H)
+    auto own_units = [&](BackwardRow<T>& r) {
+      if (!team) return;
+      for (T** p : {&r.dc, &r.dh_direct, &r.da, &r.dax})
+        if (*p) *p += bu0;
+      for (const T** p : {&r.gates, &r.h, &r.h_prev, &r.h_in, &r.c, &r.c_prev, &r.extra, &r.peep,
+                          &r.dh})
+        if (*p) *p += bu0;
+      r.n = bn;
+    };
 
     for (int64_t s = Tn - 1; s >= 0; --s) {
-      T* dA_step = uniform ? dA + (steps.uniform_position(s) * B + b0) * GH : dA_scratch;
-      if (!uniform) std::fill(dA_scratch, dA_scratch + M * GH, T(0));
+      T* dA_scratch_now = team && !uniform ? team->shared[s % 2] : dA_scratch;
+      T* dA_step = uniform ? dA + (steps.uniform_position(s) * B + b0) * GH : dA_scratch_now;
+      if (!uniform)  // this call's columns: the other members zero theirs
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
+            std::fill_n(dA_step + i * GH + gate * H + bu0, team ? bn : GH, T(0));
 
       // the gradient reaching each active row's h_t, and h_{t-1} kept for dWh
       for (int64_t i = 0; i < M; ++i) {
@@ -748,8 +772,8 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
         const int64_t row = steps.position(s, b) * B + b;
         const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * S : nullptr)
                                  : reserve.states.data() + (steps.position(s - 1, b) * B + b) * S;
-        copy_row(h_prev, h_prev_all + row * S, S);
-        for (int64_t j = 0; j < S; ++j)
+        copy_row(h_prev ? h_prev + u0 : nullptr, h_prev_all + row * S + u0, u1 - u0);
+        for (int64_t j = u0; j < u1; ++j)
           dh_total[i * S + j] = dh[i * S + j] + (g.dy ? g.dy[row * S + j] : T(0));
         if (projected) copy_n(dh_all + row * S, dh_total + i * S, S);
       }
@@ -779,6 +803,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
         r.dh = projected ? dm + i * H : dh_total + i * S;
         r.da = dA_step + i * GH;
         r.dax = dax ? dax + row * H : nullptr;
+        own_units(r);
         if constexpr (P::kNormalizableCell) {
           if (norm.cell()) {
             P::normalized_backward_row(K, r, norm.gamma_c, norm.beta_c,
@@ -833,29 +858,47 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           batch_norm_backward(step_rows, step_hats, norm.gamma_h,
                               reserve.rstd_h.data() + s * GH, GH, norm_sums);
       }
-      // stage 0's product input is h_{t-1} (masked); later stages already wrote into d_hr
+      // stage 0's product input is h_{t-1} (masked); later stages already wrote into d_hr.
+      // A team's product reads every member's columns of the step's gate gradients.
+      if (team) team->barrier->wait();
       transposed_product(dprod + stage_blocks[0].first * H, stage_blocks[0].count * H,
                          packed[0], d_hr, P::kStages > 1);
 
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
         if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
-        for (int64_t j = 0; j < S; ++j) {
+        for (int64_t j = u0; j < u1; ++j) {
           const T d = d_hr[i * S + j];
           dh[i * S + j] = (P::kDirectPath ? dh_direct[i * S + j] : T(0)) +
                           (mask ? mask[b * S + j] * d : d);
         }
         if (!uniform) {
-          copy_n(dA + (steps.position(s, b) * B + b) * GH, dA_step + i * GH, GH);
+          T* dA_row = dA + (steps.position(s, b) * B + b) * GH;
+          for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
+            copy_n(dA_row + gate * H + bu0, dA_step + i * GH + gate * H + bu0, team ? bn : GH);
           if (dHW) copy_n(dHW + (steps.position(s, b) * B + b) * GH, dprod + i * GH, GH);
         }
       }
     }
-    if (g.dh0) copy_n(g.dh0 + b0 * S, dh, M * S);
-    if (P::kCellState && g.dc0) copy_n(g.dc0 + b0 * H, dc, M * H);
+    for (int64_t i = 0; i < M; ++i) {
+      if (g.dh0) copy_n(g.dh0 + (b0 + i) * S + u0, dh + i * S + u0, u1 - u0);
+      if (P::kCellState && g.dc0) copy_n(g.dc0 + (b0 + i) * H + bu0, dc + i * H + bu0, bn);
+    }
   };
-  // a batch norm's step couples its rows: one thread has them all
-  parallel_rows(B, norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH, reverse_loop);
+  const int team_size = unit_team_size<P>(dims, in, Tn * B * H * GH, span);
+  if (team_size > 1) {
+    // a small batch: the hidden units split across a team, as in forward
+    T* shared_dA[2] = {nullptr, nullptr};
+    if (!uniform) shared_dA[0] = scratch.take(B * GH), shared_dA[1] = scratch.take(B * GH);
+    parallel_team(team_size, [&](int member, int members, TeamBarrier& barrier) {
+      const UnitTeam<T> mine{member, members, &barrier, {shared_dA[0], shared_dA[1]}};
+      reverse_loop(0, B, &mine);
+    });
+  } else {
+    // a batch norm's step couples its rows: one thread has them all
+    parallel_rows(B, norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH,
+                  [&](int64_t b0, int64_t b1) { reverse_loop(b0, b1, nullptr); });
+  }
 
   // 3. weight, bias and input gradients as GEMMs over all T*B rows.
   // dWh, per stage: the stage's product input over all positions (stage 0: h_{t-1}, which Wh
@@ -863,17 +906,32 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   if (mask)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < S; ++j) h_prev_all[r * S + j] *= mask[(r % B) * S + j];
+  // The GEMMs are independent but dx's (one output, accumulated over column groups): they run
+  // as jobs on the pool when each is too small to split itself (a small batch: otherwise ~70%
+  // of a batch-1 backward ran on one thread), one after the other when each splits itself.
+  std::vector<std::function<void()>> products;
+  int64_t largest = 0, total = 0;
+  auto add_product = [&](int64_t work, std::function<void()> job) {
+    largest = std::max(largest, work);
+    total += work;
+    products.push_back(std::move(job));
+  };
   for (int stage = 0; stage < P::kStages; ++stage) {
     const int64_t c0 = stage_blocks[stage].first * H, width = stage_blocks[stage].count * H;
     // stage 0 reads h_{t-1} (S wide); a later stage the reserve's extra (H wide, unprojected)
     const T* product_input = stage == 0 ? h_prev_all : reserve.extra.data();
     const int64_t K_dim = stage == 0 ? S : H;
-    gemm<T>(true, false, K_dim, width, rows, T(1), product_input, K_dim,
-            (dHW ? dHW : dA) + c0, GH, T(0), g.dWh + c0, GH);
+    add_product(K_dim * width * rows, [=, &g, &reserve] {
+      gemm<T>(true, false, K_dim, width, rows, T(1), product_input, K_dim,
+              (dHW ? dHW : dA) + c0, GH, T(0), g.dWh + c0, GH);
+    });
   }
   // dWr = sum over positions of m_t^T dh_t
   if (projected)
-    gemm<T>(true, false, H, S, rows, T(1), reserve.unprojected.data(), H, dh_all, S, T(0), g.dWr, S);
+    add_product(H * S * rows, [&] {
+      gemm<T>(true, false, H, S, rows, T(1), reserve.unprojected.data(), H, dh_all, S, T(0),
+              g.dWr, S);
+    });
   if (P::kPeepholes) peephole_gradients(spec, dims, in, reserve, steps, dA, g.dpeepholes);
   // dWx, dx, db from the input-side gradient of each column block (input_side.h)
   std::vector<GradColumns<T>> input_side = input_side_columns<T>(dA, dax, separate, H, GH);
@@ -896,12 +954,22 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     add_column_products(du_all, reserve.norm_c.data(), rows, H, g.dgamma_c);
     column_sums(du_all, rows, H, H, g.dbeta_c);
   }
-  for (size_t k = 0; k < input_side.size(); ++k) {
-    const GradColumns<T>& cols = input_side[k];
-    gemm<T>(true, false, I, cols.width, rows, T(1), in.x, I, cols.grad, cols.ld, T(0),
-            g.dWx + cols.c0, GH);
-    gemm<T>(false, true, rows, I, cols.width, T(1), cols.grad, cols.ld, in.Wx + cols.c0, GH,
-            k == 0 ? T(0) : T(1), g.dx, I);
+  for (const GradColumns<T>& cols : input_side)
+    add_product(I * cols.width * rows, [&, cols] {
+      gemm<T>(true, false, I, cols.width, rows, T(1), in.x, I, cols.grad, cols.ld, T(0),
+              g.dWx + cols.c0, GH);
+    });
+  add_product(rows * I * GH, [&] {
+    for (size_t k = 0; k < input_side.size(); ++k) {
+      const GradColumns<T>& cols = input_side[k];
+      gemm<T>(false, true, rows, I, cols.width, T(1), cols.grad, cols.ld, in.Wx + cols.c0, GH,
+              k == 0 ? T(0) : T(1), g.dx, I);
+    }
+  });
+  if (largest < kMinParallelWork) {
+    parallel_jobs(total, products);
+  } else {
+    for (const auto& job : products) job();
   }
   // dbh: every block of bh adds to the pre-activation whose gradient is dA
   if (g.dbh) {

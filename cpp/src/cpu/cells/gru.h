@@ -54,14 +54,14 @@ struct GruPolicy {
   template <typename T>
   static void backward_row(const PointwiseKernels<T>& K, const BackwardRow<T>& r) {
     if (ResetAfter)
-      K.gru_backward(r.gates, r.extra, r.h_prev, r.dh, r.block, r.da, r.dax, r.dh_direct, r.H, r.H);
+      K.gru_backward(r.gates, r.extra, r.h_prev, r.dh, r.block, r.da, r.dax, r.dh_direct, r.n, r.H);
     else
-      K.gru_backward_zn(r.gates, r.h_prev, r.dh, r.block, r.da, r.dh_direct, r.H, r.H);
+      K.gru_backward_zn(r.gates, r.h_prev, r.dh, r.block, r.da, r.dh_direct, r.n, r.H);
   }
   // reset before, stage 1 -> 0: d_stage = da_n @ Wh_n^T gives da's r block and d_hr
   template <typename T>
   static void backward_stage(const PointwiseKernels<T>& K, int, const BackwardRow<T>& r) {
-    K.gru_backward_r(r.gates, r.h_in, r.d_stage, r.block, r.da, r.d_hr, r.H, r.H);
+    K.gru_backward_r(r.gates, r.h_in, r.d_stage, r.block, r.da, r.d_hr, r.n, r.H);
   }
 };
 

@@ -36,7 +36,7 @@ struct LstmPolicy {
   template <typename T>
   static void backward_row(const PointwiseKernels<T>& K, const BackwardRow<T>& r) {
     // dc_{t-1} overwrites dc_t in place (the kernel reads each lane before writing it)
-    K.lstm_backward(r.gates, r.c, r.c_prev, r.peep, r.dh, r.dc, r.block, r.da, r.dc, r.H, r.H);
+    K.lstm_backward(r.gates, r.c, r.c_prev, r.peep, r.dh, r.dc, r.block, r.da, r.dc, r.n, r.H);
   }
 
   // A layer-normalised cell state (LayerNorm::cell()): h_t = o * tanh(u), u = LN(c_t) * gamma

@@ -63,7 +63,9 @@ struct ForwardTile {
   int64_t n, gs;        // units in the tile, gate stride (H)
 };
 
-// One batch row at one backward step (whole rows, n = H). Activation gradients are assigned.
+// One batch row at one backward step: n units from the pointers' first unit (a whole row,
+// n = H, or a team member's units), gate-wide rows with gate stride H. Activation gradients
+// are assigned.
 template <typename T>
 struct BackwardRow {
   const T* gates;       // [G*H] activated gates (kKeepsGates)
@@ -82,7 +84,7 @@ struct BackwardRow {
   const T* d_stage;     // [H] in: gradient w.r.t. a later stage's product input
   T* d_hr;              // [H] out (backward_stage): gradient w.r.t. h_in
   const int* block;
-  int64_t H;
+  int64_t n, H;
 };
 
 }  // namespace rnnkit::cpu

@@ -29,7 +29,7 @@ struct RnnPolicy {
   }
   template <typename T>
   static void backward_row(const PointwiseKernels<T>& K, const BackwardRow<T>& r) {
-    K.rnn_backward(r.h, r.dh, Relu, r.da, r.H);
+    K.rnn_backward(r.h, r.dh, Relu, r.da, r.n);
   }
   template <typename T>
   static void backward_stage(const PointwiseKernels<T>&, int, const BackwardRow<T>&) {}
