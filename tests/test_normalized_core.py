@@ -105,13 +105,15 @@ def test_core_matches_the_numpy_recurrence(cell, norm, reverse, padded, dtype):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("norm", ["layer", "batch"])
-def test_every_isa_and_thread_count(restore_isa_and_threads, isa, threads, cell, norm):
+@pytest.mark.parametrize("H", [37, 80])
+def test_every_isa_and_thread_count(restore_isa_and_threads, isa, threads, cell, norm, H):
     """Large enough (T*B*H*G*H >= 2^22 multiply-adds, B >= 16) that two threads split the
-    batch (layer norm) or the batch norm keeps it on one; H = 37 leaves a tail in every vector
-    width; lengths include 0 and T."""
+    batch (layer norm) or, for the batch norm, the hidden units across a team (which needs two
+    tiles: H = 80 has two on every ISA, H = 37 two on AVX2 and one on AVX-512); H leaves a tail
+    in every vector width; lengths include 0 and T."""
     rnnkit.set_isa(isa)
     rnnkit.set_num_threads(threads)
-    T, B, I, H = 12, 20, 9, 37
+    T, B, I = 12, 20, 9
     lengths = np.resize(np.array([12, 7, 0, 12, 3]), B)
     P, x, h0, c0, rmask, grads = _problem(cell, norm, T, B, I, H, np.float64, lengths, mask=True)
     want = _reference_run(cell, norm, P, x, h0, c0, lengths, True, rmask, grads,

@@ -13,33 +13,35 @@
 
 namespace rnnkit::cpu {
 
-// The rows (F wide) of one step in place: a <- BN(a) * gamma over the n = rows.size() rows.
-// Keeps xhat (xhat_rows[k] for rows[k], when not empty) and rstd (F); adds the step's mean and
-// unbiased variance to stats_sum[0..F) and [F..2F) when stats_sum is not null.
+// Columns [c0, c0 + F) of the rows of one step in place: a <- BN(a) * gamma over the
+// n = rows.size() rows. Keeps xhat (in xhat_rows[k] for rows[k], when not empty) and rstd;
+// adds the step's mean and unbiased variance to mean_sum and var_sum when they are not null.
+// gamma, rstd, mean_sum and var_sum are indexed by column like the rows; mean: F scratch.
 template <typename T>
-void batch_norm_forward(const std::vector<T*>& rows, const T* gamma, int64_t F,
-                        const std::vector<T*>& xhat_rows, T* rstd, T* mean, T* stats_sum) {
+void batch_norm_forward(const std::vector<T*>& rows, const std::vector<T*>& xhat_rows,
+                        int64_t c0, int64_t F, const T* gamma, T* rstd, T* mean, T* mean_sum,
+                        T* var_sum) {
   const int64_t n = int64_t(rows.size());
   if (n == 0) return;
+  gamma += c0;
+  rstd += c0;
   std::fill(mean, mean + F, T(0));
   std::fill(rstd, rstd + F, T(0));  // the variance, until the end
   for (T* a : rows)
-    for (int64_t j = 0; j < F; ++j) mean[j] += a[j];
+    for (int64_t j = 0; j < F; ++j) mean[j] += a[c0 + j];
   for (int64_t j = 0; j < F; ++j) mean[j] /= T(n);
   for (T* a : rows)
-    for (int64_t j = 0; j < F; ++j) rstd[j] += (a[j] - mean[j]) * (a[j] - mean[j]);
+    for (int64_t j = 0; j < F; ++j) rstd[j] += (a[c0 + j] - mean[j]) * (a[c0 + j] - mean[j]);
   const T unbias = n > 1 ? T(n) / T(n - 1) : T(1);
   for (int64_t j = 0; j < F; ++j) {
     const T var = rstd[j] / T(n);
-    if (stats_sum) {
-      stats_sum[j] += mean[j];
-      stats_sum[F + j] += var * unbias;
-    }
+    if (mean_sum) mean_sum[c0 + j] += mean[j];
+    if (var_sum) var_sum[c0 + j] += var * unbias;
     rstd[j] = T(1) / std::sqrt(var + T(kNormEps));
   }
   for (int64_t k = 0; k < n; ++k) {
-    T* a = rows[size_t(k)];
-    T* xhat = xhat_rows.empty() ? nullptr : xhat_rows[size_t(k)];
+    T* a = rows[size_t(k)] + c0;
+    T* xhat = xhat_rows.empty() ? nullptr : xhat_rows[size_t(k)] + c0;
     for (int64_t j = 0; j < F; ++j) {
       const T hat = (a[j] - mean[j]) * rstd[j];
       if (xhat) xhat[j] = hat;
@@ -48,27 +50,29 @@ void batch_norm_forward(const std::vector<T*>& rows, const T* gamma, int64_t F,
   }
 }
 
-// The gradient rows of one step in place (w.r.t. BN's output -> w.r.t. its input). sums: 2F
-// scratch.
+// The gradient rows of one step in place, columns [c0, c0 + F) (w.r.t. BN's output -> w.r.t.
+// its input). gamma and rstd indexed by column; sums: 2F scratch.
 template <typename T>
 void batch_norm_backward(const std::vector<T*>& rows, const std::vector<const T*>& xhat_rows,
-                         const T* gamma, const T* rstd, int64_t F, T* sums) {
+                         int64_t c0, int64_t F, const T* gamma, const T* rstd, T* sums) {
   const int64_t n = int64_t(rows.size());
   if (n == 0) return;
+  gamma += c0;
+  rstd += c0;
   T* sum_g = sums;
   T* sum_gx = sums + F;
   std::fill(sums, sums + 2 * F, T(0));
   for (int64_t k = 0; k < n; ++k) {
-    const T* d = rows[size_t(k)];
-    const T* xhat = xhat_rows[size_t(k)];
+    const T* d = rows[size_t(k)] + c0;
+    const T* xhat = xhat_rows[size_t(k)] + c0;
     for (int64_t j = 0; j < F; ++j) {
       sum_g[j] += d[j] * gamma[j];
       sum_gx[j] += d[j] * gamma[j] * xhat[j];
     }
   }
   for (int64_t k = 0; k < n; ++k) {
-    T* d = rows[size_t(k)];
-    const T* xhat = xhat_rows[size_t(k)];
+    T* d = rows[size_t(k)] + c0;
+    const T* xhat = xhat_rows[size_t(k)] + c0;
     for (int64_t j = 0; j < F; ++j)
       d[j] = rstd[j] * (d[j] * gamma[j] - (sum_g[j] + xhat[j] * sum_gx[j]) / T(n));
   }

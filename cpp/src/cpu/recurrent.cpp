@@ -203,6 +203,29 @@ void parallel_rows(int64_t B, int64_t work, F&& f) {
   parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
 }
 
+// A batch norm of the columns [c0, c0 + F) of the input projection xw ([T*B, G*H], x @ Wx) in
+// place, per step over its active rows; keeps the normalised rows and rstd in the reserve and
+// adds the steps' statistics to stats[0, 2*G*H) (means, then variances).
+template <typename T>
+void batch_norm_inputs(const LayerNorm<T>& norm, const StepMap& steps, int64_t B, int64_t GH,
+                       int64_t c0, int64_t F, T* xw, CpuReserve<T>* reserve, T* stats) {
+  std::vector<T> scratch(size_t(F + GH));  // the step's means; rstd when nothing is kept
+  std::vector<T*> rows, hats;
+  for (int64_t s = 0; s < steps.T; ++s) {
+    rows.clear();
+    hats.clear();
+    for (int64_t b = 0; b < B; ++b) {
+      if (!steps.active(s, b)) continue;
+      const int64_t row = steps.position(s, b) * B + b;
+      rows.push_back(xw + row * GH);
+      if (reserve) hats.push_back(reserve->norm_x.data() + row * GH);
+    }
+    T* rstd = reserve ? reserve->rstd_x.data() + s * GH : scratch.data() + F;
+    batch_norm_forward(rows, hats, c0, F, norm.gamma_x, rstd, scratch.data(),
+                       stats ? stats : nullptr, stats ? stats + GH : nullptr);
+  }
+}
+
 // The normalisation of the input projection xw ([T*B, G*H], x @ Wx), in place, then the
 // biases: a layer norm over every position row, a batch norm per step over its active rows.
 // Keeps the normalised rows and rstd in the reserve; a batch norm adds its steps' statistics
@@ -222,20 +245,7 @@ void normalize_inputs(const PointwiseKernels<T>& K, const LayerNorm<T>& norm,
     });
     return;
   }
-  std::vector<T> mean(2 * GH);
-  std::vector<T*> rows, hats;
-  for (int64_t s = 0; s < Tn; ++s) {
-    rows.clear();
-    hats.clear();
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.active(s, b)) continue;
-      const int64_t row = steps.position(s, b) * B + b;
-      rows.push_back(xw + row * GH);
-      if (reserve) hats.push_back(reserve->norm_x.data() + row * GH);
-    }
-    T* rstd = reserve ? reserve->rstd_x.data() + s * GH : mean.data() + GH;
-    batch_norm_forward(rows, norm.gamma_x, GH, hats, rstd, mean.data(), stats);
-  }
+  batch_norm_inputs(norm, steps, B, GH, 0, GH, xw, reserve, stats);
   for (int64_t r = 0; r < Tn * B; ++r)
     for (int64_t k = 0; k < GH; ++k) xw[r * GH + k] += bias[k];
 }
@@ -251,6 +261,7 @@ struct UnitTeam {
   int member, members;
   TeamBarrier* barrier;
   T* shared[2];
+  T* shared_norm[2];  // a normalised backward with lengths: the product gradients, likewise
   // the member's tiles [first_tile, end_tile) of `tiles`
   int64_t first_tile(int64_t tiles) const { return tiles * member / members; }
   int64_t end_tile(int64_t tiles) const { return tiles * (member + 1) / members; }
@@ -316,7 +327,8 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       }
       return;
     }
-    // batch: over the rows active at this step (this thread has every row: forward_with)
+    // batch: each feature over the rows active at this step (this call has every row:
+    // forward_with), the columns of this call's units
     step_rows.clear();
     step_hats.clear();
     for (int64_t i = 0; i < M; ++i) {
@@ -325,8 +337,10 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       if (reserve) step_hats.push_back(reserve->norm_h.data() + rows[i] * GH);
     }
     T* rstd = reserve ? reserve->rstd_h.data() + s * GH : norm_mean + GH;
-    batch_norm_forward(step_rows, norm.gamma_h, GH, step_hats, rstd, norm_mean,
-                       out.batch_stats ? out.batch_stats + 2 * GH : nullptr);
+    T* stats = out.batch_stats;
+    for (int64_t g = 0; g < P::kGates; ++g)
+      batch_norm_forward(step_rows, step_hats, g * H + u0, u1 - u0, norm.gamma_h, rstd, norm_mean,
+                         stats ? stats + 2 * GH : nullptr, stats ? stats + 3 * GH : nullptr);
   };
 
   for (int64_t s = 0; s < Tn; ++s) {
@@ -441,18 +455,20 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
   }
 }
 
-// How many threads split the hidden units of a forward (1: none). A team pays a barrier per
-// step, so it runs only where rows cannot be split (parallel_rows wants 8 rows a thread) and a
-// step's product is large enough (2^15 multiply-adds: a batch-1 LSTM with H = 128 has 2^16),
-// on cells whose step reads nothing across units but h: one stage, no projection, no
-// normalisation.
+// How many threads split the hidden units of a loop (1: none). A team pays a barrier per
+// step, so it runs only where rows cannot be split (parallel_rows wants 8 rows a thread; a
+// batch norm's statistics need every row of a step) and a step's product is large enough
+// (2^15 multiply-adds: a batch-1 LSTM with H = 128 has 2^16), on cells whose step reads
+// nothing across units but h: one stage, no projection, no layer norm.
 template <class P, typename T>
 int unit_team_size(const Dims& dims, const LayerInputs<T>& in, int64_t work, int64_t span) {
   const int64_t threads = get_num_threads(), GH = P::kGates * dims.H;
   const int64_t tiles = (dims.H + span - 1) / span;
-  if (threads <= 1 || dims.B / 8 >= 2 || P::kStages != 1 || dims.P > 0 || in.norm.on() ||
+  if (threads <= 1 || P::kStages != 1 || dims.P > 0 || in.norm.kind == NormKind::Layer ||
       dims.B * dims.H * GH < (int64_t(1) << 15) || work < kMinParallelWork / 16)
     return 1;
+  // a batch norm's statistics of a step need every row: its loops never split rows
+  if (dims.B / 8 >= 2 && in.norm.kind != NormKind::Batch) return 1;
   return int(std::min(threads, tiles));
 }
 
@@ -513,21 +529,59 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
       pack_wide(K, in.Wh, GH, false, S, g * H + u0, u1 - u0, packed_blocks[g] + u0 * S);
   };
   // units [u0, u1) of every gate block of xw = x @ Wx + biases, with the packed GEMM kernel
-  // (a team member's share: T*B rows but a few tiles, where a BLAS call per block is slow)
+  // (a team member's share: T*B rows but a few tiles, where a BLAS call per block is slow);
+  // a batch norm (the only one a team runs) normalises each column before the biases
   auto project_units = [&](int64_t u0, int64_t u1) {
     Scratch<T> local;
     T* packed_Wx = local.take(packed_size(K, I, u1 - u0));
     for (int64_t g = 0; g < G; ++g) {
-      pack_wide(K, in.Wx, GH, false, I, g * H + u0, u1 - u0, packed_Wx);
-      for (int64_t r = 0; r < rows; ++r) copy_n(xw + r * GH + g * H + u0, bias.data() + g * H + u0, u1 - u0);
+      const int64_t c0 = g * H + u0, n = u1 - u0;
+      pack_wide(K, in.Wx, GH, false, I, c0, n, packed_Wx);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (normalized) std::fill_n(xw + r * GH + c0, n, T(0));
+        else copy_n(xw + r * GH + c0, bias.data() + c0, n);
+      }
       for (int64_t j = u0; j < u1; j += span)
         K.packed_gemm(in.x, I, rows, I, packed_Wx + (j - u0) * I, std::min(span, u1 - j),
                       xw + g * H + j, GH, true);
+      if (normalized) {
+        batch_norm_inputs(in.norm, steps, B, GH, c0, n, xw, reserve, out.batch_stats);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t k = c0; k < c0 + n; ++k) xw[r * GH + k] += bias[size_t(k)];
+      }
     }
   };
+  if (out.batch_stats) std::fill(out.batch_stats, out.batch_stats + 4 * GH, T(0));
   if (!uniform) std::fill(out.y, out.y + Tn * B * S, T(0));
   const T* unfolded_bias = (unfolded >= 0 && in.bh) ? in.bh + unfolded * H : nullptr;
   const int64_t work = Tn * B * H * GH;
+  // The row path. 1. input projection and packing: the packing of Wh (per gate block) and the
+  // bias rows of xw as parallel jobs (serial, they were ~5% of a 2-thread call at
+  // 35x20x650x650), then the GEMM over all steps
+  auto forward_by_rows = [&] {
+    std::vector<std::function<void()>> jobs;
+    for (int64_t g = 0; g < G; ++g)
+      jobs.push_back([&, g] { pack_wide(K, in.Wh, GH, false, S, g * H, H, packed_blocks[g]); });
+    if (packed_Wr) jobs.push_back([&] { pack_wide(K, in.Wr, S, false, H, 0, S, packed_Wr); });
+    const int64_t parts = get_num_threads();
+    if (!normalized)  // the biases come first and the GEMM adds to them
+      for (int64_t part = 0; part < parts; ++part)
+        jobs.push_back([&, part] {
+          for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
+            copy_n(xw + r * GH, bias.data(), GH);
+        });
+    parallel_jobs(work, jobs);
+    gemm<T>(false, false, rows, GH, I, T(1), in.x, I, in.Wx, GH, normalized ? T(0) : T(1), xw, GH);
+    if (normalized) normalize_inputs(K, in.norm, steps, B, GH, bias.data(), xw, reserve, out.batch_stats);
+
+    // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
+    // row ranges run on separate threads with no synchronisation between steps. A batch norm's
+    // statistics of a step read every row of it: one thread has them all.
+    parallel_rows(B, in.norm.kind == NormKind::Batch ? 0 : work, [&](int64_t b0, int64_t b1) {
+      forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed,
+                      packed_Wr, b0, b1);
+    });
+  };
   if (team_size > 1) {
     // A small batch: the hidden units split across a team, which shares h. Each member packs
     // and projects its own units (into its own cache), then runs the loop over them.
@@ -535,43 +589,16 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     T* h[2] = {shared.take(B * H), shared.take(B * H)};
     for (int64_t b = 0; b < B; ++b) copy_row(in.h0 ? in.h0 + b * H : nullptr, h[0] + b * H, H);
     parallel_team(team_size, [&](int member, int members, TeamBarrier& barrier) {
-      const UnitTeam<T> mine{member, members, &barrier, {h[0], h[1]}};
+      const UnitTeam<T> mine{member, members, &barrier, {h[0], h[1]}, {nullptr, nullptr}};
       const int64_t u0 = mine.first_tile(tiles) * span, u1 = std::min(mine.end_tile(tiles) * span, H);
       pack_units(u0, u1);
       project_units(u0, u1);
       forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed,
                       packed_Wr, 0, B, &mine);
     });
-    return;
+  } else {
+    forward_by_rows();
   }
-  // 1. input projection and packing: the packing of Wh (per gate block) and the bias rows of
-  // xw as parallel jobs (serial, they were ~5% of a 2-thread call at 35x20x650x650), then the
-  // GEMM over all steps
-  std::vector<std::function<void()>> jobs;
-  for (int64_t g = 0; g < G; ++g)
-    jobs.push_back([&, g] { pack_wide(K, in.Wh, GH, false, S, g * H, H, packed_blocks[g]); });
-  if (packed_Wr) jobs.push_back([&] { pack_wide(K, in.Wr, S, false, H, 0, S, packed_Wr); });
-  const int64_t parts = get_num_threads();
-  if (!normalized)  // the biases come first and the GEMM adds to them
-    for (int64_t part = 0; part < parts; ++part)
-      jobs.push_back([&, part] {
-        for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r)
-          copy_n(xw + r * GH, bias.data(), GH);
-      });
-  parallel_jobs(work, jobs);
-  gemm<T>(false, false, rows, GH, I, T(1), in.x, I, in.Wx, GH, normalized ? T(0) : T(1), xw, GH);
-  if (normalized) {
-    if (out.batch_stats) std::fill(out.batch_stats, out.batch_stats + 4 * GH, T(0));
-    normalize_inputs(K, in.norm, steps, B, GH, bias.data(), xw, reserve, out.batch_stats);
-  }
-
-  // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
-  // row ranges run on separate threads with no synchronisation between steps. A batch norm's
-  // statistics of a step read every row of it: one thread has them all.
-  parallel_rows(B, in.norm.kind == NormKind::Batch ? 0 : work, [&](int64_t b0, int64_t b1) {
-    forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed,
-                    packed_Wr, b0, b1);
-  });
   if (out.batch_stats) {  // sums over the steps with a valid row -> averages
     int64_t steps_with_rows = 0;
     for (int64_t b = 0; b < B; ++b) steps_with_rows = std::max(steps_with_rows, steps.length(b));
@@ -595,20 +622,26 @@ void normalize_inputs_backward(const PointwiseKernels<T>& K, const LayerNorm<T>&
     });
     return;
   }
-  std::vector<T> sums(2 * GH);
-  std::vector<T*> rows;
-  std::vector<const T*> hats;
-  for (int64_t s = 0; s < Tn; ++s) {
-    rows.clear();
-    hats.clear();
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.active(s, b)) continue;
-      const int64_t row = steps.position(s, b) * B + b;
-      rows.push_back(dXW + row * GH);
-      hats.push_back(reserve.norm_x.data() + row * GH);
+  // batch: features are independent, so threads take column ranges
+  const int64_t parts = Tn * B * GH * 8 < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), GH);
+  parallel_for(parts, [&](int64_t part) {
+    const int64_t c0 = GH * part / parts, c1 = GH * (part + 1) / parts;
+    std::vector<T> sums(size_t(2 * (c1 - c0)));
+    std::vector<T*> rows;
+    std::vector<const T*> hats;
+    for (int64_t s = 0; s < Tn; ++s) {
+      rows.clear();
+      hats.clear();
+      for (int64_t b = 0; b < B; ++b) {
+        if (!steps.active(s, b)) continue;
+        const int64_t row = steps.position(s, b) * B + b;
+        rows.push_back(dXW + row * GH);
+        hats.push_back(reserve.norm_x.data() + row * GH);
+      }
+      batch_norm_backward(rows, hats, c0, c1 - c0, norm.gamma_x, reserve.rstd_x.data() + s * GH,
+                          sums.data());
     }
-    batch_norm_backward(rows, hats, norm.gamma_x, reserve.rstd_x.data() + s * GH, GH, sums.data());
-  }
+  });
 }
 
 // Gradients of the peephole weights, [3, H]: dp_i = sum da_i c_{t-1}, dp_f = sum da_f c_{t-1},
@@ -837,17 +870,20 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           P::backward_stage(K, stage, r);
         }
       }
-      // normalised: back through the normalisation of the product (one stage: forward checked)
+      // normalised: back through the normalisation of the product (one stage: forward checked),
+      // the columns of this call's units (a team splits only batch-normalised loops)
       T* dprod = dA_step;
       if (norm.on()) {
-        dprod = uniform ? dHW + (steps.uniform_position(s) * B + b0) * GH : dHW_scratch;
+        T* dHW_now = team && !uniform ? team->shared_norm[s % 2] : dHW_scratch;
+        dprod = uniform ? dHW + (steps.uniform_position(s) * B + b0) * GH : dHW_now;
         step_rows.clear();
         step_hats.clear();
         for (int64_t i = 0; i < M; ++i) {
           const int64_t b = b0 + i;
           if (!steps.active(s, b)) continue;
           const int64_t row = steps.position(s, b) * B + b;
-          copy_n(dprod + i * GH, dA_step + i * GH, GH);
+          for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
+            copy_n(dprod + i * GH + gate * H + bu0, dA_step + i * GH + gate * H + bu0, team ? bn : GH);
           const T* hat = reserve.norm_h.data() + row * GH;
           if (norm.kind == NormKind::Layer)
             K.layer_norm_backward(dprod + i * GH, norm.gamma_h, hat, reserve.rstd_h[size_t(row)], GH);
@@ -855,8 +891,9 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           step_hats.push_back(hat);
         }
         if (norm.kind == NormKind::Batch)
-          batch_norm_backward(step_rows, step_hats, norm.gamma_h,
-                              reserve.rstd_h.data() + s * GH, GH, norm_sums);
+          for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
+            batch_norm_backward(step_rows, step_hats, gate * H + bu0, team ? bn : GH, norm.gamma_h,
+                                reserve.rstd_h.data() + s * GH, norm_sums);
       }
       // stage 0's product input is h_{t-1} (masked); later stages already wrote into d_hr.
       // A team's product reads every member's columns of the step's gate gradients.
@@ -876,7 +913,10 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
           T* dA_row = dA + (steps.position(s, b) * B + b) * GH;
           for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
             copy_n(dA_row + gate * H + bu0, dA_step + i * GH + gate * H + bu0, team ? bn : GH);
-          if (dHW) copy_n(dHW + (steps.position(s, b) * B + b) * GH, dprod + i * GH, GH);
+          if (dHW)
+            for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
+              copy_n(dHW + (steps.position(s, b) * B + b) * GH + gate * H + bu0,
+                     dprod + i * GH + gate * H + bu0, team ? bn : GH);
         }
       }
     }
@@ -889,9 +929,12 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   if (team_size > 1) {
     // a small batch: the hidden units split across a team, as in forward
     T* shared_dA[2] = {nullptr, nullptr};
+    T* shared_dHW[2] = {nullptr, nullptr};
     if (!uniform) shared_dA[0] = scratch.take(B * GH), shared_dA[1] = scratch.take(B * GH);
+    if (!uniform && norm.on()) shared_dHW[0] = scratch.take(B * GH), shared_dHW[1] = scratch.take(B * GH);
     parallel_team(team_size, [&](int member, int members, TeamBarrier& barrier) {
-      const UnitTeam<T> mine{member, members, &barrier, {shared_dA[0], shared_dA[1]}};
+      const UnitTeam<T> mine{member, members, &barrier, {shared_dA[0], shared_dA[1]},
+                             {shared_dHW[0], shared_dHW[1]}};
       reverse_loop(0, B, &mine);
     });
   } else {
