@@ -1,6 +1,7 @@
 """Two builds of rnnkit timed against each other, interleaved: has a change made the kernels slower?
 
     python bench/before_after.py BEFORE AFTER [--repeats 5] [--threads 2] [--quick]
+                                 [--shapes TxBxIxH,...] [--cells rnn,lstm,gru]
 
 BEFORE and AFTER are directories that hold an importable ``rnnkit`` package with its compiled
 ``_core`` (e.g. ``python`` of two checkouts, each built in place). Each repeat runs one child
@@ -82,10 +83,10 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def run_child(path, threads, shapes):
+def run_child(path, threads, shapes, cells):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, "-c", CHILD, os.path.abspath(path), str(threads),
-                          json.dumps(shapes), json.dumps(CELLS)],
+                          json.dumps(shapes), json.dumps(cells)],
                          env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
@@ -97,12 +98,17 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one tiny shape (a smoke test)")
+    parser.add_argument("--shapes", help="TxBxIxH,... instead of the grid (a targeted recheck)")
+    parser.add_argument("--cells", help=f"a subset of {','.join(CELLS)}")
     args = parser.parse_args(argv)
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(",")]
+    cells = CELLS if not args.cells else {c: CELLS[c] for c in args.cells.split(",")}
     runs = {"before": [], "after": []}
     for _ in range(args.repeats):
         for build in ("before", "after"):
-            runs[build].append(run_child(getattr(args, build), args.threads, shapes))
+            runs[build].append(run_child(getattr(args, build), args.threads, shapes, cells))
     isas = {build: {r.pop("isa") for r in results} for build, results in runs.items()}
     print(f"# {cpu_name()}, ISA before {isas['before']} "
           f"after {isas['after']}, {args.threads} threads, float32, {args.repeats} interleaved "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import rnnkit  # noqa: E402
 from rnnkit import nn  # noqa: E402
 from rnnkit.nn import normalized  # noqa: E402
+
+from before_after import cpu_name  # noqa: E402  (bench/ is the script's directory)
 
 SHAPES = [(50, 1, 128, 128), (50, 32, 128, 256), (35, 20, 650, 650), (100, 64, 256, 512)]
 QUICK_SHAPES = [(5, 2, 8, 8)]
@@ -97,7 +98,7 @@ def main():
     for _ in range(args.repeats):
         for key, fn in rows.items():
             times[key].append(seconds(fn))
-    print(f"# {platform.processor() or platform.machine()}, ISA {rnnkit.get_isa()}, "
+    print(f"# {cpu_name()}, ISA {rnnkit.get_isa()}, "
           f"{args.threads} threads, float32, median of {args.repeats} interleaved repeats")
     print("| cell | shape (T,B,I,H) | mode | plain ms | layer ms (x plain) | batch ms (x plain) |"
           + (" NumPy layer ms | NumPy batch ms |" if args.numpy else ""))
