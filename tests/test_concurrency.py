@@ -5,7 +5,6 @@ wait is bounded: a deadlock fails the test with all threads' stacks (fuzz_suppor
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 
