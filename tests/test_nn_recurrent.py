@@ -489,3 +489,35 @@ def test_layers_validate_once_at_their_own_boundary(monkeypatch, cls):
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     y = layer.forward(x, lengths=[5, 2], training=True)
     assert layer.backward(np.ones_like(y)).shape == x.shape
+
+
+@pytest.mark.parametrize("norm", [None, "layer", "batch"])
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_inference_forward_keeps_no_reserve_and_backward_after_it_is_exact(kind, norm):
+    """training=False runs the inference kernels and keeps only the call's inputs (no core
+    handle); a backward after it reruns the forward in training mode first, so its gradients
+    equal those after a training-mode forward of the same (eval-mode) layer."""
+    from rnnkit import _core
+
+    m = CLASSES[kind](I, H, 2, bidirectional=True, norm=norm, dtype=np.float64, seed=4,
+                      batch_first=False)
+    x = x_(seed=7)
+    dy = np.random.default_rng(8).standard_normal((T, B, 2 * H))
+    before = _core._live_forward_handles()
+    y = m.forward(x, lengths=LENGTHS, training=False)
+    assert _core._live_forward_handles() == before
+    m.zero_grad()
+    dx = m.backward(dy)
+    grads = {k: v.copy() for k, v in m.grads().items()}
+    # the same computation with the reserve kept: each direction's call as a training forward
+    m2 = pickle.loads(pickle.dumps(m))
+    m2.zero_grad()
+    y2 = m2.forward(x, lengths=LENGTHS, training=False)
+    for level in m2.levels:  # replace the kept inputs by a training forward's cache
+        for d in level.directions:
+            d._cache = d._run(d._cache, inference=False)[3]
+    dx2 = m2.backward(dy)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(dx, dx2)
+    for k, g in m2.grads().items():
+        np.testing.assert_array_equal(grads[k], g, err_msg=k)

@@ -107,20 +107,31 @@ class _Direction(Module):
                                                  self._buffers)
         elif self.norm is not None:
             norm = core_norm(self.norm, **self._norm_gains())
-        # the stack checked x, lengths and the states at its boundary: no second check
-        y, hT, cT, cache = self.cell_type.run_forward(
-            self._xp().ascontiguousarray(x), h0, c0, **params, lengths=lengths,
-            reverse=self.reverse, recurrent_mask=mask, checked=True, norm=norm,
-            **self._kernel_options)
+        call = dict(x=self._xp().ascontiguousarray(x), h0=h0, c0=c0, params=params, norm=norm,
+                    lengths=lengths, mask=mask)
+        y, hT, cT, cache = self._run(call, inference=not training)
         if self.norm == "batch" and training and B and (lengths is None or lengths.max() > 0):
             update_running_statistics(self._buffers, cache.handles[0].batch_statistics)
-        self._cache = cache
+        # An inference forward keeps no reserve (no memory, no time storing it); a backward
+        # after it (gradients of an evaluated model: rnnkit.diagnostics) reruns the call as a
+        # training forward first.
+        self._cache = cache if training else call
         return y, hT, cT
+
+    def _run(self, call, inference):
+        # the stack checked x, lengths and the states at its boundary: no second check
+        return self.cell_type.run_forward(
+            call["x"], call["h0"], call["c0"], **call["params"], lengths=call["lengths"],
+            reverse=self.reverse, recurrent_mask=call["mask"], checked=True, norm=call["norm"],
+            inference=inference, **self._kernel_options)
 
     def backward(self, dy, dhT, dcT):
         """Returns (dx, dh0, dc0); accumulates the parameter gradients."""
+        cache = self._cache
+        if isinstance(cache, dict):  # the inputs of an inference forward
+            cache = self._run(cache, inference=False)[3]
         dx, dh0, dc0, grads = self.cell_type.run_backward(self._xp().ascontiguousarray(dy), dhT,
-                                                          dcT, self._cache, checked=True)
+                                                          dcT, cache, checked=True)
         if self._fold is not None:
             grads = unfold_batch_norm_gradients(grads, self._fold, self.norm_x.gamma,
                                                 self.norm_h.gamma)
