@@ -199,3 +199,17 @@ def test_layer_norm_runs_in_inference_mode():
     assert none is None
     np.testing.assert_allclose(yi, y, atol=1e-14)
     np.testing.assert_allclose(cTi, cT, atol=1e-14)
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_large_call_splits_its_passes_across_threads(restore_isa_and_threads, norm):
+    """Big enough (T*B*G*H*8 >= 2^22) that the passes after the loop (the input-side copy, the
+    gains' sums, the input normalisation's backward) split rows or columns across 2 threads."""
+    rnnkit.set_num_threads(2)
+    T, B, I, H = 50, 40, 6, 80
+    lengths = np.resize(np.array([50, 31, 0, 50, 7]), B)
+    P, x, h0, c0, rmask, grads = _problem("lstm", norm, T, B, I, H, np.float64, lengths, mask=False)
+    want = _reference_run("lstm", norm, P, x, h0, c0, lengths, False, rmask, grads,
+                          _buffers(4, H, np.float64))
+    got, _ = _core_run("lstm", norm, P, x, h0, c0, lengths, False, rmask, grads)
+    _assert_close(got, want, TOL[np.float64], f"2 threads, large lstm {norm}")

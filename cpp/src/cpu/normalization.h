@@ -78,11 +78,13 @@ void batch_norm_backward(const std::vector<T*>& rows, const std::vector<const T*
   }
 }
 
-// out[j] (+)= sum over rows of a[r, j] * b[r, j]: a gain's gradient, sum of dout * xhat.
+// out[j] (+)= sum over rows of a[r, j] * b[r, j] for the columns j in [c0, c1) of two
+// [rows, F] matrices: a gain's gradient, the sum of dout * xhat.
 template <typename T>
-void add_column_products(const T* a, const T* b, int64_t rows, int64_t F, T* out) {
+void add_column_products(const T* a, const T* b, int64_t rows, int64_t F, int64_t c0,
+                         int64_t c1, T* out) {
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < F; ++j) out[j] += a[r * F + j] * b[r * F + j];
+    for (int64_t j = c0; j < c1; ++j) out[j] += a[r * F + j] * b[r * F + j];
 }
 
 }  // namespace rnnkit::cpu

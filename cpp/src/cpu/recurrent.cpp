@@ -981,20 +981,28 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
   for (const GradColumns<T>& cols : input_side)
     column_sums(cols.grad, rows, cols.width, cols.ld, g.db + cols.c0);
   if (norm.on()) {
-    // b adds after the normalisation of x @ Wx: its rows need the whole input-side gradient
+    // b adds after the normalisation of x @ Wx: its rows need the whole input-side gradient.
+    // These passes over [T*B, G*H] split rows (the copy) or columns (the gains' sums) across
+    // the threads.
     T* dXW = scratch.take(rows * GH);
-    for (const GradColumns<T>& cols : input_side)
-      for (int64_t r = 0; r < rows; ++r) copy_n(dXW + r * GH + cols.c0, cols.grad + r * cols.ld, cols.width);
+    parallel_rows(rows, rows * GH * 8, [&](int64_t r0, int64_t r1) {
+      for (const GradColumns<T>& cols : input_side)
+        for (int64_t r = r0; r < r1; ++r) copy_n(dXW + r * GH + cols.c0, cols.grad + r * cols.ld, cols.width);
+    });
     std::fill(g.dgamma_x, g.dgamma_x + GH, T(0));
-    add_column_products(dXW, reserve.norm_x.data(), rows, GH, g.dgamma_x);
     std::fill(g.dgamma_h, g.dgamma_h + GH, T(0));
-    add_column_products(dA, reserve.norm_h.data(), rows, GH, g.dgamma_h);
+    const int64_t parts = rows * GH * 8 < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), GH);
+    parallel_for(parts, [&](int64_t part) {
+      const int64_t c0 = GH * part / parts, c1 = GH * (part + 1) / parts;
+      add_column_products(dXW, reserve.norm_x.data(), rows, GH, c0, c1, g.dgamma_x);
+      add_column_products(dA, reserve.norm_h.data(), rows, GH, c0, c1, g.dgamma_h);
+    });
     normalize_inputs_backward(K, norm, steps, B, GH, reserve, dXW);
     input_side = {{dXW, GH, 0, GH}};
   }
   if (norm.cell()) {
     std::fill(g.dgamma_c, g.dgamma_c + H, T(0));
-    add_column_products(du_all, reserve.norm_c.data(), rows, H, g.dgamma_c);
+    add_column_products(du_all, reserve.norm_c.data(), rows, H, 0, H, g.dgamma_c);
     column_sums(du_all, rows, H, H, g.dbeta_c);
   }
   for (const GradColumns<T>& cols : input_side)
