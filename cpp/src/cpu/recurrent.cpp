@@ -462,8 +462,10 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 // nothing across units but h: one stage, no projection, no layer norm.
 template <class P, typename T>
 int unit_team_size(const Dims& dims, const LayerInputs<T>& in, int64_t work, int64_t span) {
-  const int64_t threads = get_num_threads(), GH = P::kGates * dims.H;
-  const int64_t tiles = (dims.H + span - 1) / span;
+  // no more members than cores: a member waiting at the barrier for one that has no core
+  // spins through its time slice
+  const int64_t threads = std::min(get_num_threads(), default_num_threads());
+  const int64_t GH = P::kGates * dims.H, tiles = (dims.H + span - 1) / span;
   if (threads <= 1 || P::kStages != 1 || dims.P > 0 || in.norm.kind == NormKind::Layer ||
       dims.B * dims.H * GH < (int64_t(1) << 15) || work < kMinParallelWork / 16)
     return 1;
