@@ -6,7 +6,8 @@
 # built with -fno-sanitize-recover.
 #
 #   tools/sanitize.sh           the full set (parity at remainder sizes, every ISA, gradient
-#                               checks, threads, bad input, fuzzing, faults in the pool)
+#                               checks, threads and thread teams, normalised loops, bad input,
+#                               fuzzing, faults in the pool)
 #   tools/sanitize.sh --ci      the subset .ci/run runs (a few minutes)
 #   tools/sanitize.sh -- ARGS   pytest ARGS instead of either set
 #
@@ -54,7 +55,8 @@ export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 
 CORE_TESTS=(tests/test_parity.py tests/test_gradcheck.py tests/test_core_seam.py
   tests/test_functional_inputs.py tests/test_segment.py tests/test_recurrent_mask.py
-  tests/test_fuzz_core.py tests/test_concurrency.py tests/test_memory.py tests/test_embedding.py)
+  tests/test_fuzz_core.py tests/test_concurrency.py tests/test_memory.py tests/test_embedding.py
+  tests/test_normalized_core.py)
 FULL_EXTRA=(tests/test_nn_recurrent.py tests/test_nn_recurrent_grad.py tests/test_nn_gradcheck.py
   tests/test_nn_layers.py tests/test_dropin.py tests/test_cells.py tests/test_runtime_blas.py
   tests/test_fuzz_files.py tests/test_save_load.py tests/test_train_trainer.py tests/test_faults.py)
