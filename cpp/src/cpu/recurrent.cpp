@@ -193,14 +193,15 @@ inline void parallel_jobs(int64_t work, const std::vector<std::function<void()>>
   parallel_for(int64_t(jobs.size()), [&](int64_t i) { jobs[size_t(i)](); });
 }
 
-// Runs f(b0, b1) over contiguous ranges of batch rows, one per thread, when the batch is big
-// enough to keep every thread's register blocks full and the call does enough work (`work`
-// multiply-adds) to pay for waking the pool; otherwise on the calling thread.
+// Runs f(i0, i1) over contiguous ranges of [0, n) (batch rows, position rows or feature
+// columns), one per thread, when each range gets at least 8 (a batch: enough rows to keep
+// every thread's register blocks full) and the call does enough work (`work` multiply-adds)
+// to pay for waking the pool; otherwise on the calling thread.
 template <typename F>
-void parallel_rows(int64_t B, int64_t work, F&& f) {
-  const int64_t parts = work < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), B / 8);
-  if (parts <= 1) return f(0, B);
-  parallel_for(parts, [&](int64_t p) { f(B * p / parts, B * (p + 1) / parts); });
+void parallel_ranges(int64_t n, int64_t work, F&& f) {
+  const int64_t parts = work < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), n / 8);
+  if (parts <= 1) return f(0, n);
+  parallel_for(parts, [&](int64_t p) { f(n * p / parts, n * (p + 1) / parts); });
 }
 
 // A batch norm of the columns [c0, c0 + F) of the input projection xw ([T*B, G*H], x @ Wx) in
@@ -236,7 +237,7 @@ void normalize_inputs(const PointwiseKernels<T>& K, const LayerNorm<T>& norm,
                       CpuReserve<T>* reserve, T* stats) {
   const int64_t Tn = steps.T;
   if (norm.kind == NormKind::Layer) {
-    parallel_rows(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
+    parallel_ranges(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         T* hat = reserve ? reserve->norm_x.data() + r * GH : nullptr;
         const T rstd = K.layer_norm(xw + r * GH, norm.gamma_x, bias, GH, hat);  // bias as shift
@@ -456,7 +457,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
 }
 
 // How many threads split the hidden units of a loop (1: none). A team pays a barrier per
-// step, so it runs only where rows cannot be split (parallel_rows wants 8 rows a thread; a
+// step, so it runs only where rows cannot be split (parallel_ranges wants 8 rows a thread; a
 // batch norm's statistics need every row of a step) and a step's product is large enough
 // (2^15 multiply-adds: a batch-1 LSTM with H = 128 has 2^16), on cells whose step reads
 // nothing across units but h: one stage, no projection, no layer norm.
@@ -579,7 +580,7 @@ void forward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     // 2. the sequential loop, over packed recurrent weights; batch rows are independent, so
     // row ranges run on separate threads with no synchronisation between steps. A batch norm's
     // statistics of a step read every row of it: one thread has them all.
-    parallel_rows(B, in.norm.kind == NormKind::Batch ? 0 : work, [&](int64_t b0, int64_t b1) {
+    parallel_ranges(B, in.norm.kind == NormKind::Batch ? 0 : work, [&](int64_t b0, int64_t b1) {
       forward_rows<P>(spec, dims, in, out, reserve, steps, xw, unfolded_bias, K, packed,
                       packed_Wr, b0, b1);
     });
@@ -617,7 +618,7 @@ void normalize_inputs_backward(const PointwiseKernels<T>& K, const LayerNorm<T>&
                                const CpuReserve<T>& reserve, T* dXW) {
   const int64_t Tn = steps.T;
   if (norm.kind == NormKind::Layer) {
-    parallel_rows(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
+    parallel_ranges(Tn * B, Tn * B * GH * 8, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
         K.layer_norm_backward(dXW + r * GH, norm.gamma_x, reserve.norm_x.data() + r * GH,
                             reserve.rstd_x[size_t(r)], GH);
@@ -625,9 +626,7 @@ void normalize_inputs_backward(const PointwiseKernels<T>& K, const LayerNorm<T>&
     return;
   }
   // batch: features are independent, so threads take column ranges
-  const int64_t parts = Tn * B * GH * 8 < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), GH);
-  parallel_for(parts, [&](int64_t part) {
-    const int64_t c0 = GH * part / parts, c1 = GH * (part + 1) / parts;
+  parallel_ranges(GH, Tn * B * GH * 8, [&](int64_t c0, int64_t c1) {
     std::vector<T> sums(size_t(2 * (c1 - c0)));
     std::vector<T*> rows;
     std::vector<const T*> hats;
@@ -941,7 +940,7 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     });
   } else {
     // a batch norm's step couples its rows: one thread has them all
-    parallel_rows(B, norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH,
+    parallel_ranges(B, norm.kind == NormKind::Batch ? 0 : Tn * B * H * GH,
                   [&](int64_t b0, int64_t b1) { reverse_loop(b0, b1, nullptr); });
   }
 
@@ -987,15 +986,13 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
     // These passes over [T*B, G*H] split rows (the copy) or columns (the gains' sums) across
     // the threads.
     T* dXW = scratch.take(rows * GH);
-    parallel_rows(rows, rows * GH * 8, [&](int64_t r0, int64_t r1) {
+    parallel_ranges(rows, rows * GH * 8, [&](int64_t r0, int64_t r1) {
       for (const GradColumns<T>& cols : input_side)
         for (int64_t r = r0; r < r1; ++r) copy_n(dXW + r * GH + cols.c0, cols.grad + r * cols.ld, cols.width);
     });
     std::fill(g.dgamma_x, g.dgamma_x + GH, T(0));
     std::fill(g.dgamma_h, g.dgamma_h + GH, T(0));
-    const int64_t parts = rows * GH * 8 < kMinParallelWork ? 1 : std::min<int64_t>(get_num_threads(), GH);
-    parallel_for(parts, [&](int64_t part) {
-      const int64_t c0 = GH * part / parts, c1 = GH * (part + 1) / parts;
+    parallel_ranges(GH, rows * GH * 8, [&](int64_t c0, int64_t c1) {
       add_column_products(dXW, reserve.norm_x.data(), rows, GH, c0, c1, g.dgamma_x);
       add_column_products(dA, reserve.norm_h.data(), rows, GH, c0, c1, g.dgamma_h);
     });
