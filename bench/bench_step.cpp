@@ -1,27 +1,46 @@
-// C++ microbenchmarks per ISA, without Python: whole layers (run_layer) and one step's packed
-// recurrent product alone (run_packed_gemm, GFLOP/s):
-//   cmake -S . -B build/bench -G Ninja -DRNNKIT_BENCH=ON -Dpybind11_DIR=$(python -m pybind11 --cmakedir)
+// C++ microbenchmarks of the kernels per ISA, without Python (plain timing: bench/timing.h).
+//   cmake -S . -B build/bench -G Ninja -DRNNKIT_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
+//         -Dpybind11_DIR=$(python -m pybind11 --cmakedir)
 //   cmake --build build/bench --target bench_step
+//   build/bench/bench_step packed   # one step's packed recurrent product h @ Wh, every ISA
+//   build/bench/bench_step tiles    # the same product with other tile shapes, per SIMD ISA
 //   RNNKIT_OPENBLAS=$(python -c "import scipy_openblas32 as s, os; print(os.path.join(s.get_lib_dir(), s.get_library(True)))") \
-//     build/bench/bench_step --benchmark_filter=cell:2/   # cell: 0 rnn tanh, 2 lstm, 3 gru; isa: 0 scalar, 1 avx2, 2 avx512
-//   build/bench/bench_step --benchmark_filter='run_packed_gemm/.*isa:1'
-// Without RNNKIT_OPENBLAS the big GEMMs (input projection, weight gradients) run on the slow
-// fallback; the per-step recurrent kernels do not use the BLAS. RNNKIT_THREADS sets threads.
-#include <benchmark/benchmark.h>
-
-#include <algorithm>
+//     build/bench/bench_step layers # whole layers (run_layer), ms per call, every ISA
+// Options after the mode: --threads N (default: the pool's), --repeats N (default 7). Each
+// figure is the median of the repeats. Without RNNKIT_OPENBLAS the big GEMMs of `layers` (input
+// projection, weight gradients) run on the slow fallback; the per-step products do not use it.
+// `packed` and `tiles` run the product on 1 thread and on --threads threads at once (each
+// thread its own rows, one shared Wh: how the loop runs when rows split across cores), and
+// give GFLOP/s per thread and its share of the per-thread FMA peak (rnnkit::fma_peak_gflops
+// on every thread at once / threads).
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "cpu/simd/kernels.h"
 #include "cpu/recurrent.h"
+#include "cpu/simd/kernels.h"
 #include "rnnkit/runtime.h"
+#include "timing.h"
+
+namespace bench {
+struct TileResult {
+  int R, U;
+  bool chosen;
+  double gflops;
+};
+std::vector<TileResult> tile_sweep_avx2(int64_t M, int64_t H, int threads, int repeats);
+std::vector<TileResult> tile_sweep_avx512(int64_t M, int64_t H, int threads, int repeats);
+}  // namespace bench
 
 namespace {
 
 using rnnkit::CellKind;
+using rnnkit::Isa;
+
+const Isa kIsas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512};
 
 struct Problem {
   rnnkit::CellSpec spec;
@@ -56,103 +75,135 @@ struct Problem {
   }
 };
 
-// args: cell kind, T, B, I, H, ISA, training (forward+backward) or inference
-void run_layer(benchmark::State& state) {
-  const auto kind = CellKind(state.range(0));
-  const auto isa = rnnkit::Isa(state.range(5));
-  const bool training = state.range(6);
-  if (!rnnkit::set_isa(isa)) {
-    state.SkipWithError("ISA not supported on this CPU");
-    return;
-  }
-  Problem p(kind, state.range(1), state.range(2), state.range(3), state.range(4));
+// ms per call of one layer, inference (forward) or training (forward + backward)
+double layer_ms(CellKind kind, const std::vector<int64_t>& s, bool training, int repeats) {
+  Problem p(kind, s[0], s[1], s[2], s[3]);
   const int64_t GH = p.spec.gates() * p.dims.H;
   std::vector<float> dx(p.x.size()), dh0(p.hT.size()), dc0(p.hT.size()), dWx(p.Wx.size()),
       dWh(p.Wh.size()), db(GH);
-  for (auto _ : state) {
-    if (!training) {
-      rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, nullptr);
-    } else {
-      rnnkit::CpuReserve<float> reserve;
-      rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, &reserve);
-      rnnkit::LayerGrads<float> g;
-      g.dy = p.dy.data();
-      g.dx = dx.data();
-      g.dh0 = dh0.data();
-      g.dc0 = dc0.data();
-      g.dWx = dWx.data();
-      g.dWh = dWh.data();
-      g.db = db.data();
-      rnnkit::backward<float>(p.spec, p.dims, p.in, reserve, g);
-    }
-    benchmark::DoNotOptimize(p.y.data());
-  }
-  state.SetLabel(std::string(rnnkit::isa_name(isa)) + (training ? " train" : " inference") +
-                 " threads=" + std::to_string(rnnkit::get_num_threads()));
+  return 1e3 * bench::median_seconds(
+                   [&] {
+                     if (!training) {
+                       rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, nullptr);
+                       return;
+                     }
+                     rnnkit::CpuReserve<float> reserve;
+                     rnnkit::forward<float>(p.spec, p.dims, p.in, p.out, &reserve);
+                     rnnkit::LayerGrads<float> g;
+                     g.dy = p.dy.data();
+                     g.dx = dx.data();
+                     g.dh0 = dh0.data();
+                     g.dc0 = dc0.data();
+                     g.dWx = dWx.data();
+                     g.dWh = dWh.data();
+                     g.db = db.data();
+                     rnnkit::backward<float>(p.spec, p.dims, p.in, reserve, g);
+                   },
+                   repeats);
 }
 
-void shapes(benchmark::internal::Benchmark* b) {
+void layers(int repeats) {
   const std::vector<std::vector<int64_t>> grid = {
       {50, 1, 128, 128}, {50, 32, 128, 256}, {100, 64, 256, 512}, {35, 20, 650, 650}};
-  for (int kind : {int(CellKind::Lstm), int(CellKind::Gru), int(CellKind::RnnTanh)})
+  const std::pair<CellKind, const char*> cells[] = {
+      {CellKind::Lstm, "lstm"}, {CellKind::Gru, "gru"}, {CellKind::RnnTanh, "rnn"}};
+  std::printf("| cell | T x B x I x H | mode | scalar ms | avx2 ms | avx512 ms |\n");
+  std::printf("|---|---|---|---:|---:|---:|\n");
+  for (const auto& [kind, name] : cells)
     for (const auto& s : grid)
-      for (int isa : {0, 1, 2})
-        for (int training : {0, 1}) b->Args({kind, s[0], s[1], s[2], s[3], isa, training});
-  b->ArgNames({"cell", "T", "B", "I", "H", "isa", "train"});
-  b->Unit(benchmark::kMillisecond);
+      for (bool training : {false, true}) {
+        std::printf("| %s | %ldx%ldx%ldx%ld | %s |", name, long(s[0]), long(s[1]), long(s[2]),
+                    long(s[3]), training ? "train" : "inference");
+        for (Isa isa : kIsas) {
+          if (rnnkit::set_isa(isa)) std::printf(" %.3f |", layer_ms(kind, s, training, repeats));
+          else std::printf(" - |");
+          std::fflush(stdout);
+        }
+        std::printf("\n");
+      }
 }
 
-BENCHMARK(run_layer)->Apply(shapes);
-
-// One step's recurrent product alone, as the forward loop runs it: for every tile of
-// pack_vectors * pack_width hidden units and every gate block, packed_gemm over K = H for all
-// M rows (one thread). args: M rows, H, G gate blocks, ISA. Reports GFLOP/s.
-void run_packed_gemm(benchmark::State& state) {
-  const int64_t M = state.range(0), H = state.range(1), G = state.range(2);
-  const auto isa = rnnkit::Isa(state.range(3));
-  if (!rnnkit::set_isa(isa)) {
-    state.SkipWithError("ISA not supported on this CPU");
-    return;
-  }
+// GFLOP/s per thread of one LSTM step's packed product as the forward loop runs it: for every
+// tile and gate block, packed_gemm over K = H for all M rows.
+double packed_gflops(Isa isa, int64_t M, int64_t H, int threads, int repeats) {
   const rnnkit::PointwiseKernels<float>& k = rnnkit::kernels_for<float>(isa);
-  const int64_t span = k.tile_span(), tiles = (H + span - 1) / span;
-  std::mt19937 rng(0);
-  std::normal_distribution<float> normal(0.f, 0.05f);
-  std::vector<float> A(M * H), P(G * tiles * H * span), C(M * G * H);
-  for (auto& v : A) v = normal(rng);
-  for (auto& v : P) v = normal(rng);
-  for (auto _ : state) {
-    for (int64_t t = 0; t < tiles; ++t)
+  const int64_t G = 4, span = k.tile_span(), tiles = (H + span - 1) / span;
+  bench::StepOperands op(size_t(G * tiles * H * span), size_t(M * H), size_t(M * G * H), threads);
+  auto step = [&](int t) {
+    for (int64_t tile = 0; tile < tiles; ++tile)
       for (int64_t g = 0; g < G; ++g)
-        k.packed_gemm(A.data(), H, M, H, P.data() + (g * tiles + t) * H * span,
-                      std::min(span, H - t * span), C.data() + g * H + t * span, G * H, false);
-    benchmark::DoNotOptimize(C.data());
+        k.packed_gemm(op.A[size_t(t)].data(), H, M, H, op.P.data() + (g * tiles + tile) * H * span,
+                      std::min(span, H - tile * span), op.C[size_t(t)].data() + g * H + tile * span,
+                      G * H, false);
+  };
+  const double seconds = bench::median_seconds_concurrent(step, threads, repeats);
+  return 2.0 * double(M * H * G * H) / seconds * 1e-9;
+}
+
+double fma_peak_per_thread(Isa isa, int threads) {
+  return rnnkit::fma_peak_gflops<float>(isa, 5) / threads;
+}
+
+void packed(int threads, int repeats) {
+  std::printf("| ISA | FMA peak per thread | rows M | H | 1 thread GFLOP/s | %d threads, "
+              "GFLOP/s per thread | %% of FMA peak |\n|---|---:|---:|---:|---:|---:|---:|\n",
+              threads);
+  for (Isa isa : kIsas) {
+    if (!rnnkit::isa_supported(isa)) continue;
+    const double peak = fma_peak_per_thread(isa, threads);
+    for (int64_t M : {1, 10, 16, 32})
+      for (int64_t H : {128, 256, 512, 650}) {
+        const double one = packed_gflops(isa, M, H, 1, repeats);
+        const double all = packed_gflops(isa, M, H, threads, repeats);
+        std::printf("| %s | %.1f | %ld | %ld | %.1f | %.1f | %.0f%% |\n", rnnkit::isa_name(isa),
+                    peak, long(M), long(H), one, all, 100 * all / peak);
+        std::fflush(stdout);
+      }
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * H * G * H * 1e-9,
-                                                 benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(rnnkit::isa_name(isa));
 }
 
-void gemm_shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t M : {1, 10, 16, 32, 64})
-    for (int64_t H : {128, 256, 512, 650})
-      for (int isa : {0, 1, 2}) b->Args({M, H, 4, isa});
-  b->ArgNames({"M", "H", "G", "isa"});
-  b->Unit(benchmark::kMicrosecond);
+void tiles(int threads, int repeats) {
+  std::printf("| ISA | FMA peak per thread | rows M | H | tile R x U | %d threads, GFLOP/s per "
+              "thread | %% of FMA peak |\n|---|---:|---:|---:|---|---:|---:|\n", threads);
+  const std::pair<Isa, decltype(&bench::tile_sweep_avx2)> sweeps[] = {
+      {Isa::Avx2, bench::tile_sweep_avx2}, {Isa::Avx512, bench::tile_sweep_avx512}};
+  for (const auto& [isa, sweep] : sweeps) {
+    if (!rnnkit::isa_supported(isa)) continue;
+    const double peak = fma_peak_per_thread(isa, threads);
+    for (int64_t M : {10, 16})  // a thread's rows at B = 20 and 32 on 2 threads
+      for (int64_t H : {256, 650})
+        for (const bench::TileResult& r : sweep(M, H, threads, repeats)) {
+          std::printf("| %s | %.1f | %ld | %ld | %d x %d%s | %.1f | %.0f%% |\n",
+                      rnnkit::isa_name(isa), peak, long(M), long(H), r.R, r.U, r.chosen ? " (used)" : "", r.gflops,
+                      100 * r.gflops / peak);
+          std::fflush(stdout);
+        }
+  }
 }
-
-BENCHMARK(run_packed_gemm)->Apply(gemm_shapes);
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  int threads = rnnkit::get_num_threads(), repeats = 7;
+  bool known_options = argc % 2 == 0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--repeats")) repeats = std::atoi(argv[i + 1]);
+    else known_options = false;
+  }
+  if (!known_options || threads < 1 || repeats < 1 ||
+      (mode != "packed" && mode != "tiles" && mode != "layers")) {
+    std::fprintf(stderr, "usage: bench_step packed|tiles|layers [--threads N] [--repeats N]\n");
+    return 2;
+  }
   if (const char* path = std::getenv("RNNKIT_OPENBLAS")) {
     std::string error;
     if (!rnnkit::load_blas(path, &error)) std::fprintf(stderr, "OpenBLAS: %s\n", error.c_str());
   }
-  if (const char* threads = std::getenv("RNNKIT_THREADS")) rnnkit::set_num_threads(std::atoi(threads));
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  rnnkit::set_num_threads(threads);
+  if (mode == "packed") packed(threads, repeats);
+  else if (mode == "tiles") tiles(threads, repeats);
+  else layers(repeats);
   return 0;
 }

@@ -291,26 +291,27 @@ struct Pointwise {
   // With few rows (small batches) R*U accumulator chains cannot hide the FMA latency, so k is
   // split into KS interleaved phases with their own accumulators, summed at the end
   // (R=1: 12 chains instead of 3; measured 1.06-1.1x faster at batch 1, neutral at larger ones).
-  template <int R>
+  // (U is a parameter only for bench/tile_sweep.cpp, which times other tile shapes.)
+  template <int R, int U = pack_vectors()>
   static void tile_block(const T* A, int64_t lda, int64_t K, const T* P, T* C, int64_t ldc,
                          int64_t n_valid, bool accumulate) {
-    constexpr int W = V::width, U = pack_vectors();
+    constexpr int W = V::width;
     constexpr int KS = 12 / (R * U) < 1 ? 1 : 12 / (R * U) > 4 ? 4 : 12 / (R * U);
-    V sum[KS][R][U];
+    V sum[KS][R][U];  // (the unroll counts cover every shape bench/tile_sweep.cpp times)
 #pragma GCC unroll 4
     for (int p = 0; p < KS; ++p)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int u = 0; u < U; ++u) sum[p][r][u] = V::set1(T(0));
     auto step = [&](int p, int64_t k) {
       V w[U];
-#pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) w[u] = V::load(P + (k * U + u) * W);
 #pragma GCC unroll 8
+      for (int u = 0; u < U; ++u) w[u] = V::load(P + (k * U + u) * W);
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const V a = V::set1(A[r * lda + k]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int u = 0; u < U; ++u) sum[p][r][u] = V::fmadd(a, w[u], sum[p][r][u]);
       }
     };
