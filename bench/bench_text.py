@@ -20,7 +20,6 @@ import importlib
 import os
 import platform
 import statistics
-import sys
 import time
 
 import numpy as np

@@ -13,14 +13,14 @@ layer, time-major, training = forward + backward, inference = forward with train
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from checkout import use_checkout  # (bench/ is the script's directory)
+
+use_checkout()
 import rnnkit  # noqa: E402
 from rnnkit import nn  # noqa: E402
 from rnnkit.nn import normalized  # noqa: E402
