@@ -1,11 +1,11 @@
-// C++ microbenchmarks of the kernels per ISA, without Python (plain timing: bench/timing.h).
+// C++ microbenchmarks of the kernels per ISA, without Python or a benchmark library.
 //   cmake -S . -B build/bench -G Ninja -DRNNKIT_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
 //         -Dpybind11_DIR=$(python -m pybind11 --cmakedir)
 //   cmake --build build/bench --target bench_step
 //   build/bench/bench_step packed   # one step's packed recurrent product h @ Wh, every ISA
 //   build/bench/bench_step tiles    # the same product with other tile shapes, per SIMD ISA
 //   RNNKIT_OPENBLAS=$(python -c "import scipy_openblas32 as s, os; print(os.path.join(s.get_lib_dir(), s.get_library(True)))") \
-//     build/bench/bench_step layers # whole layers (run_layer), ms per call, every ISA
+//     build/bench/bench_step layers # whole layers, ms per call (inference, training), every ISA
 // Options after the mode: --threads N (default: the pool's), --repeats N (default 7). Each
 // figure is the median of the repeats. Without RNNKIT_OPENBLAS the big GEMMs of `layers` (input
 // projection, weight gradients) run on the slow fallback; the per-step products do not use it.
@@ -13,26 +13,110 @@
 // thread its own rows, one shared Wh: how the loop runs when rows split across cores), and
 // give GFLOP/s per thread and its share of the per-thread FMA peak (rnnkit::fma_peak_gflops
 // on every thread at once / threads).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/recurrent.h"
 #include "cpu/simd/kernels.h"
 #include "rnnkit/runtime.h"
-#include "timing.h"
+#include "tile_sweep.h"
 
+// Timing: medians of wall-clock timings, each long enough (>= 20 ms) that the clock's
+// resolution does not matter.
 namespace bench {
-struct TileResult {
-  int R, U;
-  bool chosen;
-  double gflops;
+
+inline double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median seconds per call of body(), over `repeats` timings.
+template <class Body>
+double median_seconds(Body&& body, int repeats) {
+  body();  // warm-up: scratch arenas, the pool, caches
+  int64_t iters = 1;
+  for (double t0 = now(); now() - t0 < 0.02; iters *= 2)
+    for (int64_t i = 0; i < iters; ++i) body();
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const double t0 = now();
+    for (int64_t i = 0; i < iters; ++i) body();
+    times.push_back((now() - t0) / double(iters));
+  }
+  std::nth_element(times.begin(), times.begin() + repeats / 2, times.end());
+  return times[size_t(repeats / 2)];
+}
+
+// Median seconds per call when `threads` threads each call body(thread) at once, in lockstep
+// rounds (each round starts when every thread is ready and ends when the slowest is done):
+// how a kernel runs when the other cores run the same kernel beside it (shared L3, memory).
+template <class Body>
+double median_seconds_concurrent(Body&& body, int threads, int repeats) {
+  if (threads <= 1) return median_seconds([&] { body(0); }, repeats);
+  std::atomic<int> arrived{0};
+  std::atomic<int64_t> round{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> others;
+  int64_t iters = 1;
+  auto run_round = [&](int id, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) body(id);
+  };
+  std::atomic<int64_t> round_iters{0};
+  for (int id = 1; id < threads; ++id)
+    others.emplace_back([&, id] {
+      for (int64_t seen = 0;;) {
+        while (round.load() == seen && !stop.load()) std::this_thread::yield();
+        if (stop.load()) return;
+        seen = round.load();
+        run_round(id, round_iters.load());
+        arrived.fetch_add(1);
+      }
+    });
+  auto timed_round = [&](int64_t n) {
+    arrived.store(0);
+    round_iters.store(n);
+    const double t0 = now();
+    round.fetch_add(1);
+    run_round(0, n);
+    while (arrived.load() < threads - 1) std::this_thread::yield();
+    return (now() - t0) / double(n);
+  };
+  timed_round(1);  // warm-up
+  while (timed_round(iters) * double(iters) < 0.02) iters *= 2;
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) times.push_back(timed_round(iters));
+  stop.store(true);
+  for (auto& t : others) t.join();
+  std::nth_element(times.begin(), times.begin() + repeats / 2, times.end());
+  return times[size_t(repeats / 2)];
+}
+
+// The operands of one step's product for `threads` threads at once: one shared packed weight
+// block P, and per thread its own rows A and outputs C (random normal values).
+struct StepOperands {
+  std::vector<float> P;
+  std::vector<std::vector<float>> A, C;
+
+  StepOperands(size_t p_size, size_t a_size, size_t c_size, int threads)
+      : P(p_size), A(static_cast<size_t>(threads)), C(static_cast<size_t>(threads)) {
+    std::mt19937 rng(0);
+    std::normal_distribution<float> normal(0.f, 0.05f);
+    for (auto& v : P) v = normal(rng);
+    for (size_t t = 0; t < A.size(); ++t) {
+      A[t].resize(a_size);
+      for (auto& v : A[t]) v = normal(rng);
+      C[t].resize(c_size);
+    }
+  }
 };
-std::vector<TileResult> tile_sweep_avx2(int64_t M, int64_t H, int threads, int repeats);
-std::vector<TileResult> tile_sweep_avx512(int64_t M, int64_t H, int threads, int repeats);
+
 }  // namespace bench
 
 namespace {
@@ -162,20 +246,31 @@ void packed(int threads, int repeats) {
   }
 }
 
+// GFLOP/s per thread of one LSTM step's product with one tile shape, `threads` threads at once
+double tile_gflops(const bench::TileShape& shape, int64_t M, int64_t H, int threads, int repeats) {
+  const int64_t span = int64_t(shape.U) * shape.width, G = 4, tiles = (H + span - 1) / span;
+  bench::StepOperands op(size_t(G * tiles * H * span), size_t(M * H), size_t(M * G * tiles * span),
+                         threads);
+  auto step = [&](int t) { shape.run(op.A[size_t(t)].data(), op.P.data(), op.C[size_t(t)].data(), M, H); };
+  const double seconds = bench::median_seconds_concurrent(step, threads, repeats);
+  return 2.0 * double(M * H * G * H) / seconds * 1e-9;
+}
+
 void tiles(int threads, int repeats) {
   std::printf("| ISA | FMA peak per thread | rows M | H | tile R x U | %d threads, GFLOP/s per "
               "thread | %% of FMA peak |\n|---|---:|---:|---:|---|---:|---:|\n", threads);
-  const std::pair<Isa, decltype(&bench::tile_sweep_avx2)> sweeps[] = {
-      {Isa::Avx2, bench::tile_sweep_avx2}, {Isa::Avx512, bench::tile_sweep_avx512}};
-  for (const auto& [isa, sweep] : sweeps) {
+  const std::pair<Isa, const bench::TileShape*> sweeps[] = {{Isa::Avx2, bench::kAvx2TileShapes},
+                                                            {Isa::Avx512, bench::kAvx512TileShapes}};
+  for (const auto& [isa, shapes] : sweeps) {
     if (!rnnkit::isa_supported(isa)) continue;
     const double peak = fma_peak_per_thread(isa, threads);
     for (int64_t M : {10, 16})  // a thread's rows at B = 20 and 32 on 2 threads
       for (int64_t H : {256, 650})
-        for (const bench::TileResult& r : sweep(M, H, threads, repeats)) {
+        for (const bench::TileShape* s = shapes; s->R > 0; ++s) {
+          const double gflops = tile_gflops(*s, M, H, threads, repeats);
           std::printf("| %s | %.1f | %ld | %ld | %d x %d%s | %.1f | %.0f%% |\n",
-                      rnnkit::isa_name(isa), peak, long(M), long(H), r.R, r.U, r.chosen ? " (used)" : "", r.gflops,
-                      100 * r.gflops / peak);
+                      rnnkit::isa_name(isa), peak, long(M), long(H), s->R, s->U,
+                      s->used ? " (used)" : "", gflops, 100 * gflops / peak);
           std::fflush(stdout);
         }
   }
