@@ -295,9 +295,10 @@ py::tuple backward_impl(const ForwardHandle& handle, const py::object& dy, const
     std::unique_ptr<Reserve> rebuilt = handle.backend->forward(call, out, true);
     handle.backend->backward(call, *rebuilt, g);
   });
-  if (call.in.norm.kind != NormKind::None)
-    return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeepholes, norm_grads);
-  return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeepholes);
+  // always ten items: the gains' gradients are None after a forward without normalisation
+  py::object gains = norm_grads;
+  if (call.in.norm.kind == NormKind::None) gains = py::none();
+  return py::make_tuple(dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeepholes, gains);
 }
 
 }  // namespace
@@ -393,8 +394,8 @@ void recurrent_init(py::module_& m) {
         py::arg("handle"), py::arg("dy"), py::arg("dhT"), py::arg("dcT"),
         "BPTT of one layer, one direction, over a training forward's handle. "
         "Returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, "
-        "dpeepholes or None), and for a normalised forward a 10th item: the gains' gradients "
-        "by the names of forward's norm dict.");
+        "dpeepholes or None, gains): gains is a dict of the gains' gradients by the names of "
+        "forward's norm dict after a normalised forward, else None.");
 }
 
 }  // namespace rnnkit::bindings

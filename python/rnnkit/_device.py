@@ -330,7 +330,7 @@ def backward(handle, dy, dhT, dcT):
         dpeep = empty((3, H), dtype) if handle.peepholes else None
         dev.module.backward(handle, dy, dhT, dcT, dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeep,
                             dev.stream())
-    return dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeep
+    return dx, dh0, dc0, dWx, dWh, db, dbh, dWr, dpeep, None  # None: no normalised gains here
 
 
 def lengths_to_host(dev, lengths):

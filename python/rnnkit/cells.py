@@ -179,8 +179,8 @@ class Cell:
         if checked and not reference:
             from .functional import layer_backward
 
-            dx, dh0, dc0, *rest = layer_backward(cache, dy, dhT, dcT)
-            norm_grads = rest.pop() if isinstance(rest[-1], dict) else {}
+            dx, dh0, dc0, *rest, norm_grads = layer_backward(cache, dy, dhT, dcT)
+            norm_grads = norm_grads or {}
         else:
             norm_grads = {}
             backward = self.reference_backward if reference else self.backward

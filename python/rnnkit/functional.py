@@ -101,7 +101,8 @@ class RecurrentCache:
     def backward(self, dy, dhT, dcT):
         """Backward over checked gradients (``dy`` time-major and C-contiguous or None);
         returns (dx, dh0, dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or
-        None). Callers check the cache first (``check_cache``)."""
+        None, the normalisation gains' gradients as a dict or None), ten items from every
+        backend. Callers check the cache first (``check_cache``)."""
         if not self.segmented:
             return _backward_one(self.handles[0], dy, dhT, dcT)
         # One segment at a time, last first: each handle reruns its segment's forward from the
@@ -310,8 +311,8 @@ def layer_forward(cell, x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=
 
 def layer_backward(cache, dy, dhT, dcT):
     """Backward of a ``layer_forward`` cache on checked, C-contiguous gradients: (dx, dh0, dc0
-    or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None), and with ``norm`` a
-    dict of the gains' gradients."""
+    or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None, the gains' gradients:
+    a dict after a forward with ``norm``, else None)."""
     return cache.backward(dy, dhT, dcT)
 
 
@@ -394,7 +395,7 @@ def rnn_forward(x, h0, Wx, Wh, b, bh=None, *, nonlinearity="tanh", lengths=None,
 
 def rnn_backward(dy, dhT, cache):
     """Gradients of an rnn_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
-    dx, dh0, _, dWx, dWh, db, dbh, _, _ = _backward(_RNN.core_names, dy, dhT, None, cache)
+    dx, dh0, _, dWx, dWh, db, dbh, *_ = _backward(_RNN.core_names, dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh
 
 
@@ -417,7 +418,7 @@ def lstm_forward(x, h0, c0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False, 
 def lstm_backward(dy, dhT, dcT, cache):
     """Gradients of an lstm_forward: returns (dx, dh0, dc0, dWx, dWh, db, dbh), and when the
     forward had Wr or peepholes also (dWr, dpeepholes), None for the one it did not have."""
-    grads = _backward(_LSTM.core_names, dy, dhT, dcT, cache)
+    grads = _backward(_LSTM.core_names, dy, dhT, dcT, cache)[:9]  # the public forward has no norm
     extended = grads[-2] is not None or grads[-1] is not None
     return grads if extended else grads[:7]
 
@@ -438,5 +439,5 @@ def gru_forward(x, h0, Wx, Wh, b, bh=None, *, lengths=None, reverse=False,
 
 def gru_backward(dy, dhT, cache):
     """Gradients of a gru_forward: returns (dx, dh0, dWx, dWh, db, dbh)."""
-    dx, dh0, _, dWx, dWh, db, dbh, _, _ = _backward(_GRU.core_names, dy, dhT, None, cache)
+    dx, dh0, _, dWx, dWh, db, dbh, *_ = _backward(_GRU.core_names, dy, dhT, None, cache)
     return dx, dh0, dWx, dWh, db, dbh
