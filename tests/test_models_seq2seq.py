@@ -120,7 +120,6 @@ def test_source_padding_never_changes_outputs(cell, attention):
 
 
 def test_context_ignores_padding():
-    rng = np.random.default_rng(5)
     model = make("lstm", None)
     src = np.array([[3, 4, 5, 0, 0], [3, 4, 5, 7, 8]])
     _, _, _, init, ctx = model._encode(src, np.array([3, 3]), False)

@@ -702,7 +702,7 @@ def main(argv=None, csv_dir=None, prog="rnnkit bench"):
         f"sgemm: {peak:.1f} GFLOP/s (best of 7, NumPy float32 2048^3, same threads, this run)",
         *([f"dgemm: {dpeak:.1f} GFLOP/s (best of 7, NumPy float64 2048^3, same threads, this run)"]
           if dpeak else []),
-        *([f"fma peak: " + ", ".join(f"{dtype} {gflops:.1f}" for dtype, gflops in fma_peaks.items())
+        *(["fma peak: " + ", ".join(f"{dtype} {gflops:.1f}" for dtype, gflops in fma_peaks.items())
            + f" GFLOP/s (register-only FMA loop, {rnnkit.get_isa()}, every thread at once, best "
              "of 5, this run); % of FMA peak = rnnkit GFLOP/s / that"] if fma_peaks else []),
         *(["GEMM floors: per cell x shape x mode x dtype, NumPy's matmul of exactly the cell's "
