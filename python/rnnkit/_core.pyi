@@ -78,8 +78,9 @@ def forward(
 
 def backward(handle: ForwardHandle, dy: Any, dhT: Any, dcT: Any) -> tuple:
     """BPTT of one layer, one direction, over a training forward's handle. Returns (dx, dh0,
-    dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None), and for a
-    normalised forward a 10th item: the gains' gradients by the names of forward's norm dict."""
+    dc0 or None, dWx, dWh, db, dbh or None, dWr or None, dpeepholes or None, gains): gains is
+    a dict of the gains' gradients by the names of forward's norm dict after a normalised
+    forward, else None."""
 
 def cells() -> list:
     """The core's cell table: name, gates (G), has_cell_state, gate_names (canonical order),
