@@ -45,6 +45,10 @@ struct StepMap {
   int64_t length(int64_t b) const { return lengths ? lengths[b] : T; }
   bool active(int64_t s, int64_t b) const { return s < length(b); }
   int64_t position(int64_t s, int64_t b) const { return reverse ? length(b) - 1 - s : s; }
+  // row of batch row b at step s in a [T*B, .] buffer indexed by position; -1 past its length
+  int64_t row(int64_t s, int64_t b, int64_t B) const {
+    return active(s, b) ? position(s, b) * B + b : -1;
+  }
   // position of step s when every row has the full length (reads no lengths: B may be 0)
   int64_t uniform_position(int64_t s) const { return reverse ? T - 1 - s : s; }
   // true when every row has the full length, so a step touches one contiguous [B, .] slab
@@ -204,6 +208,21 @@ void parallel_ranges(int64_t n, int64_t work, F&& f) {
   parallel_for(parts, [&](int64_t p) { f(n * p / parts, n * (p + 1) / parts); });
 }
 
+// Step s's active rows in two [T*B, width] buffers indexed by position: those of `a` into
+// a_rows, those of `hat` (unless null) into hat_rows.
+template <typename A, typename Hat>
+void step_rows(const StepMap& steps, int64_t s, int64_t B, int64_t width, A* a, Hat* hat,
+               std::vector<A*>& a_rows, std::vector<Hat*>& hat_rows) {
+  a_rows.clear();
+  hat_rows.clear();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t row = steps.row(s, b, B);
+    if (row < 0) continue;
+    a_rows.push_back(a + row * width);
+    if (hat) hat_rows.push_back(hat + row * width);
+  }
+}
+
 // A batch norm of the columns [c0, c0 + F) of the input projection xw ([T*B, G*H], x @ Wx) in
 // place, per step over its active rows; keeps the normalised rows and rstd in the reserve and
 // adds the steps' statistics to stats[0, 2*G*H) (means, then variances).
@@ -213,14 +232,7 @@ void batch_norm_inputs(const LayerNorm<T>& norm, const StepMap& steps, int64_t B
   std::vector<T> scratch(size_t(F + GH));  // the step's means; rstd when nothing is kept
   std::vector<T*> rows, hats;
   for (int64_t s = 0; s < steps.T; ++s) {
-    rows.clear();
-    hats.clear();
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.active(s, b)) continue;
-      const int64_t row = steps.position(s, b) * B + b;
-      rows.push_back(xw + row * GH);
-      if (reserve) hats.push_back(reserve->norm_x.data() + row * GH);
-    }
+    step_rows(steps, s, B, GH, xw, reserve ? reserve->norm_x.data() : nullptr, rows, hats);
     T* rstd = reserve ? reserve->rstd_x.data() + s * GH : scratch.data() + F;
     batch_norm_forward(rows, hats, c0, F, norm.gamma_x, rstd, scratch.data(),
                        stats ? stats : nullptr, stats ? stats + GH : nullptr);
@@ -349,7 +361,7 @@ void forward_rows(const CellSpec& spec, const Dims& dims, const LayerInputs<T>& 
     T* h_next = team ? team->shared[(s + 1) % 2] : h;  // alone, every tile has read h when it changes
     if (!in.recurrent_mask) hr = h;
     for (int64_t i = 0; i < M; ++i)
-      rows[i] = steps.active(s, b0 + i) ? steps.position(s, b0 + i) * B + b0 + i : -1;
+      rows[i] = steps.row(s, b0 + i, B);
     if (in.recurrent_mask)
       for (int64_t k = 0; k < M * S; ++k) hr[k] = h[k] * in.recurrent_mask[b0 * S + k];
 
@@ -631,14 +643,7 @@ void normalize_inputs_backward(const PointwiseKernels<T>& K, const LayerNorm<T>&
     std::vector<T*> rows;
     std::vector<const T*> hats;
     for (int64_t s = 0; s < Tn; ++s) {
-      rows.clear();
-      hats.clear();
-      for (int64_t b = 0; b < B; ++b) {
-        if (!steps.active(s, b)) continue;
-        const int64_t row = steps.position(s, b) * B + b;
-        rows.push_back(dXW + row * GH);
-        hats.push_back(reserve.norm_x.data() + row * GH);
-      }
+      step_rows(steps, s, B, GH, dXW, reserve.norm_x.data(), rows, hats);
       batch_norm_backward(rows, hats, c0, c1 - c0, norm.gamma_x, reserve.rstd_x.data() + s * GH,
                           sums.data());
     }
@@ -656,9 +661,9 @@ void peephole_gradients(const CellSpec& spec, const Dims& dims, const LayerInput
   std::fill(dp, dp + 3 * H, T(0));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t s = 0; s < steps.length(b); ++s) {
-      const int64_t row = steps.position(s, b) * B + b;
+      const int64_t row = steps.row(s, b, B);
       const T* c = reserve.cells.data() + row * H;
-      const T* c_prev = s > 0 ? reserve.cells.data() + (steps.position(s - 1, b) * B + b) * H
+      const T* c_prev = s > 0 ? reserve.cells.data() + steps.row(s - 1, b, B) * H
                               : (in.c0 ? in.c0 + b * H : nullptr);
       const T* da = dA + row * GH;
       for (int64_t j = 0; j < H; ++j) {
@@ -802,10 +807,10 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
       // the gradient reaching each active row's h_t, and h_{t-1} kept for dWh
       for (int64_t i = 0; i < M; ++i) {
         const int64_t b = b0 + i;
-        if (!steps.active(s, b)) continue;
-        const int64_t row = steps.position(s, b) * B + b;
+        const int64_t row = steps.row(s, b, B);
+        if (row < 0) continue;
         const T* h_prev = s == 0 ? (in.h0 ? in.h0 + b * S : nullptr)
-                                 : reserve.states.data() + (steps.position(s - 1, b) * B + b) * S;
+                                 : reserve.states.data() + steps.row(s - 1, b, B) * S;
         copy_row(h_prev ? h_prev + u0 : nullptr, h_prev_all + row * S + u0, u1 - u0);
         for (int64_t j = u0; j < u1; ++j)
           dh_total[i * S + j] = dh[i * S + j] + (g.dy ? g.dy[row * S + j] : T(0));
@@ -819,10 +824,9 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
                         std::min<int64_t>(span, H - t * span), dm + t * span, H, false);
 
       for (int64_t i = 0; i < M; ++i) {
-        const int64_t b = b0 + i;
-        if (!steps.active(s, b)) continue;
-        const int64_t t = steps.position(s, b), row = t * B + b;
-        const int64_t prev_row = s == 0 ? -1 : steps.position(s - 1, b) * B + b;
+        const int64_t b = b0 + i, row = steps.row(s, b, B);
+        if (row < 0) continue;
+        const int64_t prev_row = s == 0 ? -1 : steps.row(s - 1, b, B);
         BackwardRow<T> r = row_view(i);
         r.gates = P::kKeepsGates ? reserve.gates.data() + row * GH : nullptr;
         // h, h_prev and h_in are H wide here: only cells that cannot be projected read them
@@ -857,8 +861,8 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
                            false);
         for (int64_t i = 0; i < M; ++i) {
           const int64_t b = b0 + i;
-          if (!steps.active(s, b)) continue;
-          const int64_t row = steps.position(s, b) * B + b;
+          const int64_t row = steps.row(s, b, B);
+          if (row < 0) continue;
           const T* h_in = h_prev_all + row * H;
           if (mask) {
             for (int64_t j = 0; j < H; ++j) hr_row[j] = h_in[j] * mask[b * H + j];
@@ -881,8 +885,8 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
         step_hats.clear();
         for (int64_t i = 0; i < M; ++i) {
           const int64_t b = b0 + i;
-          if (!steps.active(s, b)) continue;
-          const int64_t row = steps.position(s, b) * B + b;
+          const int64_t row = steps.row(s, b, B);
+          if (row < 0) continue;
           for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
             copy_n(dprod + i * GH + gate * H + bu0, dA_step + i * GH + gate * H + bu0, team ? bn : GH);
           const T* hat = reserve.norm_h.data() + row * GH;
@@ -903,21 +907,20 @@ void backward_with(const CellSpec& spec, const Dims& dims, const LayerInputs<T>&
                          packed[0], d_hr, P::kStages > 1);
 
       for (int64_t i = 0; i < M; ++i) {
-        const int64_t b = b0 + i;
-        if (!steps.active(s, b)) continue;  // rows past their length pass dh through unchanged
+        const int64_t b = b0 + i, row = steps.row(s, b, B);
+        if (row < 0) continue;  // rows past their length pass dh through unchanged
         for (int64_t j = u0; j < u1; ++j) {
           const T d = d_hr[i * S + j];
           dh[i * S + j] = (P::kDirectPath ? dh_direct[i * S + j] : T(0)) +
                           (mask ? mask[b * S + j] * d : d);
         }
         if (!uniform) {
-          T* dA_row = dA + (steps.position(s, b) * B + b) * GH;
           for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
-            copy_n(dA_row + gate * H + bu0, dA_step + i * GH + gate * H + bu0, team ? bn : GH);
+            copy_n(dA + row * GH + gate * H + bu0, dA_step + i * GH + gate * H + bu0, team ? bn : GH);
           if (dHW)
             for (int64_t gate = 0; gate < (team ? P::kGates : 1); ++gate)
-              copy_n(dHW + (steps.position(s, b) * B + b) * GH + gate * H + bu0,
-                     dprod + i * GH + gate * H + bu0, team ? bn : GH);
+              copy_n(dHW + row * GH + gate * H + bu0, dprod + i * GH + gate * H + bu0,
+                     team ? bn : GH);
         }
       }
     }
