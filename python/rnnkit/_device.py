@@ -221,6 +221,19 @@ def array_module(value):
     return np if owner is None else owner.xp
 
 
+def placed(value, name: str, backend, owner: str, hint: str = ""):
+    """``value`` as an array where ``backend`` computes (None: the host; host values such as
+    lists become NumPy arrays); a TypeError naming ``name`` and how to move it when it lives
+    elsewhere: rnnkit never copies between host and device behind the caller's back. ``owner``
+    says whose arrays decide the place ("this layer's parameters", "the outputs")."""
+    where = backend_of(value)
+    if where is not backend:
+        move = f"cupy.asarray({name})" if backend is not None else f"cupy.asnumpy({name})"
+        raise TypeError(f"{name} is {describe(where)} but {owner} are {describe(backend)}; "
+                        f"move {name} there ({move}){hint}")
+    return value if where is not None or isinstance(value, np.ndarray) else np.asarray(value)
+
+
 def put_like(host, like):
     """``host`` (a NumPy array made on the host: a mask from lengths, random numbers) where
     ``like`` lives: itself for a host ``like``, a device copy otherwise."""

@@ -56,16 +56,10 @@ def check_probability(value, name: str) -> float:
 
 
 def placed(x, name: str, device):
-    """``x`` where a layer on ``device`` (a _device backend, None for the host) computes:
-    TypeError naming ``x`` when it lives elsewhere (rnnkit never copies between host and
-    device behind the caller's back); host values (lists) become NumPy arrays."""
-    where = _device.backend_of(x)
-    if where is not device:
-        move = (f"cupy.asarray({name})" if device is not None else f"cupy.asnumpy({name})")
-        raise TypeError(f"{name} is {_device.describe(where)} but this layer's parameters are "
-                        f"{_device.describe(device)}; move {name} there ({move}) or the model "
-                        f"with model.to(...)")
-    return x if where is not None or isinstance(x, np.ndarray) else np.asarray(x)
+    """``x`` where a layer on ``device`` (a _device backend, None for the host) computes (see
+    ``_device.placed``)."""
+    return _device.placed(x, name, device, "this layer's parameters",
+                          " or the model with model.to(...)")
 
 
 def float_input(x, name: str, dtype: np.dtype, ndims=(3,), last: int | None = None,

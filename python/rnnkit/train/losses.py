@@ -37,13 +37,8 @@ def _float_outputs(outputs, name: str) -> np.ndarray:
 
 
 def _with(value, name: str, outputs):
-    """``value`` (targets, a mask) as an array where ``outputs`` live; TypeError naming it when
-    it lives elsewhere."""
-    where, want = _device.backend_of(value), _device.backend_of(outputs)
-    if where is not want:
-        raise TypeError(f"{name} is {_device.describe(where)} but the outputs are "
-                        f"{_device.describe(want)}; pass them from one place")
-    return np.asarray(value) if where is None else value
+    """``value`` (targets, a mask) as an array where ``outputs`` live (see _device.placed)."""
+    return _device.placed(value, name, _device.backend_of(outputs), "the outputs")
 
 
 def _check_mask(mask, shape, name: str = "mask", outputs=None) -> np.ndarray | None:
