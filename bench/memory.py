@@ -2,7 +2,9 @@
 the minimum activations BPTT needs without recomputation, per cell and shape (float32). Then
 the memory held between calls: what the core's scratch arenas keep after one LSTM inference
 call (``rnnkit.retained_memory()``), the process's resident memory (Linux: /proc/self/statm)
-before the call, after it (its output freed) and after ``rnnkit.release_memory()``.
+before the call, after it (its output freed) and after ``rnnkit.release_memory()``. Last,
+what ``segment=k`` trades on a long sequence: the cache kept and the forward + backward time
+(median of 5) with and without it.
 
 Minimum per time step and batch row, H hidden units: RNN h (H); LSTM i, f, g, o, c (5H; h is
 o * tanh(c)); GRU r, z, n, the reset term (h Wh_n + bh_n, or r * h_{t-1}) and h (5H).
@@ -10,6 +12,8 @@ o * tanh(c)); GRU r, z, n, the reset term (h Wh_n + bh_n, or r * h_{t-1}) and h 
     python bench/memory.py
 """
 import os
+import statistics
+import time
 
 import numpy as np
 
@@ -63,6 +67,29 @@ def held_between_calls(T, B, I, H):
     return held, before, after, resident_mb(), freed
 
 
+def segment_trade(T=1000, B=32, I=128, H=256, k=50):
+    """(MB kept, seconds of forward + backward) of an LSTM without segments and with segment=k."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    Wx = (rng.standard_normal((I, 4 * H)) * 0.05).astype(np.float32)
+    Wh = (rng.standard_normal((H, 4 * H)) * 0.05).astype(np.float32)
+    b, dy = np.zeros(4 * H, np.float32), np.ones((T, B, H), np.float32)
+    out = []
+    for segment in (None, k):
+        def call():
+            *_, cache = F.lstm_forward(x, None, None, Wx, Wh, b, segment=segment)
+            F.lstm_backward(dy, None, None, cache)
+            return cache.nbytes
+        kept = call()  # warm-up
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        out.append((kept / 2**20, statistics.median(times)))
+    return out
+
+
 def main():
     print("| cell | T x B x I x H | reserve MB | minimum MB | reserve / minimum |")
     print("|---|---|---:|---:|---:|")
@@ -78,6 +105,11 @@ def main():
     for T, B, I, H in SHAPES[2:]:
         held, before, after, released, freed = held_between_calls(T, B, I, H)
         print(f"| {T}x{B}x{I}x{H} | {held:.1f} | {before:.0f} / {after:.0f} / {released:.0f} | {freed:.1f} |")
+    print()
+    print("| LSTM 1000x32x128x256, float32 | cache kept MB | forward + backward s |")
+    print("|---|---:|---:|")
+    for label, (mb, seconds) in zip(("no segments", "segment=50"), segment_trade()):
+        print(f"| {label} | {mb:.1f} | {seconds:.2f} |")
 
 
 if __name__ == "__main__":
